@@ -1,0 +1,413 @@
+//! The mutable state of one upload session: each slot's life cycle and the
+//! viewers' priority windows. Every transition is a pure method, so the
+//! storage layer can apply it inside an optimistic-concurrency retry loop.
+
+use serde::{Deserialize, Serialize};
+
+use crate::scheduler::{self, Pick};
+
+/// Life cycle of one slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum SlotState {
+    Pending,
+    Assigned { lease_expires_ms: u64 },
+    Uploaded { at_ms: u64 },
+    Published { at_ms: u64 },
+    Failed { reason: String },
+}
+
+impl SlotState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            SlotState::Pending => "pending",
+            SlotState::Assigned { .. } => "assigned",
+            SlotState::Uploaded { .. } => "uploaded",
+            SlotState::Published { .. } => "published",
+            SlotState::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// Slots a viewer is about to need: `playhead_slot` and the `len - 1` after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriorityWindow {
+    pub playhead_slot: usize,
+    pub len: usize,
+    pub updated_ms: u64,
+}
+
+impl PriorityWindow {
+    pub fn contains(&self, slot: usize) -> bool {
+        slot >= self.playhead_slot && slot - self.playhead_slot < self.len
+    }
+}
+
+/// Which processing queue a job goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lane {
+    Priority,
+    Normal,
+}
+
+/// Tunables of the state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchedulePolicy {
+    pub lease_ms: u64,
+    pub window_len: usize,
+    pub window_ttl_ms: u64,
+    pub max_windows: usize,
+}
+
+impl Default for SchedulePolicy {
+    fn default() -> Self {
+        Self {
+            lease_ms: 120_000,
+            window_len: 4,
+            window_ttl_ms: 120_000,
+            max_windows: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("slot {slot} is out of range (the video has {count} slots)")]
+    SlotOutOfRange { slot: usize, count: usize },
+    #[error("slot {0} is already published")]
+    AlreadyPublished(usize),
+}
+
+/// The whole mutable record of a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionState {
+    pub slots: Vec<SlotState>,
+    #[serde(default)]
+    pub windows: Vec<PriorityWindow>,
+    pub created_ms: u64,
+    /// Last time an uploader made progress (assignment, upload, publication).
+    pub progress_ms: u64,
+    #[serde(default)]
+    pub complete: bool,
+    /// Set once the incoming objects of a complete video are cleaned up.
+    #[serde(default)]
+    pub finalised: bool,
+}
+
+/// Result of a prioritize call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prioritized {
+    pub window: Vec<usize>,
+    /// Slots of the window that are uploaded but not yet processed.
+    pub requeue: Vec<usize>,
+}
+
+impl SessionState {
+    pub fn new(slot_count: usize, now_ms: u64) -> Self {
+        Self {
+            slots: vec![SlotState::Pending; slot_count],
+            windows: Vec::new(),
+            created_ms: now_ms,
+            progress_ms: now_ms,
+            complete: false,
+            finalised: false,
+        }
+    }
+
+    fn check_slot(&self, slot: usize) -> Result<(), StateError> {
+        if slot < self.slots.len() {
+            Ok(())
+        } else {
+            Err(StateError::SlotOutOfRange {
+                slot,
+                count: self.slots.len(),
+            })
+        }
+    }
+
+    /// Drops windows that are stale or whose slots are all published.
+    pub fn expire_windows(&mut self, now_ms: u64, policy: &SchedulePolicy) {
+        let slots = &self.slots;
+        self.windows.retain(|w| {
+            now_ms.saturating_sub(w.updated_ms) < policy.window_ttl_ms
+                && (w.playhead_slot..w.playhead_slot.saturating_add(w.len)).any(|s| {
+                    slots
+                        .get(s)
+                        .is_some_and(|st| !matches!(st, SlotState::Published { .. }))
+                })
+        });
+    }
+
+    /// Active windows at `now_ms`.
+    pub fn active_windows(&self, now_ms: u64, policy: &SchedulePolicy) -> Vec<PriorityWindow> {
+        self.windows
+            .iter()
+            .filter(|w| now_ms.saturating_sub(w.updated_ms) < policy.window_ttl_ms)
+            .copied()
+            .collect()
+    }
+
+    /// The lane a job for `slot` belongs in right now.
+    pub fn lane_for(&self, slot: usize, now_ms: u64, policy: &SchedulePolicy) -> Lane {
+        if self
+            .active_windows(now_ms, policy)
+            .iter()
+            .any(|w| w.contains(slot))
+        {
+            Lane::Priority
+        } else {
+            Lane::Normal
+        }
+    }
+
+    /// Slots covered by active windows, nearest a playhead first.
+    pub fn priority_slots(&self, now_ms: u64, policy: &SchedulePolicy) -> Vec<usize> {
+        scheduler::window_order(&self.active_windows(now_ms, policy), self.slots.len())
+            .into_iter()
+            .filter(|s| !matches!(self.slots[*s], SlotState::Published { .. }))
+            .collect()
+    }
+
+    /// Leases up to `max` slots to the uploader.
+    pub fn assign(&mut self, max: usize, now_ms: u64, policy: &SchedulePolicy) -> Vec<Pick> {
+        self.expire_windows(now_ms, policy);
+        let picks = scheduler::pick_next(&self.slots, &self.windows, now_ms, max);
+        let lease_expires_ms = now_ms.saturating_add(policy.lease_ms);
+        for pick in &picks {
+            self.slots[pick.slot] = SlotState::Assigned { lease_expires_ms };
+        }
+        if !picks.is_empty() {
+            self.progress_ms = now_ms;
+        }
+        picks
+    }
+
+    /// The uploader says `slot` is in S3; returns the lane its job goes to.
+    pub fn mark_uploaded(
+        &mut self,
+        slot: usize,
+        now_ms: u64,
+        policy: &SchedulePolicy,
+    ) -> Result<Lane, StateError> {
+        self.check_slot(slot)?;
+        if matches!(self.slots[slot], SlotState::Published { .. }) {
+            return Err(StateError::AlreadyPublished(slot));
+        }
+        self.slots[slot] = SlotState::Uploaded { at_ms: now_ms };
+        self.progress_ms = now_ms;
+        Ok(self.lane_for(slot, now_ms, policy))
+    }
+
+    /// A viewer needs `slot` soon: opens (or moves) a window starting there.
+    pub fn prioritize(
+        &mut self,
+        slot: usize,
+        now_ms: u64,
+        policy: &SchedulePolicy,
+    ) -> Result<Prioritized, StateError> {
+        self.check_slot(slot)?;
+        self.expire_windows(now_ms, policy);
+        let fresh = PriorityWindow {
+            playhead_slot: slot,
+            len: policy.window_len,
+            updated_ms: now_ms,
+        };
+        // A viewer playing on moves its window forward; a seek elsewhere opens a new one.
+        if let Some(existing) = self.windows.iter_mut().find(|w| w.contains(slot)) {
+            *existing = fresh;
+        } else {
+            self.windows.push(fresh);
+            if self.windows.len() > policy.max_windows {
+                self.windows
+                    .sort_by_key(|w| std::cmp::Reverse(w.updated_ms));
+                self.windows.truncate(policy.max_windows);
+            }
+        }
+        let window: Vec<usize> =
+            (slot..slot.saturating_add(policy.window_len).min(self.slots.len())).collect();
+        let requeue = window
+            .iter()
+            .copied()
+            .filter(|s| matches!(self.slots[*s], SlotState::Uploaded { .. }))
+            .collect();
+        Ok(Prioritized { window, requeue })
+    }
+
+    /// The worker accepted the slot's segments. Returns false if it already was published.
+    pub fn mark_published(&mut self, slot: usize, now_ms: u64) -> Result<bool, StateError> {
+        self.check_slot(slot)?;
+        if matches!(self.slots[slot], SlotState::Published { .. }) {
+            return Ok(false);
+        }
+        self.slots[slot] = SlotState::Published { at_ms: now_ms };
+        self.progress_ms = now_ms;
+        self.complete = self
+            .slots
+            .iter()
+            .all(|s| matches!(s, SlotState::Published { .. }));
+        Ok(true)
+    }
+
+    /// The worker refused the slot's segments; the uploader will be asked again.
+    /// A published slot stays published (a late duplicate must not undo it).
+    pub fn mark_failed(&mut self, slot: usize, reason: String) -> Result<bool, StateError> {
+        self.check_slot(slot)?;
+        if matches!(self.slots[slot], SlotState::Published { .. }) {
+            return Ok(false);
+        }
+        self.slots[slot] = SlotState::Failed { reason };
+        Ok(true)
+    }
+
+    /// Counts per state name.
+    pub fn counts(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        let mut counts: std::collections::BTreeMap<&'static str, usize> =
+            ["pending", "assigned", "uploaded", "published", "failed"]
+                .into_iter()
+                .map(|k| (k, 0))
+                .collect();
+        for s in &self.slots {
+            *counts.entry(s.name()).or_default() += 1;
+        }
+        counts
+    }
+
+    /// Slots not yet published.
+    pub fn remaining(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| !matches!(s, SlotState::Published { .. }))
+            .count()
+    }
+
+    /// No progress for `ttl_ms` and not complete: the session is abandoned.
+    pub fn is_abandoned(&self, now_ms: u64, ttl_ms: u64) -> bool {
+        !self.complete && now_ms.saturating_sub(self.progress_ms) >= ttl_ms
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const P: SchedulePolicy = SchedulePolicy {
+        lease_ms: 1_000,
+        window_len: 3,
+        window_ttl_ms: 10_000,
+        max_windows: 2,
+    };
+
+    #[test]
+    fn assignment_leases_slots_and_expired_leases_come_back() {
+        let mut s = SessionState::new(3, 0);
+        let first: Vec<usize> = s.assign(2, 0, &P).iter().map(|p| p.slot).collect();
+        assert_eq!(first, vec![0, 1]);
+        let second: Vec<usize> = s.assign(5, 10, &P).iter().map(|p| p.slot).collect();
+        assert_eq!(second, vec![2]);
+        assert!(s.assign(5, 999, &P).is_empty());
+        let again: Vec<usize> = s.assign(5, 1_010, &P).iter().map(|p| p.slot).collect();
+        assert_eq!(again, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn after_prioritize_next_assignments_start_at_that_slot() {
+        let mut s = SessionState::new(10, 0);
+        s.prioritize(6, 0, &P).unwrap();
+        let picks = s.assign(4, 1, &P);
+        assert_eq!(
+            picks.iter().map(|p| p.slot).collect::<Vec<_>>(),
+            vec![6, 7, 8, 0]
+        );
+        assert!(picks[0].priority && !picks[3].priority);
+    }
+
+    #[test]
+    fn uploads_inside_a_window_go_to_the_priority_lane() {
+        let mut s = SessionState::new(10, 0);
+        s.prioritize(6, 0, &P).unwrap();
+        assert_eq!(s.mark_uploaded(7, 1, &P).unwrap(), Lane::Priority);
+        assert_eq!(s.mark_uploaded(2, 1, &P).unwrap(), Lane::Normal);
+        assert_eq!(s.mark_uploaded(9, 1, &P).unwrap(), Lane::Normal);
+        // The window goes stale after its ttl.
+        assert_eq!(s.mark_uploaded(8, 20_000, &P).unwrap(), Lane::Normal);
+    }
+
+    #[test]
+    fn prioritize_requeues_uploaded_unprocessed_slots_of_the_window() {
+        let mut s = SessionState::new(10, 0);
+        s.mark_uploaded(4, 0, &P).unwrap();
+        s.mark_uploaded(5, 0, &P).unwrap();
+        s.mark_published(5, 0).unwrap();
+        let p = s.prioritize(3, 1, &P).unwrap();
+        assert_eq!(p.window, vec![3, 4, 5]);
+        assert_eq!(p.requeue, vec![4]);
+    }
+
+    #[test]
+    fn a_viewer_playing_on_moves_its_window_and_old_windows_are_capped() {
+        let mut s = SessionState::new(50, 0);
+        s.prioritize(10, 0, &P).unwrap();
+        s.prioritize(11, 1, &P).unwrap(); // same viewer, one slot on
+        assert_eq!(s.windows.len(), 1);
+        assert_eq!(s.windows[0].playhead_slot, 11);
+        s.prioritize(30, 2, &P).unwrap();
+        s.prioritize(40, 3, &P).unwrap();
+        assert_eq!(s.windows.len(), 2, "capped at max_windows, oldest dropped");
+        assert!(s.windows.iter().all(|w| w.playhead_slot != 11));
+    }
+
+    #[test]
+    fn publishing_every_slot_completes_and_duplicates_are_harmless() {
+        let mut s = SessionState::new(2, 0);
+        assert!(s.mark_published(0, 1).unwrap());
+        assert!(!s.mark_published(0, 2).unwrap());
+        assert!(!s.complete);
+        assert!(s.mark_published(1, 3).unwrap());
+        assert!(s.complete);
+        assert!(!s.mark_failed(1, "late duplicate".into()).unwrap());
+        assert_eq!(s.slots[1].name(), "published");
+        assert_eq!(
+            s.mark_uploaded(1, 4, &P),
+            Err(StateError::AlreadyPublished(1))
+        );
+    }
+
+    #[test]
+    fn out_of_range_slots_are_refused() {
+        let mut s = SessionState::new(2, 0);
+        assert!(matches!(
+            s.mark_uploaded(2, 0, &P),
+            Err(StateError::SlotOutOfRange { .. })
+        ));
+        assert!(s.prioritize(99, 0, &P).is_err());
+        assert!(s.mark_published(2, 0).is_err());
+    }
+
+    #[test]
+    fn abandonment_is_measured_from_the_last_progress() {
+        let mut s = SessionState::new(2, 0);
+        assert!(!s.is_abandoned(999, 1_000));
+        assert!(s.is_abandoned(1_000, 1_000));
+        s.assign(1, 900, &P);
+        assert!(!s.is_abandoned(1_000, 1_000));
+        s.mark_published(0, 1).unwrap();
+        s.mark_published(1, 1).unwrap();
+        assert!(
+            !s.is_abandoned(u64::MAX, 1),
+            "a complete video is never reaped"
+        );
+    }
+
+    #[test]
+    fn state_round_trips_through_json() {
+        let mut s = SessionState::new(3, 5);
+        s.mark_failed(1, "wrong tfdt".into()).unwrap();
+        s.prioritize(2, 6, &P).unwrap();
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains("\"state\":\"failed\""));
+        let back: SessionState = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, s);
+    }
+}

@@ -1,0 +1,97 @@
+//! The local runner: provisions LocalStack, serves the API Router plus the
+//! static web pages on 127.0.0.1, plays Lambda's SQS event source mappings
+//! (priority queue first) and runs the reaper periodically.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use chunkstream::config::Config;
+use chunkstream::local::{run_poller, PollerSettings};
+use chunkstream::provision::{provision, QueueSettings};
+use chunkstream::worker::Worker;
+use chunkstream::{api, app_state, aws, reaper, telemetry};
+use tower_http::services::ServeDir;
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init_tracing();
+    let listen: SocketAddr = env_or("CHUNKSTREAM_LISTEN", "127.0.0.1:8080")
+        .parse()
+        .context("CHUNKSTREAM_LISTEN must be host:port")?;
+    let bucket = env_or("CHUNKSTREAM_BUCKET", "chunkstream-local");
+    let queue_prefix = env_or("CHUNKSTREAM_QUEUE_PREFIX", "chunkstream");
+    let web_dir = env_or("CHUNKSTREAM_WEB_DIR", "web/dist");
+    let reap_every = Duration::from_secs(
+        env_or("CHUNKSTREAM_REAP_INTERVAL_SECS", "300")
+            .parse()
+            .context("CHUNKSTREAM_REAP_INTERVAL_SECS")?,
+    );
+
+    let clients = aws::clients_from_env().await;
+    let queues = provision(&clients, &bucket, &queue_prefix, &QueueSettings::default())
+        .await
+        .context("provisioning LocalStack (is it running? see localstack/start.sh)")?;
+    let config = Config::from_env_with(&[
+        ("CHUNKSTREAM_BUCKET", bucket.clone()),
+        (
+            "CHUNKSTREAM_PRIORITY_QUEUE_URL",
+            queues.priority_queue_url.clone(),
+        ),
+        (
+            "CHUNKSTREAM_NORMAL_QUEUE_URL",
+            queues.normal_queue_url.clone(),
+        ),
+        (
+            "CHUNKSTREAM_PUBLIC_BASE_URL",
+            env_or("CHUNKSTREAM_PUBLIC_BASE_URL", &format!("http://{listen}")),
+        ),
+    ])?;
+    let session_ttl = config.session_ttl;
+    let state = app_state(config, &clients);
+
+    let worker = Worker::new(state.sessions.clone());
+    tokio::spawn(run_poller(
+        clients.sqs.clone(),
+        worker,
+        PollerSettings {
+            priority_url: queues.priority_queue_url,
+            normal_url: queues.normal_queue_url,
+            normal_batch: 2,
+            idle_wait_secs: 1,
+        },
+    ));
+    let reaper_sessions = state.sessions.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(reap_every);
+        loop {
+            tick.tick().await;
+            match reaper::reap_abandoned(&reaper_sessions, session_ttl).await {
+                Ok(report) if !report.reaped.is_empty() => tracing::info!(?report, "reaper"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "reaper failed"),
+            }
+        }
+    });
+
+    let app = api::app(state).fallback_service(ServeDir::new(&web_dir));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    tracing::info!(%listen, %web_dir, %bucket, "runner ready");
+    println!("Chunkstream is running: open http://{listen}/");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving")?;
+    Ok(())
+}

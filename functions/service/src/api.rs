@@ -1,0 +1,509 @@
+//! The HTTP API as one axum `Router`: run by `lambda_http::run` in Lambda and
+//! by `axum::serve` in the local runner. See docs/api.md.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chunkstream_domain::plan::SegmentPlan;
+use chunkstream_domain::state::{Lane, SessionState, SlotState, StateError};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::queue::{Job, JobQueue};
+use crate::sessions::{self, now_ms, SessionRecord, Sessions};
+use crate::store::PresignedUpload;
+
+/// What every handler shares; built once per process.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub sessions: Sessions,
+    pub queue: Arc<dyn JobQueue>,
+}
+
+/// Largest request body accepted: a plan of `max_slots` slots fits easily.
+const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+const MAX_ASSIGNMENTS: usize = 16;
+/// A viewer's repeated misses on the same slot refresh its window at most this often.
+const HINT_REFRESH_MS: u64 = 2_000;
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/api/health", get(|| async { Json(json!({"ok": true})) }))
+        .route("/api/videos", post(create_video))
+        .route("/api/videos/{id}/init", post(init_uploads))
+        .route("/api/videos/{id}/next", post(next_assignments))
+        .route(
+            "/api/videos/{id}/slots/{slot}/uploaded",
+            post(slot_uploaded),
+        )
+        .route("/api/videos/{id}/prioritize", post(prioritize))
+        .route("/api/videos/{id}/status", get(status))
+        .route("/v/{id}/manifest.mpd", get(manifest))
+        .route("/v/{id}/init/{file}", get(init_segment))
+        .route("/v/{id}/seg/{track}/{file}", get(media_segment))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(tower_http::cors::Any)
+                .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+                .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION]),
+        )
+        .with_state(state)
+}
+
+/// Parses a JSON body, turning every failure into a 400 that says what is wrong.
+fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            format!("request body: {e}"),
+        )
+    })
+}
+
+fn check_secret(headers: &HeaderMap, record: &SessionRecord) -> Result<(), ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            ApiError::client(
+                StatusCode::UNAUTHORIZED,
+                "missing_secret",
+                "send the session's upload secret as 'Authorization: Bearer <upload_secret>'",
+            )
+        })?;
+    if record.secret_matches(presented) {
+        Ok(())
+    } else {
+        Err(ApiError::client(
+            StatusCode::FORBIDDEN,
+            "wrong_secret",
+            "the upload secret does not match this video",
+        ))
+    }
+}
+
+async fn load_authorized(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<SessionRecord, ApiError> {
+    let record = state.sessions.load(id).await?;
+    check_secret(headers, &record)?;
+    Ok(record)
+}
+
+#[derive(Serialize)]
+struct InitUpload {
+    track_id: u32,
+    #[serde(flatten)]
+    upload: PresignedUpload,
+}
+
+async fn presign_inits(
+    state: &AppState,
+    record: &SessionRecord,
+) -> Result<Vec<InitUpload>, ApiError> {
+    let mut out = Vec::with_capacity(record.plan.tracks.len());
+    for track in &record.plan.tracks {
+        let upload = state
+            .sessions
+            .store()
+            .presign_put(
+                &sessions::init_key(&record.video_id, track.id),
+                "video/mp4",
+                track.init_size,
+                state.config.presign_ttl,
+            )
+            .await?;
+        out.push(InitUpload {
+            track_id: track.id,
+            upload,
+        });
+    }
+    Ok(out)
+}
+
+async fn create_video(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let plan: SegmentPlan = parse_json(&body)?;
+    plan.validate(&state.config.limits)?;
+    let slot_count = plan.slots.len();
+    let (record, secret) = state.sessions.create(plan).await?;
+    let id = record.video_id.clone();
+    let base = &state.config.public_base_url;
+    let init_uploads = presign_inits(&state, &record).await?;
+    tracing::info!(video_id = %id, slots = slot_count, "session created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "video_id": id,
+            "upload_secret": secret,
+            "watch_url": format!("{base}/watch.html?v={id}"),
+            "manifest_url": format!("{base}/v/{id}/manifest.mpd"),
+            "status_url": format!("{base}/api/videos/{id}/status"),
+            "slot_count": slot_count,
+            "init_uploads": init_uploads,
+        })),
+    )
+        .into_response())
+}
+
+async fn init_uploads(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let record = load_authorized(&state, &id, &headers).await?;
+    Ok(Json(
+        json!({"init_uploads": presign_inits(&state, &record).await?}),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NextRequest {
+    max: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct SlotUpload {
+    track_id: u32,
+    #[serde(flatten)]
+    upload: PresignedUpload,
+}
+
+#[derive(Serialize)]
+struct Assignment {
+    slot: usize,
+    priority: bool,
+    #[serde(with = "crate::rfc3339")]
+    lease_expires_at: SystemTime,
+    uploads: Vec<SlotUpload>,
+}
+
+async fn next_assignments(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let record = load_authorized(&state, &id, &headers).await?;
+    let request: NextRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        NextRequest::default()
+    } else {
+        parse_json(&body)?
+    };
+    let max = request.max.unwrap_or(4);
+    if !(1..=MAX_ASSIGNMENTS).contains(&max) {
+        return Err(ApiError::bad_request(format!(
+            "max must be between 1 and {MAX_ASSIGNMENTS}"
+        )));
+    }
+    let policy = state.config.policy;
+    let (picks, complete, remaining, priority_slots) = state
+        .sessions
+        .update_state(&id, |s: &mut SessionState| {
+            let now = now_ms();
+            let picks = s.assign(max, now, &policy);
+            let dirty = !picks.is_empty();
+            Ok::<_, std::convert::Infallible>((
+                (
+                    picks,
+                    s.complete,
+                    s.remaining(),
+                    s.priority_slots(now, &policy),
+                ),
+                dirty,
+            ))
+        })
+        .await?
+        .unwrap_or_else(|never| match never {});
+    let lease_expires_at = SystemTime::now() + std::time::Duration::from_millis(policy.lease_ms);
+    let mut assignments = Vec::with_capacity(picks.len());
+    for pick in picks {
+        let mut uploads = Vec::with_capacity(record.plan.tracks.len());
+        for (track, frag) in record
+            .plan
+            .tracks
+            .iter()
+            .zip(&record.plan.slots[pick.slot].tracks)
+        {
+            let upload = state
+                .sessions
+                .store()
+                .presign_put(
+                    &sessions::incoming_key(&id, pick.slot, track.id),
+                    "video/mp4",
+                    frag.size,
+                    state.config.presign_ttl,
+                )
+                .await?;
+            uploads.push(SlotUpload {
+                track_id: track.id,
+                upload,
+            });
+        }
+        assignments.push(Assignment {
+            slot: pick.slot,
+            priority: pick.priority,
+            lease_expires_at,
+            uploads,
+        });
+    }
+    Ok(Json(json!({
+        "assignments": assignments,
+        "complete": complete,
+        "remaining": remaining,
+        "priority_slots": priority_slots,
+    })))
+}
+
+async fn slot_uploaded(
+    State(state): State<AppState>,
+    Path((id, slot)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let record = load_authorized(&state, &id, &headers).await?;
+    let slot: usize = slot.parse().map_err(|_| {
+        ApiError::client(
+            StatusCode::NOT_FOUND,
+            "slot_out_of_range",
+            format!("'{slot}' is not a slot number"),
+        )
+    })?;
+    let policy = state.config.policy;
+    let lane = state
+        .sessions
+        .update_state(&id, |s: &mut SessionState| {
+            Ok::<_, StateError>((s.mark_uploaded(slot, now_ms(), &policy)?, true))
+        })
+        .await?
+        .map_err(ApiError::from)?;
+    state
+        .queue
+        .enqueue(&Job {
+            video_id: record.video_id,
+            slot,
+            lane,
+        })
+        .await?;
+    tracing::info!(video_id = %id, slot, ?lane, "slot uploaded");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"slot": slot, "queue": lane})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrioritizeRequest {
+    position: Option<f64>,
+    slot: Option<usize>,
+}
+
+/// Opens (or refreshes) a priority window at `slot` and moves uploaded,
+/// unprocessed slots of it to the priority lane. `min_refresh_ms` lets a
+/// burst of identical hints cost one write.
+async fn apply_priority(
+    state: &AppState,
+    id: &str,
+    slot: usize,
+    min_refresh_ms: u64,
+) -> Result<(Vec<usize>, Vec<usize>), ApiError> {
+    let policy = state.config.policy;
+    let prioritized = state
+        .sessions
+        .update_state(id, |s: &mut SessionState| {
+            let now = now_ms();
+            let fresh = s.windows.iter().any(|w| {
+                w.playhead_slot == slot && now.saturating_sub(w.updated_ms) < min_refresh_ms
+            });
+            if fresh {
+                return Ok::<_, StateError>(((Vec::new(), Vec::new()), false));
+            }
+            let p = s.prioritize(slot, now, &policy)?;
+            Ok(((p.window, p.requeue), true))
+        })
+        .await?
+        .map_err(ApiError::from)?;
+    for &requeued in &prioritized.1 {
+        state
+            .queue
+            .enqueue(&Job {
+                video_id: id.to_string(),
+                slot: requeued,
+                lane: Lane::Priority,
+            })
+            .await?;
+    }
+    Ok(prioritized)
+}
+
+async fn prioritize(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let request: PrioritizeRequest = parse_json(&body)?;
+    let record = state.sessions.load(&id).await?;
+    let slot = match (request.slot, request.position) {
+        (Some(slot), None) => slot,
+        (None, Some(position)) if position.is_finite() && position >= 0.0 => {
+            record.plan.slot_at(position)
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "position must be a finite number of seconds >= 0",
+            ))
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "send exactly one of 'position' (seconds) or 'slot'",
+            ))
+        }
+    };
+    let (window, requeued) = apply_priority(&state, &id, slot, 0).await?;
+    tracing::info!(video_id = %id, slot, ?requeued, "prioritized");
+    Ok(Json(json!({"window": window, "requeued": requeued})))
+}
+
+async fn status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let record = state.sessions.load(&id).await?;
+    let (s, _) = state.sessions.state(&id).await?;
+    let times = record.plan.slot_times();
+    let slots: Vec<serde_json::Value> = s
+        .slots
+        .iter()
+        .zip(&times)
+        .map(|(slot, (start, duration))| {
+            let mut v = json!({"start": start, "duration": duration, "state": slot.name()});
+            if let SlotState::Failed { reason } = slot {
+                v["reason"] = json!(reason);
+            }
+            v
+        })
+        .collect();
+    let body = json!({
+        "video_id": id,
+        "complete": s.complete,
+        "slot_count": s.slots.len(),
+        "duration": record.plan.duration_secs(),
+        "counts": s.counts(),
+        "slots": slots,
+        "priority_slots": s.priority_slots(now_ms(), &state.config.policy),
+    });
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
+}
+
+async fn stream_object(
+    state: &AppState,
+    key: &str,
+    content_type: &'static str,
+    cache: &'static str,
+) -> Result<Option<Response>, ApiError> {
+    let Some(object) = state.sessions.store().get_stream(key).await? else {
+        return Ok(None);
+    };
+    let mut response = Response::new(Body::from_stream(object.body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    headers.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(object.content_length),
+    );
+    Ok(Some(response))
+}
+
+async fn manifest(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if !sessions::is_valid_video_id(&id) {
+        return Err(ApiError::unknown_video());
+    }
+    stream_object(
+        &state,
+        &sessions::manifest_key(&id),
+        "application/dash+xml",
+        "public, max-age=60",
+    )
+    .await?
+    .ok_or_else(ApiError::unknown_video)
+}
+
+fn parse_numbered(file: &str, ext: &str) -> Option<u64> {
+    file.strip_suffix(ext)?.parse().ok()
+}
+
+async fn init_segment(
+    State(state): State<AppState>,
+    Path((id, file)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let track =
+        parse_numbered(&file, ".mp4").ok_or_else(|| ApiError::not_found("no such init segment"))?;
+    if !sessions::is_valid_video_id(&id) || track > u64::from(u32::MAX) {
+        return Err(ApiError::not_found("no such init segment"));
+    }
+    stream_object(
+        &state,
+        &sessions::init_key(&id, track as u32),
+        "video/mp4",
+        "public, max-age=60",
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("init segment not uploaded yet"))
+}
+
+async fn media_segment(
+    State(state): State<AppState>,
+    Path((id, track, file)): Path<(String, u32, String)>,
+) -> Result<Response, ApiError> {
+    let slot = parse_numbered(&file, ".m4s")
+        .ok_or_else(|| ApiError::not_found("no such segment"))? as usize;
+    if !sessions::is_valid_video_id(&id) {
+        return Err(ApiError::not_found("no such segment"));
+    }
+    let key = sessions::published_key(&id, track, slot);
+    if let Some(response) = stream_object(
+        &state,
+        &key,
+        "video/mp4",
+        "public, max-age=31536000, immutable",
+    )
+    .await?
+    {
+        return Ok(response);
+    }
+    // A viewer wants this slot and it is not there: that is a priority hint.
+    match apply_priority(&state, &id, slot, HINT_REFRESH_MS).await {
+        Ok(_) => {}
+        Err(ApiError::Client { .. }) => {}
+        Err(ApiError::Internal(e)) => {
+            tracing::warn!(video_id = %id, slot, error = %e, "priority hint failed")
+        }
+    }
+    let mut response = ApiError::not_found("segment not published yet").into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}

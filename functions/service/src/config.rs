@@ -1,0 +1,115 @@
+//! Configuration, read once at start from the environment into a typed struct.
+//! A missing or malformed variable stops the process with a message naming it.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use chunkstream_domain::plan::PlanLimits;
+use chunkstream_domain::state::SchedulePolicy;
+
+/// Everything the API, the worker and the reaper need to know.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The one bucket: sessions, manifests, init and media segments.
+    pub bucket: String,
+    pub priority_queue_url: String,
+    pub normal_queue_url: String,
+    /// Where viewers reach the API and the web pages, e.g. `http://127.0.0.1:8080`.
+    pub public_base_url: String,
+    /// Lifetime of a presigned upload URL.
+    pub presign_ttl: Duration,
+    /// A session with no progress for this long is reaped.
+    pub session_ttl: Duration,
+    pub limits: PlanLimits,
+    pub policy: SchedulePolicy,
+}
+
+/// Reads variables by name; empty values count as unset.
+struct Vars<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Vars<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn required(&self, name: &str) -> anyhow::Result<String> {
+        self.get(name)
+            .with_context(|| format!("set {name} (see README, 'Configuration')"))
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> anyhow::Result<T> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => match v.trim().parse() {
+                Ok(n) => Ok(n),
+                Err(_) => bail!("{name}={v:?} is not a valid number"),
+            },
+        }
+    }
+}
+
+impl Config {
+    /// Like [`Config::from_env`], with some variables given by the caller
+    /// (the runner knows the queue URLs only after provisioning).
+    pub fn from_env_with(overrides: &[(&str, String)]) -> anyhow::Result<Self> {
+        Self::from_lookup(&|name: &str| {
+            overrides
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+                .or_else(|| std::env::var(name).ok())
+        })
+    }
+
+    /// Reads `CHUNKSTREAM_*` variables; see the README for the list.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(&|name: &str| std::env::var(name).ok())
+    }
+
+    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let vars = Vars { lookup };
+        let defaults = PlanLimits::default();
+        let policy = SchedulePolicy::default();
+        let public_base_url = vars
+            .get("CHUNKSTREAM_PUBLIC_BASE_URL")
+            .unwrap_or_else(|| "http://127.0.0.1:8080".into())
+            .trim_end_matches('/')
+            .to_string();
+        let config = Self {
+            bucket: vars.required("CHUNKSTREAM_BUCKET")?,
+            priority_queue_url: vars.required("CHUNKSTREAM_PRIORITY_QUEUE_URL")?,
+            normal_queue_url: vars.required("CHUNKSTREAM_NORMAL_QUEUE_URL")?,
+            public_base_url,
+            presign_ttl: Duration::from_secs(vars.number("CHUNKSTREAM_PRESIGN_TTL_SECS", 600)?),
+            session_ttl: Duration::from_secs(
+                vars.number("CHUNKSTREAM_SESSION_TTL_SECS", 24 * 3600)?,
+            ),
+            limits: PlanLimits {
+                max_slots: vars.number("CHUNKSTREAM_MAX_SLOTS", defaults.max_slots)?,
+                max_total_bytes: vars
+                    .number("CHUNKSTREAM_MAX_TOTAL_BYTES", defaults.max_total_bytes)?,
+                max_segment_bytes: vars
+                    .number("CHUNKSTREAM_MAX_SEGMENT_BYTES", defaults.max_segment_bytes)?,
+                max_total_duration_secs: vars.number(
+                    "CHUNKSTREAM_MAX_DURATION_SECS",
+                    defaults.max_total_duration_secs,
+                )?,
+                ..defaults
+            },
+            policy: SchedulePolicy {
+                lease_ms: vars.number("CHUNKSTREAM_LEASE_SECS", policy.lease_ms / 1000)? * 1000,
+                window_len: vars.number("CHUNKSTREAM_WINDOW_SLOTS", policy.window_len)?,
+                ..policy
+            },
+        };
+        if config.policy.window_len == 0 {
+            bail!("CHUNKSTREAM_WINDOW_SLOTS must be at least 1");
+        }
+        if config.presign_ttl.is_zero() || config.presign_ttl > Duration::from_secs(7 * 24 * 3600) {
+            bail!("CHUNKSTREAM_PRESIGN_TTL_SECS must be between 1 and 604800");
+        }
+        Ok(config)
+    }
+}

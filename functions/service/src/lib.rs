@@ -1,0 +1,37 @@
+//! Chunkstream's service layer: the S3 and SQS adapters behind narrow traits,
+//! the HTTP API `Router`, the worker's batch handler, the reaper, and the
+//! local runner's queue poller. Domain logic lives in `chunkstream-domain`.
+
+pub mod api;
+pub mod aws;
+pub mod config;
+pub mod error;
+pub mod local;
+pub mod provision;
+pub mod queue;
+pub mod reaper;
+pub mod rfc3339;
+pub mod sessions;
+pub mod store;
+pub mod telemetry;
+pub mod worker;
+
+use std::sync::Arc;
+
+/// Builds the API state from config and clients (once per process).
+pub fn app_state(config: config::Config, clients: &aws::AwsClients) -> api::AppState {
+    let store: Arc<dyn store::ObjectStore> = Arc::new(store::S3Store::new(
+        clients.s3.clone(),
+        config.bucket.clone(),
+    ));
+    let queue = Arc::new(queue::SqsQueues::new(
+        clients.sqs.clone(),
+        config.priority_queue_url.clone(),
+        config.normal_queue_url.clone(),
+    ));
+    api::AppState {
+        config: Arc::new(config),
+        sessions: sessions::Sessions::new(store),
+        queue,
+    }
+}

@@ -1,0 +1,281 @@
+//! Sessions stored in S3, one prefix per video:
+//!
+//! ```text
+//! videos/{id}/session.json          immutable: plan, hash of the upload secret (written If-None-Match)
+//! videos/{id}/state.json            mutable: slot states, priority windows (written If-Match ETag)
+//! videos/{id}/manifest.mpd          written once at creation
+//! videos/{id}/init/{track}.mp4      uploaded by the client through a presigned URL
+//! videos/{id}/incoming/{slot}/{track}.m4s   uploaded, not yet checked
+//! videos/{id}/seg/{track}/{slot}.m4s        checked and published (server-side copy)
+//! ```
+//!
+//! Two writers racing on `state.json` are resolved by optimistic concurrency:
+//! every change is a pure transition re-applied on a fresh read until its
+//! conditional write wins.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use bytes::Bytes;
+use chunkstream_domain::manifest;
+use chunkstream_domain::plan::SegmentPlan;
+use chunkstream_domain::state::SessionState;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::store::{ObjectStore, PutCondition, StoreError};
+
+pub const VIDEOS_PREFIX: &str = "videos/";
+
+pub fn video_prefix(id: &str) -> String {
+    format!("{VIDEOS_PREFIX}{id}/")
+}
+pub fn session_key(id: &str) -> String {
+    format!("{VIDEOS_PREFIX}{id}/session.json")
+}
+pub fn state_key(id: &str) -> String {
+    format!("{VIDEOS_PREFIX}{id}/state.json")
+}
+pub fn manifest_key(id: &str) -> String {
+    format!("{VIDEOS_PREFIX}{id}/manifest.mpd")
+}
+pub fn init_key(id: &str, track_id: u32) -> String {
+    format!("{VIDEOS_PREFIX}{id}/{}", manifest::init_path(track_id))
+}
+pub fn incoming_prefix(id: &str) -> String {
+    format!("{VIDEOS_PREFIX}{id}/incoming/")
+}
+pub fn incoming_key(id: &str, slot: usize, track_id: u32) -> String {
+    format!("{VIDEOS_PREFIX}{id}/incoming/{slot}/{track_id}.m4s")
+}
+pub fn published_key(id: &str, track_id: u32, slot: usize) -> String {
+    format!(
+        "{VIDEOS_PREFIX}{id}/{}",
+        manifest::segment_path(track_id, slot)
+    )
+}
+
+/// 128 random bits, base64url: 22 characters.
+const VIDEO_ID_LEN: usize = 22;
+
+/// True for strings that could be a video id; anything else never reaches S3.
+pub fn is_valid_video_id(id: &str) -> bool {
+    id.len() == VIDEO_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    // ThreadRng is a CSPRNG seeded from the OS.
+    rand::rng().fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+pub fn secret_hash(secret: &str) -> String {
+    hex_lower(&Sha256::digest(secret.as_bytes()))
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compares without an early exit, so timing does not leak how much matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The immutable part of a session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub video_id: String,
+    pub plan: SegmentPlan,
+    pub secret_sha256: String,
+    pub created_ms: u64,
+}
+
+impl SessionRecord {
+    pub fn secret_matches(&self, presented: &str) -> bool {
+        constant_time_eq(
+            secret_hash(presented).as_bytes(),
+            self.secret_sha256.as_bytes(),
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored record {key} is corrupt: {detail}")]
+    Corrupt { key: String, detail: String },
+    #[error("too much contention on {0}")]
+    Contention(String),
+    #[error("no such video")]
+    NotFound,
+}
+
+/// Reads and writes sessions through an [`ObjectStore`].
+#[derive(Clone)]
+pub struct Sessions {
+    store: Arc<dyn ObjectStore>,
+}
+
+const MAX_STATE_ATTEMPTS: u32 = 25;
+
+impl Sessions {
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Stores a validated plan: state, then the immutable record, then the manifest.
+    /// Returns the record and the clear-text upload secret (never stored).
+    pub async fn create(&self, plan: SegmentPlan) -> Result<(SessionRecord, String), SessionError> {
+        let video_id = random_token(16);
+        let secret = random_token(32);
+        let now = now_ms();
+        let record = SessionRecord {
+            video_id: video_id.clone(),
+            secret_sha256: secret_hash(&secret),
+            created_ms: now,
+            plan,
+        };
+        let state = SessionState::new(record.plan.slots.len(), now);
+        self.put_json(&state_key(&video_id), &state, PutCondition::IfAbsent)
+            .await?;
+        self.put_json(&session_key(&video_id), &record, PutCondition::IfAbsent)
+            .await?;
+        let mpd = manifest::render_mpd(&record.plan);
+        self.store
+            .put(
+                &manifest_key(&video_id),
+                Bytes::from(mpd),
+                "application/dash+xml",
+                PutCondition::Always,
+            )
+            .await?;
+        Ok((record, secret))
+    }
+
+    async fn put_json<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        cond: PutCondition,
+    ) -> Result<String, SessionError> {
+        let body = serde_json::to_vec(value).map_err(|e| SessionError::Corrupt {
+            key: key.into(),
+            detail: e.to_string(),
+        })?;
+        Ok(self
+            .store
+            .put(key, Bytes::from(body), "application/json", cond)
+            .await?)
+    }
+
+    pub async fn load(&self, video_id: &str) -> Result<SessionRecord, SessionError> {
+        if !is_valid_video_id(video_id) {
+            return Err(SessionError::NotFound);
+        }
+        let key = session_key(video_id);
+        let obj = self.store.get(&key).await?.ok_or(SessionError::NotFound)?;
+        serde_json::from_slice(&obj.body).map_err(|e| SessionError::Corrupt {
+            key,
+            detail: e.to_string(),
+        })
+    }
+
+    pub async fn state(&self, video_id: &str) -> Result<(SessionState, String), SessionError> {
+        let key = state_key(video_id);
+        let obj = self.store.get(&key).await?.ok_or(SessionError::NotFound)?;
+        let state = serde_json::from_slice(&obj.body).map_err(|e| SessionError::Corrupt {
+            key,
+            detail: e.to_string(),
+        })?;
+        Ok((state, obj.etag))
+    }
+
+    /// Applies `change` to the current state and writes it back if nothing else
+    /// wrote in between; otherwise re-reads and re-applies. `change` returning
+    /// `Err` aborts without writing; `Ok((value, false))` means "nothing to write".
+    pub async fn update_state<T, E, F>(
+        &self,
+        video_id: &str,
+        mut change: F,
+    ) -> Result<Result<T, E>, SessionError>
+    where
+        F: FnMut(&mut SessionState) -> Result<(T, bool), E>,
+    {
+        let key = state_key(video_id);
+        for attempt in 0..MAX_STATE_ATTEMPTS {
+            let (mut state, etag) = self.state(video_id).await?;
+            let (value, dirty) = match change(&mut state) {
+                Ok(v) => v,
+                Err(e) => return Ok(Err(e)),
+            };
+            if !dirty {
+                return Ok(Ok(value));
+            }
+            match self
+                .put_json(&key, &state, PutCondition::IfMatch(etag))
+                .await
+            {
+                Ok(_) => return Ok(Ok(value)),
+                Err(SessionError::Store(StoreError::PreconditionFailed(_))) => {
+                    // Back off a little, with jitter, before re-reading.
+                    let jitter = rand::random::<u64>() % (5 + 5 * u64::from(attempt));
+                    tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(SessionError::Contention(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_valid_and_distinct() {
+        let a = random_token(16);
+        let b = random_token(16);
+        assert!(is_valid_video_id(&a), "{a}");
+        assert_ne!(a, b);
+        assert!(!is_valid_video_id("../../etc/passwd"));
+        assert!(!is_valid_video_id("short"));
+        assert!(!is_valid_video_id("aaaaaaaaaaaaaaaaaaaaa/"));
+    }
+
+    #[test]
+    fn secrets_match_only_themselves() {
+        let record = SessionRecord {
+            video_id: "x".into(),
+            plan: SegmentPlan {
+                file_name: None,
+                fingerprint: None,
+                tracks: vec![],
+                slots: vec![],
+            },
+            secret_sha256: secret_hash("right"),
+            created_ms: 0,
+        };
+        assert!(record.secret_matches("right"));
+        assert!(!record.secret_matches("wrong"));
+        assert!(!record.secret_matches(""));
+    }
+}

@@ -1,0 +1,405 @@
+//! The object store capability (S3 is the only store: no database) and its
+//! AWS adapter.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+use futures::Stream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write lost a race (`If-Match` / `If-None-Match`).
+    #[error("precondition failed on {0}")]
+    PreconditionFailed(String),
+    #[error("object store: {0}")]
+    Backend(String),
+}
+
+/// How a write relates to what is already stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutCondition {
+    Always,
+    /// Only if no object exists at the key.
+    IfAbsent,
+    /// Only if the stored object still has this ETag.
+    IfMatch(String),
+}
+
+/// A small object read whole, with its ETag for conditional writes.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    pub body: Bytes,
+    pub etag: String,
+}
+
+/// The first bytes of a (possibly large) object and its real length.
+#[derive(Debug, Clone)]
+pub struct ObjectHead {
+    pub head: Bytes,
+    pub total_len: u64,
+    pub etag: String,
+}
+
+pub type ByteStreamBox = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// An object to stream to a viewer.
+pub struct StreamedObject {
+    pub content_length: u64,
+    pub content_type: Option<String>,
+    pub body: ByteStreamBox,
+}
+
+/// A presigned upload: the client sends exactly these headers.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PresignedUpload {
+    pub method: String,
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+    #[serde(with = "crate::rfc3339")]
+    pub expires_at: SystemTime,
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    async fn get(&self, key: &str) -> Result<Option<StoredObject>, StoreError>;
+    /// Reads at most `max_bytes` from the start of the object.
+    async fn get_head(&self, key: &str, max_bytes: u64) -> Result<Option<ObjectHead>, StoreError>;
+    async fn get_stream(&self, key: &str) -> Result<Option<StreamedObject>, StoreError>;
+    /// Returns the new ETag.
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        condition: PutCondition,
+    ) -> Result<String, StoreError>;
+    /// Server-side copy, only if the source still has `source_etag`.
+    async fn copy(&self, from: &str, to: &str, source_etag: &str) -> Result<(), StoreError>;
+    async fn delete_prefix(&self, prefix: &str) -> Result<usize, StoreError>;
+    /// Common prefixes one level below `prefix` (delimiter `/`).
+    async fn list_children(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// A PUT URL bound to `key`, `content_type` and exactly `content_length` bytes.
+    async fn presign_put(
+        &self,
+        key: &str,
+        content_type: &str,
+        content_length: u64,
+        ttl: Duration,
+    ) -> Result<PresignedUpload, StoreError>;
+}
+
+/// The S3 adapter.
+#[derive(Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3Store {
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
+        Self {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+}
+
+fn backend<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    what: &str,
+    key: &str,
+    err: SdkError<E, R>,
+) -> StoreError {
+    let detail = match err.as_service_error() {
+        Some(e) => format!("{}: {}", e.code().unwrap_or("?"), e.message().unwrap_or("")),
+        None => format!("{err:?}"),
+    };
+    StoreError::Backend(format!("{what} {key}: {detail}"))
+}
+
+type S3Response = aws_sdk_s3::config::http::HttpResponse;
+
+fn http_status<E>(err: &SdkError<E, S3Response>) -> Option<u16> {
+    err.raw_response().map(|r| r.status().as_u16())
+}
+
+fn is_precondition_failure<E: ProvideErrorMetadata>(err: &SdkError<E, S3Response>) -> bool {
+    let by_code = err
+        .as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|c| c == "PreconditionFailed" || c == "ConditionalRequestConflict");
+    by_code || matches!(http_status(err), Some(409 | 412))
+}
+
+fn is_not_found<E: ProvideErrorMetadata>(err: &SdkError<E, S3Response>) -> bool {
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|c| c == "NoSuchKey" || c == "NotFound")
+        || http_status(err) == Some(404)
+}
+
+fn clean_etag(etag: Option<&str>) -> String {
+    etag.unwrap_or_default().to_string()
+}
+
+fn into_stream(body: ByteStream) -> ByteStreamBox {
+    Box::pin(futures::stream::unfold(body, |mut body| async move {
+        match body.next().await {
+            None => None,
+            Some(Ok(chunk)) => Some((Ok(chunk), body)),
+            Some(Err(e)) => Some((Err(std::io::Error::other(e)), body)),
+        }
+    }))
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn get(&self, key: &str) -> Result<Option<StoredObject>, StoreError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let etag = clean_etag(out.e_tag());
+                let body = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| StoreError::Backend(format!("reading {key}: {e}")))?
+                    .into_bytes();
+                Ok(Some(StoredObject { body, etag }))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(backend("get", key, e)),
+        }
+    }
+
+    async fn get_head(&self, key: &str, max_bytes: u64) -> Result<Option<ObjectHead>, StoreError> {
+        let range = format!("bytes=0-{}", max_bytes.saturating_sub(1));
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(range)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let etag = clean_etag(out.e_tag());
+                // Content-Range: bytes 0-N/TOTAL; without it the whole object came back.
+                let total_from_range = out
+                    .content_range()
+                    .and_then(|r| r.rsplit('/').next())
+                    .and_then(|t| t.parse::<u64>().ok());
+                let content_length = out.content_length().unwrap_or(0).max(0) as u64;
+                let mut head = Vec::with_capacity(content_length.min(max_bytes) as usize);
+                let mut body = out.body;
+                while let Some(chunk) = body.next().await {
+                    let chunk =
+                        chunk.map_err(|e| StoreError::Backend(format!("reading {key}: {e}")))?;
+                    let room = (max_bytes as usize).saturating_sub(head.len());
+                    head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+                let total_len = total_from_range.unwrap_or(content_length);
+                Ok(Some(ObjectHead {
+                    head: Bytes::from(head),
+                    total_len,
+                    etag,
+                }))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            // An empty object cannot satisfy a range.
+            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("InvalidRange") => {
+                Ok(Some(ObjectHead {
+                    head: Bytes::new(),
+                    total_len: 0,
+                    etag: String::new(),
+                }))
+            }
+            Err(e) => Err(backend("get", key, e)),
+        }
+    }
+
+    async fn get_stream(&self, key: &str) -> Result<Option<StreamedObject>, StoreError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(StreamedObject {
+                content_length: out.content_length().unwrap_or(0).max(0) as u64,
+                content_type: out.content_type().map(str::to_string),
+                body: into_stream(out.body),
+            })),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(backend("get", key, e)),
+        }
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        condition: PutCondition,
+    ) -> Result<String, StoreError> {
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body));
+        req = match &condition {
+            PutCondition::Always => req,
+            PutCondition::IfAbsent => req.if_none_match("*"),
+            PutCondition::IfMatch(etag) => req.if_match(etag),
+        };
+        match req.send().await {
+            Ok(out) => Ok(clean_etag(out.e_tag())),
+            Err(e) if condition != PutCondition::Always && is_precondition_failure(&e) => {
+                Err(StoreError::PreconditionFailed(key.to_string()))
+            }
+            Err(e) => Err(backend("put", key, e)),
+        }
+    }
+
+    async fn copy(&self, from: &str, to: &str, source_etag: &str) -> Result<(), StoreError> {
+        let source = format!("{}/{}", self.bucket, from);
+        match self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(to)
+            .copy_source(source)
+            .copy_source_if_match(source_etag)
+            .content_type("video/mp4")
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_precondition_failure(&e) => {
+                Err(StoreError::PreconditionFailed(from.to_string()))
+            }
+            Err(e) => Err(backend("copy", from, e)),
+        }
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<usize, StoreError> {
+        let mut deleted = 0;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .send()
+                .await
+                .map_err(|e| backend("list", prefix, e))?;
+            let ids: Vec<_> = page
+                .contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .filter_map(|k| {
+                    aws_sdk_s3::types::ObjectIdentifier::builder()
+                        .key(k)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            if ids.is_empty() {
+                return Ok(deleted);
+            }
+            deleted += ids.len();
+            let delete = aws_sdk_s3::types::Delete::builder()
+                .set_objects(Some(ids))
+                .quiet(true)
+                .build()
+                .map_err(|e| StoreError::Backend(format!("delete {prefix}: {e}")))?;
+            self.client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| backend("delete", prefix, e))?;
+        }
+    }
+
+    async fn list_children(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .delimiter("/")
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| backend("list", prefix, e))?;
+            out.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix())
+                    .map(str::to_string),
+            );
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn presign_put(
+        &self,
+        key: &str,
+        content_type: &str,
+        content_length: u64,
+        ttl: Duration,
+    ) -> Result<PresignedUpload, StoreError> {
+        let config = PresigningConfig::expires_in(ttl)
+            .map_err(|e| StoreError::Backend(format!("presign: {e}")))?;
+        let length = i64::try_from(content_length)
+            .map_err(|_| StoreError::Backend("length overflow".into()))?;
+        let presigned = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .content_length(length)
+            .presigned(config)
+            .await
+            .map_err(|e| backend("presign", key, e))?;
+        let mut headers: BTreeMap<String, String> = presigned
+            .headers()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+            .collect();
+        // Browsers set these themselves; listing them tells other clients what is signed.
+        headers.insert("content-type".into(), content_type.into());
+        headers.insert("content-length".into(), content_length.to_string());
+        Ok(PresignedUpload {
+            method: presigned.method().to_string(),
+            url: presigned.uri().to_string(),
+            headers,
+            expires_at: SystemTime::now() + ttl,
+        })
+    }
+}

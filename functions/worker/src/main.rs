@@ -1,0 +1,40 @@
+//! The worker Lambda. SQS batches (from either lane's event source mapping) go
+//! to the shared batch handler; an EventBridge schedule event runs the reaper.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use chunkstream::sessions::Sessions;
+use chunkstream::store::S3Store;
+use chunkstream::worker::{handle_batch, Worker};
+use chunkstream::{aws, config::Config, reaper, telemetry};
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::Value;
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init_tracing();
+    let config = Config::from_env()?;
+    let clients = aws::clients_from_env().await;
+    let sessions = Sessions::new(Arc::new(S3Store::new(
+        clients.s3.clone(),
+        config.bucket.clone(),
+    )));
+    let worker = Worker::new(sessions.clone());
+    let ttl = config.session_ttl;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let worker = worker.clone();
+        let sessions = sessions.clone();
+        async move {
+            if event.payload.get("Records").is_some() {
+                let batch: SqsEvent = serde_json::from_value(event.payload)?;
+                Ok::<Value, lambda_runtime::Error>(serde_json::to_value(
+                    handle_batch(&worker, batch).await,
+                )?)
+            } else {
+                let report = reaper::reap_abandoned(&sessions, ttl).await?;
+                Ok(serde_json::to_value(report)?)
+            }
+        }
+    }))
+    .await
+}

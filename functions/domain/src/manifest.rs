@@ -12,14 +12,15 @@ use dash_mpd::{
 
 use crate::plan::{SegmentPlan, TrackKind};
 
-/// Key (relative to the manifest) of a track's init segment.
-pub fn init_path(track_id: u32) -> String {
-    format!("init/{track_id}.mp4")
+/// Path (relative to the manifest) of the init segment of the plan's track `track`
+/// (its index in the plan, which is also its Representation id).
+pub fn init_path(track: usize) -> String {
+    format!("init/{track}.mp4")
 }
 
-/// Key (relative to the manifest) of a track's published media segment.
-pub fn segment_path(track_id: u32, slot: usize) -> String {
-    format!("seg/{track_id}/{slot}.m4s")
+/// Path (relative to the manifest) of a published media segment.
+pub fn segment_path(track: usize, slot: usize) -> String {
+    format!("seg/{track}/{slot}.m4s")
 }
 
 const INIT_TEMPLATE: &str = "init/$RepresentationID$.mp4";
@@ -73,7 +74,7 @@ pub fn build_mpd(plan: &SegmentPlan) -> MPD {
                 TrackKind::Audio => ("audio", "audio/mp4"),
             };
             let representation = Representation {
-                id: Some(track.id.to_string()),
+                id: Some(ti.to_string()),
                 bandwidth: Some(bandwidth.max(1)),
                 codecs: Some(track.codec.clone()),
                 mimeType: Some(mime.into()),
@@ -236,7 +237,7 @@ mod tests {
             assert_eq!(expand(tpl.SegmentTimeline.as_ref().unwrap()), want);
             assert_eq!(
                 aset.representations[0].id.as_deref(),
-                Some(track.id.to_string().as_str())
+                Some(ti.to_string().as_str())
             );
             assert_eq!(
                 aset.representations[0].codecs.as_deref(),

@@ -109,6 +109,8 @@ async fn load_authorized(
 
 #[derive(Serialize)]
 struct InitUpload {
+    /// Index of the track in the plan.
+    track: usize,
     track_id: u32,
     #[serde(flatten)]
     upload: PresignedUpload,
@@ -119,18 +121,19 @@ async fn presign_inits(
     record: &SessionRecord,
 ) -> Result<Vec<InitUpload>, ApiError> {
     let mut out = Vec::with_capacity(record.plan.tracks.len());
-    for track in &record.plan.tracks {
+    for (index, track) in record.plan.tracks.iter().enumerate() {
         let upload = state
             .sessions
             .store()
             .presign_put(
-                &sessions::init_key(&record.video_id, track.id),
+                &sessions::init_key(&record.video_id, index),
                 "video/mp4",
                 track.init_size,
                 state.config.presign_ttl,
             )
             .await?;
         out.push(InitUpload {
+            track: index,
             track_id: track.id,
             upload,
         });
@@ -181,6 +184,8 @@ struct NextRequest {
 
 #[derive(Serialize)]
 struct SlotUpload {
+    /// Index of the track in the plan.
+    track: usize,
     track_id: u32,
     #[serde(flatten)]
     upload: PresignedUpload,
@@ -236,23 +241,25 @@ async fn next_assignments(
     let mut assignments = Vec::with_capacity(picks.len());
     for pick in picks {
         let mut uploads = Vec::with_capacity(record.plan.tracks.len());
-        for (track, frag) in record
+        for (index, (track, frag)) in record
             .plan
             .tracks
             .iter()
             .zip(&record.plan.slots[pick.slot].tracks)
+            .enumerate()
         {
             let upload = state
                 .sessions
                 .store()
                 .presign_put(
-                    &sessions::incoming_key(&id, pick.slot, track.id),
+                    &sessions::incoming_key(&id, pick.slot, index),
                     "video/mp4",
                     frag.size,
                     state.config.presign_ttl,
                 )
                 .await?;
             uploads.push(SlotUpload {
+                track: index,
                 track_id: track.id,
                 upload,
             });
@@ -450,7 +457,7 @@ async fn manifest(
     .ok_or_else(ApiError::unknown_video)
 }
 
-fn parse_numbered(file: &str, ext: &str) -> Option<u64> {
+fn parse_numbered(file: &str, ext: &str) -> Option<usize> {
     file.strip_suffix(ext)?.parse().ok()
 }
 
@@ -460,12 +467,12 @@ async fn init_segment(
 ) -> Result<Response, ApiError> {
     let track =
         parse_numbered(&file, ".mp4").ok_or_else(|| ApiError::not_found("no such init segment"))?;
-    if !sessions::is_valid_video_id(&id) || track > u64::from(u32::MAX) {
+    if !sessions::is_valid_video_id(&id) {
         return Err(ApiError::not_found("no such init segment"));
     }
     stream_object(
         &state,
-        &sessions::init_key(&id, track as u32),
+        &sessions::init_key(&id, track),
         "video/mp4",
         "public, max-age=60",
     )
@@ -475,10 +482,13 @@ async fn init_segment(
 
 async fn media_segment(
     State(state): State<AppState>,
-    Path((id, track, file)): Path<(String, u32, String)>,
+    Path((id, track, file)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
-    let slot = parse_numbered(&file, ".m4s")
-        .ok_or_else(|| ApiError::not_found("no such segment"))? as usize;
+    let slot =
+        parse_numbered(&file, ".m4s").ok_or_else(|| ApiError::not_found("no such segment"))?;
+    let track: usize = track
+        .parse()
+        .map_err(|_| ApiError::not_found("no such segment"))?;
     if !sessions::is_valid_video_id(&id) {
         return Err(ApiError::not_found("no such segment"));
     }

@@ -4,10 +4,13 @@
 //! videos/{id}/session.json          immutable: plan, hash of the upload secret (written If-None-Match)
 //! videos/{id}/state.json            mutable: slot states, priority windows (written If-Match ETag)
 //! videos/{id}/manifest.mpd          written once at creation
-//! videos/{id}/init/{track}.mp4      uploaded by the client through a presigned URL
-//! videos/{id}/incoming/{slot}/{track}.m4s   uploaded, not yet checked
+//! videos/{id}/init/{track}.mp4      ({track}: the track's index in the plan)      uploaded by the client through a presigned URL
 //! videos/{id}/seg/{track}/{slot}.m4s        checked and published (server-side copy)
+//! incoming/{id}/{slot}/{track}.m4s          uploaded, not yet checked
 //! ```
+//!
+//! Incoming objects live under their own top-level prefix so one S3 lifecycle
+//! rule (literal prefixes only) can expire forgotten uploads.
 //!
 //! Two writers racing on `state.json` are resolved by optimistic concurrency:
 //! every change is a pure transition re-applied on a fresh read until its
@@ -41,19 +44,21 @@ pub fn state_key(id: &str) -> String {
 pub fn manifest_key(id: &str) -> String {
     format!("{VIDEOS_PREFIX}{id}/manifest.mpd")
 }
-pub fn init_key(id: &str, track_id: u32) -> String {
-    format!("{VIDEOS_PREFIX}{id}/{}", manifest::init_path(track_id))
+pub fn init_key(id: &str, track: usize) -> String {
+    format!("{VIDEOS_PREFIX}{id}/{}", manifest::init_path(track))
 }
+pub const INCOMING_PREFIX: &str = "incoming/";
+
 pub fn incoming_prefix(id: &str) -> String {
-    format!("{VIDEOS_PREFIX}{id}/incoming/")
+    format!("{INCOMING_PREFIX}{id}/")
 }
-pub fn incoming_key(id: &str, slot: usize, track_id: u32) -> String {
-    format!("{VIDEOS_PREFIX}{id}/incoming/{slot}/{track_id}.m4s")
+pub fn incoming_key(id: &str, slot: usize, track: usize) -> String {
+    format!("{INCOMING_PREFIX}{id}/{slot}/{track}.m4s")
 }
-pub fn published_key(id: &str, track_id: u32, slot: usize) -> String {
+pub fn published_key(id: &str, track: usize, slot: usize) -> String {
     format!(
         "{VIDEOS_PREFIX}{id}/{}",
-        manifest::segment_path(track_id, slot)
+        manifest::segment_path(track, slot)
     )
 }
 

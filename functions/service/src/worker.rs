@@ -60,8 +60,13 @@ impl Worker {
         let plan = &record.plan;
         let store = self.sessions.store();
         let mut checked = Vec::with_capacity(plan.tracks.len());
-        for (track, frag) in plan.tracks.iter().zip(&plan.slots[job.slot].tracks) {
-            let from = sessions::incoming_key(id, job.slot, track.id);
+        for (index, (track, frag)) in plan
+            .tracks
+            .iter()
+            .zip(&plan.slots[job.slot].tracks)
+            .enumerate()
+        {
+            let from = sessions::incoming_key(id, job.slot, index);
             let refusal = match store.get_head(&from, MAX_CHECK_BYTES).await? {
                 None => Err(format!(
                     "track {}: segment not found in upload area",
@@ -83,7 +88,7 @@ impl Worker {
             };
             match refusal {
                 Ok(etag) => {
-                    checked.push((from, sessions::published_key(id, track.id, job.slot), etag))
+                    checked.push((from, sessions::published_key(id, index, job.slot), etag))
                 }
                 Err(reason) => return self.refuse(id, job.slot, reason).await,
             }

@@ -1,0 +1,666 @@
+//! Integration tests against real LocalStack S3 and SQS, through the real AWS
+//! SDKs, with real fMP4 segments made by ffmpeg. Start LocalStack first
+//! (`localstack/start.sh`, or just run `scripts/test.sh`).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use chunkstream::local::{poll_once, PollerSettings};
+use chunkstream::provision::QueueSettings;
+use chunkstream::queue::Job;
+use chunkstream::reaper::reap_abandoned;
+use chunkstream::sessions;
+use chunkstream::worker::Outcome;
+use chunkstream_domain::state::{Lane, SlotState};
+use common::*;
+use serde_json::{json, Value};
+
+fn poller(stack: &TestStack) -> PollerSettings {
+    PollerSettings {
+        priority_url: stack.queues.priority_queue_url.clone(),
+        normal_url: stack.queues.normal_queue_url.clone(),
+        normal_batch: 2,
+        idle_wait_secs: 0,
+    }
+}
+
+async fn drain(stack: &TestStack) {
+    for _ in 0..50 {
+        if poll_once(&stack.clients.sqs, &stack.worker, &poller(stack), false)
+            .await
+            .unwrap()
+            == 0
+        {
+            return;
+        }
+    }
+    panic!("queues did not drain");
+}
+
+async fn next(stack: &TestStack, id: &str, secret: &str, max: usize) -> Value {
+    let (status, body) = stack
+        .call(
+            "POST",
+            &format!("/api/videos/{id}/next"),
+            Some(secret),
+            Some(&json!({"max": max}).to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn report_uploaded(stack: &TestStack, id: &str, secret: &str, slot: u64) -> Value {
+    let (status, body) = stack
+        .call(
+            "POST",
+            &format!("/api/videos/{id}/slots/{slot}/uploaded"),
+            Some(secret),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    body
+}
+
+async fn status(stack: &TestStack, id: &str) -> Value {
+    let (code, body) = stack
+        .call("GET", &format!("/api/videos/{id}/status"), None, None)
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_flow_publishes_every_slot_and_ffmpeg_decodes_every_source_frame() {
+    let media = media();
+    let stack = TestStack::new().await;
+    let base = stack.serve().await;
+    let (id, secret, created) = create_session(&stack, &media.plan).await;
+    assert!(id.len() >= 22);
+
+    // The manifest exists at once, before any upload.
+    let mpd = reqwest::get(format!("{base}/v/{id}/manifest.mpd"))
+        .await
+        .unwrap();
+    assert_eq!(mpd.status(), 200);
+
+    upload_inits(&created, media).await;
+    loop {
+        let batch = next(&stack, &id, &secret, 2).await;
+        let assignments = batch["assignments"].as_array().unwrap().clone();
+        if assignments.is_empty() {
+            break;
+        }
+        for a in &assignments {
+            upload_assignment(a, media).await;
+            let reported = report_uploaded(&stack, &id, &secret, a["slot"].as_u64().unwrap()).await;
+            assert_eq!(reported["queue"], "normal");
+        }
+    }
+    drain(&stack).await;
+
+    let st = status(&stack, &id).await;
+    assert_eq!(st["complete"], true, "{st}");
+    assert_eq!(st["counts"]["published"], media.plan.slots.len());
+    // The job retired: the upload area is empty.
+    let incoming = stack
+        .clients
+        .s3
+        .list_objects_v2()
+        .bucket(&stack.queues.bucket)
+        .prefix(sessions::incoming_prefix(&id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(incoming.key_count(), Some(0));
+
+    // An independent client reads the published MPD over HTTP.
+    let url = format!("{base}/v/{id}/manifest.mpd");
+    let frames = tokio::task::spawn_blocking(move || count_video_frames(&url))
+        .await
+        .unwrap();
+    assert_eq!(
+        frames, media.source_frames,
+        "decoded frames of the published MPD vs the source"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presigned_urls_refuse_wrong_size_type_tampering_and_expiry() {
+    let media = media();
+    let stack = TestStack::new().await;
+    let (id, secret, _) = create_session(&stack, &media.plan).await;
+    let batch = next(&stack, &id, &secret, 1).await;
+    let upload = batch["assignments"][0]["uploads"][0].clone();
+    let right = media.segments[0][0].clone();
+    let signed: Vec<&str> = upload["url"]
+        .as_str()
+        .unwrap()
+        .split("X-Amz-SignedHeaders=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .take(1)
+        .collect();
+    assert!(
+        signed[0].contains("content-length") && signed[0].contains("content-type"),
+        "{signed:?}"
+    );
+
+    let mut short = right.clone();
+    short.pop();
+    assert_eq!(
+        put_presigned(&upload, short).await.status(),
+        403,
+        "wrong size"
+    );
+
+    let mut wrong_type = upload.clone();
+    wrong_type["headers"]["content-type"] = json!("text/plain");
+    assert_eq!(
+        put_presigned(&wrong_type, right.clone()).await.status(),
+        403,
+        "wrong content-type"
+    );
+
+    let mut tampered = upload.clone();
+    let url = upload["url"].as_str().unwrap();
+    let other_key = url.replace("/0/0.m4s", "/1/0.m4s");
+    assert_ne!(other_key, url);
+    tampered["url"] = json!(other_key);
+    assert_eq!(
+        put_presigned(&tampered, right.clone()).await.status(),
+        403,
+        "other key"
+    );
+    let sig_pos = url.find("X-Amz-Signature=").unwrap() + "X-Amz-Signature=".len();
+    let mut bad_sig = url.to_string();
+    let flipped = if &bad_sig[sig_pos..=sig_pos] == "0" {
+        "1"
+    } else {
+        "0"
+    };
+    bad_sig.replace_range(sig_pos..=sig_pos, flipped);
+    tampered["url"] = json!(bad_sig);
+    assert_eq!(
+        put_presigned(&tampered, right.clone()).await.status(),
+        403,
+        "flipped signature"
+    );
+
+    let expiring = stack
+        .state
+        .sessions
+        .store()
+        .presign_put(
+            &sessions::incoming_key(&id, 0, 0),
+            "video/mp4",
+            right.len() as u64,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let expired = serde_json::to_value(&expiring).unwrap();
+    assert_eq!(
+        put_presigned(&expired, right.clone()).await.status(),
+        403,
+        "expired"
+    );
+
+    // And the genuine upload still works.
+    assert_eq!(put_presigned(&upload, right).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_prioritize_assignments_start_at_the_window_and_its_jobs_jump_the_backlog() {
+    let media = media();
+    let stack = TestStack::new().await;
+    // A long synthetic video: assignments only, nothing uploaded.
+    let long = synthetic_plan(30);
+    let (long_id, long_secret, _) = create_session(&stack, &long).await;
+    let (code, body) = stack
+        .call(
+            "POST",
+            &format!("/api/videos/{long_id}/prioritize"),
+            None,
+            Some(r#"{"position": 205.0}"#),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let window_start = body["window"][0].as_u64().unwrap();
+    assert_eq!(window_start, long.slot_at(205.0) as u64);
+    let batch = next(&stack, &long_id, &long_secret, 6).await;
+    let slots: Vec<u64> = batch["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["slot"].as_u64().unwrap())
+        .collect();
+    let w = window_start;
+    assert_eq!(slots, vec![w, w + 1, w + 2, w + 3, 0, 1]);
+    assert_eq!(batch["assignments"][0]["priority"], true);
+    assert_eq!(batch["assignments"][4]["priority"], false);
+
+    // A real video: slots 0 and 1 go to the normal lane behind a backlog; slot 2 is
+    // in a viewer's window, goes to the priority lane and is processed first.
+    let (id, secret, created) = create_session(&stack, &media.plan).await;
+    upload_inits(&created, media).await;
+    for _ in 0..20 {
+        stack
+            .state
+            .queue
+            .enqueue(&Job {
+                video_id: long_id.clone(),
+                slot: 29,
+                lane: Lane::Normal,
+            })
+            .await
+            .unwrap();
+    }
+    let all = next(&stack, &id, &secret, 3).await;
+    for a in all["assignments"].as_array().unwrap() {
+        upload_assignment(a, media).await;
+    }
+    assert_eq!(
+        report_uploaded(&stack, &id, &secret, 0).await["queue"],
+        "normal"
+    );
+    assert_eq!(
+        report_uploaded(&stack, &id, &secret, 1).await["queue"],
+        "normal"
+    );
+    let (code, _) = stack
+        .call(
+            "POST",
+            &format!("/api/videos/{id}/prioritize"),
+            None,
+            Some(r#"{"slot": 2}"#),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        report_uploaded(&stack, &id, &secret, 2).await["queue"],
+        "priority"
+    );
+
+    poll_once(&stack.clients.sqs, &stack.worker, &poller(&stack), false)
+        .await
+        .unwrap();
+    let st = status(&stack, &id).await;
+    assert_eq!(st["slots"][2]["state"], "published", "{st}");
+    assert_eq!(st["slots"][0]["state"], "uploaded");
+    assert_eq!(st["slots"][1]["state"], "uploaded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prioritizing_an_uploaded_slot_moves_its_job_to_the_priority_lane() {
+    let media = media();
+    let stack = TestStack::new().await;
+    let (id, secret, _) = create_session(&stack, &media.plan).await;
+    let batch = next(&stack, &id, &secret, 3).await;
+    for a in batch["assignments"].as_array().unwrap() {
+        upload_assignment(a, media).await;
+    }
+    report_uploaded(&stack, &id, &secret, 1).await;
+    assert_eq!(stack.queue_depth(&stack.queues.priority_queue_url).await, 0);
+    let (_, body) = stack
+        .call(
+            "POST",
+            &format!("/api/videos/{id}/prioritize"),
+            None,
+            Some(r#"{"slot": 1}"#),
+        )
+        .await;
+    assert_eq!(body["requeued"], json!([1]));
+    assert_eq!(stack.queue_depth(&stack.queues.priority_queue_url).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_delivered_twice_also_concurrently_publishes_once_and_keeps_state_consistent() {
+    let media = media();
+    let stack = TestStack::new().await;
+    let (id, secret, _) = create_session(&stack, &media.plan).await;
+    let batch = next(&stack, &id, &secret, 1).await;
+    upload_assignment(&batch["assignments"][0], media).await;
+    report_uploaded(&stack, &id, &secret, 0).await;
+    let job = Job {
+        video_id: id.clone(),
+        slot: 0,
+        lane: Lane::Normal,
+    };
+
+    let (a, b, c) = tokio::join!(
+        stack.worker.process(&job),
+        stack.worker.process(&job),
+        stack.worker.process(&job)
+    );
+    let outcomes = [a.unwrap(), b.unwrap(), c.unwrap()];
+    let published = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Published { .. }))
+        .count();
+    assert_eq!(published, 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Outcome::Published { .. } | Outcome::AlreadyPublished)),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        stack.worker.process(&job).await.unwrap(),
+        Outcome::AlreadyPublished
+    );
+
+    let (state, _) = stack.state.sessions.state(&id).await.unwrap();
+    assert!(matches!(state.slots[0], SlotState::Published { .. }));
+    assert_eq!(state.counts()["published"], 1);
+    // The published bytes are exactly the uploaded ones.
+    for ti in 0..media.plan.tracks.len() {
+        let obj = stack
+            .state
+            .sessions
+            .store()
+            .get(&sessions::published_key(&id, ti, 0))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(obj.body.as_ref(), media.segments[0][ti].as_slice());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_segment_is_marked_failed_with_its_reason_and_handed_out_again() {
+    let media = media();
+    let stack = TestStack::new().await;
+    let (id, secret, _) = create_session(&stack, &media.plan).await;
+    let batch = next(&stack, &id, &secret, 2).await;
+    // Slot 1's segments uploaded in slot 0's place: right track, wrong tfdt and size.
+    let a0 = &batch["assignments"][0];
+    assert_eq!(a0["slot"], 0);
+    for (i, upload) in a0["uploads"].as_array().unwrap().iter().enumerate() {
+        let mut bytes = media.segments[1][i].clone();
+        bytes.resize(media.segments[0][i].len(), 0);
+        assert_eq!(put_presigned(upload, bytes).await.status(), 200);
+    }
+    report_uploaded(&stack, &id, &secret, 0).await;
+    drain(&stack).await;
+    let st = status(&stack, &id).await;
+    assert_eq!(st["slots"][0]["state"], "failed", "{st}");
+    let reason = st["slots"][0]["reason"].as_str().unwrap();
+    assert!(!reason.is_empty(), "{st}");
+    let again = next(&stack, &id, &secret, 1).await;
+    assert_eq!(
+        again["assignments"][0]["slot"], 0,
+        "a failed slot is assigned again first"
+    );
+    upload_assignment(&again["assignments"][0], media).await;
+    report_uploaded(&stack, &id, &secret, 0).await;
+    drain(&stack).await;
+    assert_eq!(status(&stack, &id).await["slots"][0]["state"], "published");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_ends_in_the_dead_letter_queue() {
+    let stack = TestStack::with(
+        QueueSettings {
+            visibility_timeout_secs: 1,
+            max_receive_count: 2,
+        },
+        |_| {},
+    )
+    .await;
+    stack
+        .clients
+        .sqs
+        .send_message()
+        .queue_url(&stack.queues.normal_queue_url)
+        .message_body("this is not a job")
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..40 {
+        poll_once(&stack.clients.sqs, &stack.worker, &poller(&stack), false)
+            .await
+            .unwrap();
+        if stack.queue_depth(&stack.queues.normal_dlq_url).await == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    panic!("the poison message never reached the DLQ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_state_changes_are_never_lost() {
+    let stack = TestStack::new().await;
+    let plan = synthetic_plan(24);
+    let (id, secret, _) = create_session(&stack, &plan).await;
+    next(&stack, &id, &secret, 16).await;
+    next(&stack, &id, &secret, 16).await;
+    let reports = (0..24u64).map(|slot| {
+        let stack = &stack;
+        let (id, secret) = (id.clone(), secret.clone());
+        async move { report_uploaded(stack, &id, &secret, slot).await }
+    });
+    futures::future::join_all(reports).await;
+    let st = status(&stack, &id).await;
+    assert_eq!(st["counts"]["uploaded"], 24, "{st}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_deletes_abandoned_sessions_and_keeps_live_ones() {
+    let stack = TestStack::new().await;
+    let (abandoned, _, _) = create_session(&stack, &synthetic_plan(3)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (live, _, _) = create_session(&stack, &synthetic_plan(3)).await;
+    let report = reap_abandoned(&stack.state.sessions, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(report.reaped, vec![abandoned.clone()]);
+    assert!(report.objects_deleted >= 3);
+    let (code, _) = stack
+        .call(
+            "GET",
+            &format!("/api/videos/{abandoned}/status"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, _) = stack
+        .call("GET", &format!("/api/videos/{live}/status"), None, None)
+        .await;
+    assert_eq!(code, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_request_gets_its_own_4xx_with_a_reason() {
+    let media = media();
+    let stack = TestStack::with(QueueSettings::default(), |c| c.limits.max_slots = 5).await;
+    let plan = serde_json::to_value(&media.plan).unwrap();
+    let post = |body: String| {
+        let stack = &stack;
+        async move { stack.call("POST", "/api/videos", None, Some(&body)).await }
+    };
+    let expect = |(code, body): (StatusCode, Value), want_code: StatusCode, want: &str| {
+        assert_eq!(code, want_code, "{body}");
+        assert_eq!(body["error"], want, "{body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+    };
+    expect(
+        post("{not json".into()).await,
+        StatusCode::BAD_REQUEST,
+        "bad_json",
+    );
+    expect(
+        post(json!({"tracks": 3}).to_string()).await,
+        StatusCode::BAD_REQUEST,
+        "bad_json",
+    );
+    let mut too_many = plan.clone();
+    too_many["slots"] = serde_json::to_value(&synthetic_plan(6).slots).unwrap();
+    expect(
+        post(too_many.to_string()).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "caps_exceeded",
+    );
+    let mut gap = plan.clone();
+    gap["slots"][1]["tracks"][0]["start"] = json!(1);
+    expect(
+        post(gap.to_string()).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "broken_timeline",
+    );
+    let mut codec = plan.clone();
+    codec["tracks"][0]["codec"] = json!("mjpg");
+    expect(
+        post(codec.to_string()).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unsupported_codec",
+    );
+
+    let (id, secret, _) = create_session(&stack, &media.plan).await;
+    let unknown = "AAAAAAAAAAAAAAAAAAAAAA";
+    expect(
+        stack
+            .call("GET", &format!("/api/videos/{unknown}/status"), None, None)
+            .await,
+        StatusCode::NOT_FOUND,
+        "unknown_video",
+    );
+    expect(
+        stack
+            .call("GET", "/api/videos/..%2F..%2Fetc/status", None, None)
+            .await,
+        StatusCode::NOT_FOUND,
+        "unknown_video",
+    );
+    expect(
+        stack
+            .call("POST", &format!("/api/videos/{id}/next"), None, Some("{}"))
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "missing_secret",
+    );
+    expect(
+        stack
+            .call(
+                "POST",
+                &format!("/api/videos/{id}/next"),
+                Some("nope"),
+                Some("{}"),
+            )
+            .await,
+        StatusCode::FORBIDDEN,
+        "wrong_secret",
+    );
+    expect(
+        stack
+            .call(
+                "POST",
+                &format!("/api/videos/{id}/next"),
+                Some(&secret),
+                Some(r#"{"max": 0}"#),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    expect(
+        stack
+            .call(
+                "POST",
+                &format!("/api/videos/{id}/next"),
+                Some(&secret),
+                Some(r#"{"max": "x"}"#),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "bad_json",
+    );
+    expect(
+        stack
+            .call(
+                "POST",
+                &format!("/api/videos/{id}/slots/99/uploaded"),
+                Some(&secret),
+                None,
+            )
+            .await,
+        StatusCode::NOT_FOUND,
+        "slot_out_of_range",
+    );
+    expect(
+        stack
+            .call(
+                "POST",
+                &format!("/api/videos/{id}/prioritize"),
+                None,
+                Some(r#"{"slot": 99}"#),
+            )
+            .await,
+        StatusCode::NOT_FOUND,
+        "slot_out_of_range",
+    );
+    expect(
+        stack
+            .call(
+                "POST",
+                &format!("/api/videos/{id}/prioritize"),
+                None,
+                Some(r#"{}"#),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    expect(
+        stack
+            .call(
+                "POST",
+                &format!("/api/videos/{id}/prioritize"),
+                None,
+                Some(r#"{"position": -1}"#),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+
+    // Already published.
+    let batch = next(&stack, &id, &secret, 1).await;
+    upload_assignment(&batch["assignments"][0], media).await;
+    report_uploaded(&stack, &id, &secret, 0).await;
+    drain(&stack).await;
+    expect(
+        stack
+            .call(
+                "POST",
+                &format!("/api/videos/{id}/slots/0/uploaded"),
+                Some(&secret),
+                None,
+            )
+            .await,
+        StatusCode::CONFLICT,
+        "already_published",
+    );
+
+    // A segment not yet published answers 404 at once, and counts as a hint.
+    expect(
+        stack
+            .call("GET", &format!("/v/{id}/seg/0/2.m4s"), None, None)
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let st = status(&stack, &id).await;
+    assert_eq!(st["priority_slots"][0], 2, "{st}");
+}

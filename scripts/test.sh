@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, lints, Rust unit and LocalStack integration tests,
+# the Lambda release build, and the web unit + real-Chromium end-to-end tests.
+# Installs what is missing and starts LocalStack itself if it is not running.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+source scripts/env.sh
+export PATH="$root/.tools/bin:$PATH"
+
+step() { printf '\n=== %s\n' "$1" >&2; shift; "$@"; }
+started_localstack=0
+runner_pid=""
+cleanup() {
+  [ -n "$runner_pid" ] && kill "$runner_pid" 2>/dev/null || true
+  [ "$started_localstack" = 1 ] && bash localstack/stop.sh >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+step "set-up" bash scripts/setup.sh
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+if ! curl -fsS --max-time 2 "$AWS_ENDPOINT_URL/_localstack/health" >/dev/null 2>&1; then
+  started_localstack=1
+fi
+step "LocalStack" bash localstack/start.sh
+
+step "Rust unit + LocalStack integration tests" cargo test --workspace
+
+if [ "${SKIP_LAMBDA_BUILD:-0}" != 1 ]; then
+  step "Lambda build (cargo lambda build --release)" \
+    cargo lambda build --release --quiet -p chunkstream-api -p chunkstream-worker
+  for f in api worker; do
+    test -x "target/lambda/$f/bootstrap" || { echo "missing target/lambda/$f/bootstrap" >&2; exit 1; }
+  done
+fi
+
+if [ -f web/package.json ]; then
+  step "web typecheck" bash -c 'cd web && npm run --silent typecheck'
+  step "web unit tests" bash -c 'cd web && npm test'
+  step "web build" bash -c 'cd web && npm run --silent build'
+  step "runner build" cargo build --quiet -p chunkstream-runner
+  port="${CHUNKSTREAM_TEST_PORT:-8091}"
+  export CHUNKSTREAM_URL="http://127.0.0.1:$port"
+  CHUNKSTREAM_LISTEN="127.0.0.1:$port" CHUNKSTREAM_WEB_DIR="$root/web/dist" \
+    CHUNKSTREAM_BUCKET="chunkstream-e2e" CHUNKSTREAM_QUEUE_PREFIX="chunkstream-e2e" \
+    "$root/target/debug/runner" > "$root/target/e2e-runner.log" 2>&1 &
+  runner_pid=$!
+  for _ in $(seq 1 100); do
+    curl -fsS --max-time 1 "$CHUNKSTREAM_URL/api/health" >/dev/null 2>&1 && break
+    kill -0 "$runner_pid" 2>/dev/null || { cat "$root/target/e2e-runner.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  step "web end-to-end tests (Chromium)" bash -c 'cd web && npm run test:e2e'
+fi
+printf '\nAll tests passed.\n' >&2

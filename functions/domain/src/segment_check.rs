@@ -35,6 +35,8 @@ pub struct ExpectedFragment {
 /// the status API (e.g. `tfdt 1000 != planned 153600`).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SegmentCheckError {
+    #[error("samples cover {samples} bytes but the mdat holds {mdat}")]
+    UnreferencedMediaData { samples: u64, mdat: u64 },
     #[error("size {actual} != planned {planned}")]
     SizeMismatch { actual: u64, planned: u64 },
     #[error("malformed segment: {0}")]
@@ -75,6 +77,7 @@ impl SegmentCheckError {
             SegmentCheckError::NoSamples => "no_samples",
             SegmentCheckError::DurationMismatch { .. } => "duration_mismatch",
             SegmentCheckError::FirstSampleNotSync { .. } => "first_sample_not_sync",
+            SegmentCheckError::UnreferencedMediaData { .. } => "unreferenced_media_data",
         }
     }
 }
@@ -127,6 +130,15 @@ pub fn check_media_segment(
         return Err(SegmentCheckError::DurationMismatch {
             actual: traf.total_duration,
             planned: expected.duration,
+        });
+    }
+    let (payload_start, payload_end) = summary.mdat_payload();
+    let payload = payload_end.saturating_sub(payload_start);
+    if traf.total_sample_size != payload {
+        // Bytes no sample refers to would be published unchecked.
+        return Err(SegmentCheckError::UnreferencedMediaData {
+            samples: traf.total_sample_size,
+            mdat: payload,
         });
     }
     if expected.is_video && !traf.first_sample_is_sync {

@@ -325,3 +325,20 @@ fn expected_fragment_round_trips_through_json() {
     let json = serde_json::to_string(&e).unwrap();
     assert_eq!(serde_json::from_str::<ExpectedFragment>(&json).unwrap(), e);
 }
+
+#[test]
+fn mdat_bytes_no_sample_refers_to_are_rejected() {
+    let valid = video_segment();
+    // Grow the mdat by 16 bytes nobody references (size field and payload).
+    let summary = check_media_segment(&valid, valid.len() as u64, &expected_for(&valid)).unwrap();
+    let mdat_at = summary.mdat_offset as usize;
+    let mut padded = valid.clone();
+    let size = u32::from_be_bytes(padded[mdat_at..mdat_at + 4].try_into().unwrap()) + 16;
+    padded[mdat_at..mdat_at + 4].copy_from_slice(&size.to_be_bytes());
+    padded.extend([0u8; 16]);
+    let err = check(&padded, &expected_for(&padded)).unwrap_err();
+    assert!(
+        matches!(err, SegmentCheckError::UnreferencedMediaData { mdat, samples } if mdat == samples + 16),
+        "{err}"
+    );
+}

@@ -260,6 +260,20 @@ impl SessionState {
         Ok(true)
     }
 
+    /// An uploader resuming after a reload starts over: the leases its earlier
+    /// run held are released so those slots can be assigned at once.
+    /// Returns how many were released.
+    pub fn release_leases(&mut self) -> usize {
+        let mut released = 0;
+        for slot in &mut self.slots {
+            if matches!(slot, SlotState::Assigned { .. }) {
+                *slot = SlotState::Pending;
+                released += 1;
+            }
+        }
+        released
+    }
+
     /// Counts per state name.
     pub fn counts(&self) -> std::collections::BTreeMap<&'static str, usize> {
         let mut counts: std::collections::BTreeMap<&'static str, usize> =
@@ -372,6 +386,16 @@ mod tests {
             s.mark_uploaded(1, 4, &P),
             Err(StateError::AlreadyPublished(1))
         );
+    }
+
+    #[test]
+    fn released_leases_are_assignable_again_at_once() {
+        let mut s = SessionState::new(3, 0);
+        s.assign(2, 0, &P);
+        s.mark_uploaded(1, 1, &P).unwrap();
+        assert_eq!(s.release_leases(), 1);
+        let again: Vec<usize> = s.assign(3, 2, &P).iter().map(|p| p.slot).collect();
+        assert_eq!(again, vec![0, 2], "the uploaded slot stays uploaded");
     }
 
     #[test]

@@ -165,15 +165,41 @@ async fn create_video(State(state): State<AppState>, body: Bytes) -> Result<Resp
         .into_response())
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct InitRequest {
+    /// The uploader is resuming (e.g. after a reload): release the leases of its earlier run.
+    #[serde(default)]
+    release_leases: bool,
+}
+
 async fn init_uploads(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let record = load_authorized(&state, &id, &headers).await?;
-    Ok(Json(
-        json!({"init_uploads": presign_inits(&state, &record).await?}),
-    ))
+    let request: InitRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        InitRequest::default()
+    } else {
+        parse_json(&body)?
+    };
+    let mut released = 0;
+    if request.release_leases {
+        released = state
+            .sessions
+            .update_state(&id, |s: &mut SessionState| {
+                let n = s.release_leases();
+                Ok::<_, std::convert::Infallible>((n, n > 0))
+            })
+            .await?
+            .unwrap_or_else(|never| match never {});
+    }
+    Ok(Json(json!({
+        "init_uploads": presign_inits(&state, &record).await?,
+        "released_leases": released,
+    })))
 }
 
 #[derive(Deserialize, Default)]

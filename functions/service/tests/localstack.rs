@@ -664,3 +664,33 @@ async fn every_bad_request_gets_its_own_4xx_with_a_reason() {
     let st = status(&stack, &id).await;
     assert_eq!(st["priority_slots"][0], 2, "{st}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_releases_the_leases_of_the_earlier_run() {
+    let stack = TestStack::new().await;
+    let (id, secret, _) = create_session(&stack, &synthetic_plan(4)).await;
+    let first = next(&stack, &id, &secret, 2).await;
+    assert_eq!(first["assignments"].as_array().unwrap().len(), 2);
+    // Without a release, leased slots are not handed out again before their lease ends.
+    let second = next(&stack, &id, &secret, 4).await;
+    let slots: Vec<u64> = second["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["slot"].as_u64().unwrap())
+        .collect();
+    assert_eq!(slots, vec![2, 3]);
+    let (code, body) = stack
+        .call(
+            "POST",
+            &format!("/api/videos/{id}/init"),
+            Some(&secret),
+            Some(r#"{"release_leases": true}"#),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["released_leases"], 4);
+    assert_eq!(body["init_uploads"].as_array().unwrap().len(), 2);
+    let third = next(&stack, &id, &secret, 4).await;
+    assert_eq!(third["assignments"].as_array().unwrap().len(), 4);
+}

@@ -1,0 +1,37 @@
+/** Debian's Chromium driven by playwright-core (no browser download). */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import type { BrowserContext } from 'playwright-core';
+
+export const BASE_URL = (process.env.CHUNKSTREAM_URL ?? 'http://127.0.0.1:8080').replace(/\/$/, '');
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+export async function launch(): Promise<{ context: BrowserContext; userDataDir: string; close: () => Promise<void> }> {
+  const userDataDir = await mkdtemp(join(tmpdir(), 'chunkstream-chromium-'));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--no-first-run',
+      '--disable-sync',
+      '--disable-quic',
+      '--autoplay-policy=no-user-gesture-required',
+      '--disable-dev-shm-usage',
+    ],
+    viewport: { width: 1000, height: 800 },
+  });
+  return {
+    context,
+    userDataDir,
+    close: async () => {
+      await context.close().catch(() => undefined);
+      await rm(userDataDir, { recursive: true, force: true });
+    },
+  };
+}

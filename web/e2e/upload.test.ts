@@ -1,0 +1,67 @@
+/**
+ * Upload through the real page (file input) to the real backend; the published MPD must decode to
+ * as many video frames as the source.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { makeClip, makeTempDir, videoFrameCount } from '../test/helpers/media.ts';
+import type { ClipOptions } from '../test/helpers/media.ts';
+import { backendUp, ffprobeFrames, getStatus, manifestUrl, openUploader, waitForComplete, waitForLink } from './helpers/app.ts';
+import { BASE_URL, launch } from './helpers/browser.ts';
+
+const cases: [string, ClipOptions][] = [
+  ['moov at the end', { seconds: 30 }],
+  ['faststart', { seconds: 30, faststart: true }],
+  ['irregular keyframes (spliced scenes, keyint=450:min-keyint=20:scenecut=40)', { seconds: 45, scenes: true, x264params: 'keyint=450:min-keyint=20:scenecut=40' }],
+  ['video only', { seconds: 30, audio: false, faststart: true }],
+  ['VP9 in MP4', { seconds: 20, codec: 'vp9' }],
+  ['QuickTime MOV', { seconds: 20 }],
+];
+
+describe('upload through the page', () => {
+  let browser: Awaited<ReturnType<typeof launch>>;
+  let tmp: Awaited<ReturnType<typeof makeTempDir>>;
+  before(async () => {
+    assert.ok(await backendUp(), `backend not reachable at ${BASE_URL} (start it with scripts/run.sh or set CHUNKSTREAM_URL)`);
+    tmp = await makeTempDir('chunkstream-e2e-');
+    browser = await launch();
+  });
+  after(async () => {
+    await browser?.close();
+    await tmp?.cleanup();
+  });
+
+  cases.forEach(([name, opts], i) => {
+    it(`${name}: completes, and the MPD decodes to the source's frame count`, { timeout: 240_000 }, async () => {
+      const file = await makeClip(join(tmp.dir, `clip${i}.${name.includes('MOV') ? 'mov' : 'mp4'}`), opts);
+      const sourceFrames = await videoFrameCount(file);
+      const t0 = Date.now();
+      const up = await openUploader(browser.context, file);
+      const { link, videoId } = await waitForLink(up);
+      const linkAfter = Date.now() - t0;
+      await waitForComplete(up, 180_000);
+      const status = await getStatus(videoId);
+      assert.equal(status.complete, true);
+      assert.equal(status.counts.published, status.slot_count);
+      assert.equal(await up.page.textContent('#slot-summary').then((t) => /(\d+) of (\d+) parts playable/.exec(t ?? '')?.[1]), String(status.slot_count));
+      const frames = await ffprobeFrames(manifestUrl(videoId));
+      console.log(`${name}: link after ${linkAfter} ms, complete after ${Date.now() - t0} ms, ${status.slot_count} slots, ${frames}/${sourceFrames} frames`);
+      assert.equal(frames, sourceFrames);
+      assert.equal(up.creates.length, 1, 'exactly one session created');
+      // and Chromium plays it (video frames and, if any, audio decoded through MSE)
+      const viewer = await browser.context.newPage();
+      await viewer.goto(link);
+      await viewer.waitForFunction(
+        (audio) => {
+          const v = document.querySelector('video') as HTMLVideoElement & { webkitAudioDecodedByteCount?: number; webkitVideoDecodedByteCount?: number };
+          return v.currentTime > 1.5 && (v.webkitVideoDecodedByteCount ?? 1) > 0 && (!audio || (v.webkitAudioDecodedByteCount ?? 1) > 0);
+        },
+        opts.audio !== false,
+        { timeout: 30_000, polling: 200 },
+      );
+      await viewer.close();
+      await up.page.close();
+    });
+  });
+});

@@ -1,0 +1,209 @@
+/** Client for the Chunkstream HTTP API (docs/api.md), with retries on network errors. */
+
+export interface PresignedUpload {
+  track_id: number;
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+  expires_at: string;
+}
+
+export interface PlanTrackJson {
+  id: number;
+  kind: 'video' | 'audio';
+  codec: string;
+  timescale: number;
+  width?: number;
+  height?: number;
+  sample_rate?: number;
+  channels?: number;
+  presentation_time_offset: number;
+  init_size: number;
+}
+
+export interface CreateSessionRequest {
+  file_name?: string;
+  fingerprint?: string;
+  tracks: PlanTrackJson[];
+  slots: { tracks: { start: number; duration: number; size: number }[] }[];
+}
+
+export interface CreateSessionResponse {
+  video_id: string;
+  upload_secret: string;
+  watch_url: string;
+  manifest_url: string;
+  status_url: string;
+  slot_count: number;
+  init_uploads: PresignedUpload[];
+}
+
+export interface Assignment {
+  slot: number;
+  priority: boolean;
+  lease_expires_at: string;
+  uploads: PresignedUpload[];
+}
+
+export interface NextResponse {
+  assignments: Assignment[];
+  complete: boolean;
+  remaining: number;
+  priority_slots: number[];
+}
+
+export type SlotState = 'pending' | 'assigned' | 'uploaded' | 'published' | 'failed';
+
+export interface StatusResponse {
+  video_id: string;
+  complete: boolean;
+  slot_count: number;
+  duration: number;
+  counts: Record<SlotState, number>;
+  slots: { start: number; duration: number; state: SlotState; reason?: string }[];
+  priority_slots: number[];
+}
+
+export interface PrioritizeResponse {
+  window: number[];
+  requeued: number[];
+}
+
+/** A 4xx answer from the API (or a 5xx once retries are exhausted). */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+  new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+
+export interface RetryOptions {
+  signal?: AbortSignal;
+  /** called before each wait, e.g. to show "connection problem, retrying in 4 s" */
+  onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
+  /** called after a success that followed failures */
+  onRecovered?: () => void;
+  maxDelayMs?: number;
+  /** give up after this many attempts (default: never) */
+  maxAttempts?: number;
+}
+
+/** Transient: network failure (fetch TypeError), timeouts, 408/429/5xx. */
+export function isTransient(e: unknown): boolean {
+  if (e instanceof ApiError) return e.status === 408 || e.status === 429 || e.status >= 500;
+  if (e instanceof DOMException && e.name === 'AbortError') return false;
+  return e instanceof TypeError || (e instanceof DOMException && e.name === 'TimeoutError');
+}
+
+export async function withRetry<T>(fn: () => Promise<T>, opts: RetryOptions = {}): Promise<T> {
+  let attempt = 0;
+  for (;;) {
+    try {
+      const r = await fn();
+      if (attempt > 0) opts.onRecovered?.();
+      return r;
+    } catch (e) {
+      attempt++;
+      if (!isTransient(e) || (opts.maxAttempts !== undefined && attempt >= opts.maxAttempts) || opts.signal?.aborted) throw e;
+      const base = Math.min(opts.maxDelayMs ?? 15_000, 500 * 2 ** Math.min(attempt - 1, 10));
+      const delay = Math.round(base * (0.75 + Math.random() * 0.5));
+      opts.onRetry?.(e, attempt, delay);
+      await sleep(delay, opts.signal);
+    }
+  }
+}
+
+async function errorFrom(res: Response): Promise<ApiError> {
+  let code = `http_${res.status}`;
+  let message = `${res.status} ${res.statusText}`;
+  try {
+    const body = (await res.json()) as { error?: string; message?: string };
+    if (body.error) code = body.error;
+    if (body.message) message = body.message;
+  } catch {
+    /* not JSON */
+  }
+  return new ApiError(res.status, code, message);
+}
+
+/** Headers a page may not set itself (the browser derives them). */
+const FORBIDDEN_HEADERS = new Set(['content-length', 'host', 'connection', 'accept-encoding', 'expect', 'keep-alive', 'transfer-encoding']);
+
+export class Api {
+  constructor(
+    readonly base: string = '',
+    private readonly retry: RetryOptions = {},
+  ) {}
+
+  private async call<T>(method: string, path: string, body?: unknown, secret?: string, signal?: AbortSignal): Promise<T> {
+    return withRetry(
+      async () => {
+        const headers: Record<string, string> = {};
+        if (body !== undefined) headers['content-type'] = 'application/json';
+        if (secret) headers.authorization = `Bearer ${secret}`;
+        const init: RequestInit = { method, headers, cache: 'no-store' };
+        if (body !== undefined) init.body = JSON.stringify(body);
+        if (signal) init.signal = signal;
+        const res = await fetch(this.base + path, init);
+        if (!res.ok) throw await errorFrom(res);
+        if (res.status === 204) return undefined as T;
+        return (await res.json()) as T;
+      },
+      { ...this.retry, ...(signal ? { signal } : {}) },
+    );
+  }
+
+  createSession(req: CreateSessionRequest): Promise<CreateSessionResponse> {
+    return this.call('POST', '/api/videos', req);
+  }
+  freshInitUploads(id: string, secret: string): Promise<{ init_uploads: PresignedUpload[] }> {
+    return this.call('POST', `/api/videos/${encodeURIComponent(id)}/init`, { release_leases: true }, secret);
+  }
+  next(id: string, secret: string, max: number, signal?: AbortSignal): Promise<NextResponse> {
+    return this.call('POST', `/api/videos/${encodeURIComponent(id)}/next`, { max }, secret, signal);
+  }
+  reportUploaded(id: string, secret: string, slot: number, signal?: AbortSignal): Promise<{ slot: number; queue: string }> {
+    return this.call('POST', `/api/videos/${encodeURIComponent(id)}/slots/${slot}/uploaded`, undefined, secret, signal);
+  }
+  prioritize(id: string, target: { position: number } | { slot: number }): Promise<PrioritizeResponse> {
+    return this.call('POST', `/api/videos/${encodeURIComponent(id)}/prioritize`, target);
+  }
+  status(id: string, signal?: AbortSignal): Promise<StatusResponse> {
+    return this.call('GET', `/api/videos/${encodeURIComponent(id)}/status`, undefined, undefined, signal);
+  }
+
+  /** PUT bytes to a presigned URL (one attempt; callers decide about retries). */
+  async put(upload: PresignedUpload, body: Blob | Uint8Array, signal?: AbortSignal): Promise<void> {
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(upload.headers ?? {})) if (!FORBIDDEN_HEADERS.has(k.toLowerCase())) headers[k] = v;
+    const init: RequestInit = { method: upload.method || 'PUT', headers, body: body as Blob | Uint8Array<ArrayBuffer> };
+    if (signal) init.signal = signal;
+    const res = await fetch(upload.url, init);
+    if (!res.ok) {
+      const text = await res.text().catch(() => '');
+      const code = /<Code>([^<]+)<\/Code>/.exec(text)?.[1] ?? `http_${res.status}`;
+      throw new ApiError(res.status, code, `upload refused by storage: ${res.status} ${code}`);
+    }
+  }
+}

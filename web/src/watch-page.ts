@@ -1,0 +1,189 @@
+import { Debug, MediaPlayer } from 'dashjs';
+import { Api, ApiError } from './lib/api.ts';
+import type { StatusResponse } from './lib/api.ts';
+import { drawAvailability, formatDuration } from './ui.ts';
+
+const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`#${id} missing`);
+  return el as T;
+};
+
+const params = new URLSearchParams(location.search);
+const videoId = params.get('v') ?? '';
+const apiBase = (params.get('api') ?? '').replace(/\/$/, '');
+const api = new Api(apiBase, { maxAttempts: 3 });
+const video = $<HTMLVideoElement>('video');
+const overlay = $('overlay');
+const overlayText = $('overlay-text');
+const availability = $<HTMLCanvasElement>('availability');
+
+let status: StatusResponse | null = null;
+let lastMissAt = 0;
+const lastMissBySlot = new Map<number, number>();
+
+function setState(s: string): void {
+  document.body.dataset.state = s;
+}
+function fatal(text: string): void {
+  setState('error');
+  const el = $('watch-error');
+  el.hidden = false;
+  el.textContent = text;
+  overlay.hidden = true;
+}
+
+function slotAt(t: number): number {
+  if (!status) return -1;
+  const slots = status.slots;
+  let lo = 0;
+  let hi = slots.length - 1;
+  if (hi < 0) return -1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >>> 1;
+    if (slots[mid]!.start <= t + 1e-6) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+async function prioritize(target: { position: number } | { slot: number }): Promise<void> {
+  if (status?.complete) return;
+  try {
+    const r = await api.prioritize(videoId, target);
+    console.debug('[chunkstream] prioritize', target, r);
+  } catch (e) {
+    console.debug('[chunkstream] prioritize failed', e);
+  }
+}
+
+/** A segment that isn't published yet: ask the uploader for it (throttled per slot). */
+function onMiss(slot: number): void {
+  const now = performance.now();
+  lastMissAt = now;
+  if (now - (lastMissBySlot.get(slot) ?? -Infinity) < 3000) return;
+  lastMissBySlot.set(slot, now);
+  void prioritize({ slot });
+  updateOverlay();
+}
+
+async function pollStatus(): Promise<void> {
+  try {
+    status = await api.status(videoId);
+    setState(status.complete ? 'complete' : 'uploading');
+    const pub = status.counts.published ?? 0;
+    $('watch-status').textContent = status.complete
+      ? `Fully uploaded · ${formatDuration(status.duration)}`
+      : `Still uploading: ${pub} of ${status.slot_count} parts playable (${Math.round((100 * pub) / Math.max(1, status.slot_count))}%). ` +
+        'Parts not uploaded yet are requested from the uploader when you get there.';
+    draw();
+    updateOverlay();
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) fatal('This video does not exist (the link may be wrong, or the video was deleted).');
+    else $('watch-status').textContent = `Could not refresh the upload status (${e instanceof Error ? e.message : String(e)}).`;
+  }
+  if (!status?.complete && document.body.dataset.state !== 'error') setTimeout(() => void pollStatus(), 2000);
+}
+
+function bufferedRanges(): [number, number][] {
+  const out: [number, number][] = [];
+  for (let i = 0; i < video.buffered.length; i++) out.push([video.buffered.start(i), video.buffered.end(i)]);
+  return out;
+}
+
+function draw(): void {
+  const duration = status?.duration || video.duration || 0;
+  drawAvailability(availability, duration, status?.slots ?? [], bufferedRanges(), video.currentTime);
+}
+
+function stalled(): boolean {
+  return !video.paused && (video.seeking || video.readyState < HTMLMediaElement.HAVE_FUTURE_DATA) && !video.ended;
+}
+
+function updateOverlay(): void {
+  if (document.body.dataset.state === 'error') return;
+  if (!stalled()) {
+    overlay.hidden = true;
+    document.body.dataset.waiting = 'false';
+    return;
+  }
+  const slot = slotAt(video.currentTime);
+  const st = slot >= 0 ? status?.slots[slot]?.state : undefined;
+  const missing = (st !== undefined && st !== 'published') || performance.now() - lastMissAt < 2500;
+  overlay.hidden = false;
+  if (missing && !status?.complete) {
+    document.body.dataset.waiting = 'true';
+    overlayText.textContent =
+      `Waiting for the uploader… this part (${formatDuration(video.currentTime)}) is not uploaded yet; ` +
+      'it has been asked for first. Playback resumes by itself.';
+  } else {
+    document.body.dataset.waiting = 'false';
+    overlayText.textContent = 'Loading…';
+  }
+}
+
+availability.addEventListener('click', (e) => {
+  const duration = status?.duration || video.duration;
+  if (!(duration > 0)) return;
+  const rect = availability.getBoundingClientRect();
+  video.currentTime = ((e.clientX - rect.left) / rect.width) * duration;
+});
+
+if (!videoId) {
+  fatal('This link has no video id (expected watch.html?v=…).');
+} else {
+  const manifestUrl = `${apiBase}/v/${encodeURIComponent(videoId)}/manifest.mpd`;
+  const player = MediaPlayer().create();
+  player.updateSettings({
+    debug: { logLevel: Debug.LOG_LEVEL_WARNING },
+    streaming: {
+      // A segment that is not uploaded yet answers 404: keep asking, every 500 ms, for as long
+      // as it takes (dash.js' default, 3 attempts, stops playback for good after one miss).
+      retryAttempts: { MediaSegment: 1_000_000, InitializationSegment: 1_000_000, MPD: 10 },
+      retryIntervals: { MediaSegment: 500, InitializationSegment: 500, MPD: 1000 },
+    },
+  });
+  player.addResponseInterceptor(async (response) => {
+    if (response.status === 404 || response.status === 403) {
+      const m = /\/seg\/(\d+)\/(\d+)\.m4s(?:\?|$)/.exec(response.request.url);
+      if (m) onMiss(Number(m[2]));
+    }
+    return response;
+  });
+  player.on(MediaPlayer.events.PLAYBACK_NOT_ALLOWED, () => {
+    // autoplay with sound blocked: play muted, offer to unmute
+    video.muted = true;
+    void video.play().catch(() => undefined);
+    $('unmute-row').hidden = false;
+  });
+  player.on(MediaPlayer.events.ERROR, (e: unknown) => {
+    const err = (e as { error?: { code?: number; message?: string } }).error;
+    console.warn('[chunkstream] dash.js error', err);
+    const msg = err?.message ?? '';
+    if (/manifest|mpd/i.test(msg) || err?.code === 25 /* MANIFEST_LOADER_LOADING_FAILURE */) {
+      fatal('The video could not be loaded (its manifest is unavailable).');
+    } else if (/codec|MEDIASOURCE|source buffer|decode/i.test(msg)) {
+      fatal(`This browser cannot play this video (${msg}).`);
+    }
+  });
+  $('unmute').addEventListener('click', () => {
+    video.muted = false;
+    $('unmute-row').hidden = true;
+  });
+  let seekTimer: ReturnType<typeof setTimeout> | null = null;
+  video.addEventListener('seeking', () => {
+    // ask for the part the viewer jumped to (debounced: dragging the scrubber fires many seeks)
+    if (seekTimer) clearTimeout(seekTimer);
+    seekTimer = setTimeout(() => void prioritize({ position: video.currentTime }), 250);
+    updateOverlay();
+  });
+  for (const ev of ['waiting', 'playing', 'pause', 'seeked', 'canplay', 'stalled'] as const) video.addEventListener(ev, updateOverlay);
+  video.addEventListener('timeupdate', draw);
+  setInterval(() => {
+    updateOverlay();
+    draw();
+  }, 500);
+  player.initialize(video, manifestUrl, true);
+  (window as unknown as { chunkstreamPlayer: unknown }).chunkstreamPlayer = player;
+  void pollStatus();
+}

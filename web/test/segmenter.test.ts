@@ -1,0 +1,299 @@
+/**
+ * Analysis + planning + segmentation against real files made by ffmpeg, checked with an
+ * independent box reader (the backend worker's rules) and with ffprobe/ffmpeg.
+ */
+import assert from 'node:assert/strict';
+import { openAsBlob } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { DataStream } from 'mp4box';
+import { analyzeFile } from '../src/lib/analyze.ts';
+import type { Analysis, ByteSource } from '../src/lib/analyze.ts';
+import { MediaFileError } from '../src/lib/errors.ts';
+import { fragmentSize } from '../src/lib/fragment-size.ts';
+import { planSegments, validatePlan } from '../src/lib/planner.ts';
+import type { Plan } from '../src/lib/planner.ts';
+import { Segmenter, SegmentSizeMismatch } from '../src/lib/segmenter.ts';
+import { checkSegment } from './helpers/fmp4check.ts';
+import { keyframeTimes, makeClip, makeTempDir, packetHashes, sh, videoFrameCount } from './helpers/media.ts';
+
+let dir = '';
+let cleanup: () => Promise<void> = async () => {};
+const files: Record<string, string> = {};
+
+before(async () => {
+  ({ dir, cleanup } = await makeTempDir('chunkstream-unit-'));
+  const p = (n: string) => join(dir, n);
+  files.fast = await makeClip(p('fast.mp4'), { seconds: 20, faststart: true });
+  files.end = await makeClip(p('end.mp4'), { seconds: 20 });
+  files.scenes = await makeClip(p('scenes.mp4'), { seconds: 45, scenes: true, x264params: 'keyint=450:min-keyint=20:scenecut=40' });
+  files.vonly = await makeClip(p('vonly.mp4'), { seconds: 12, audio: false, x264params: 'keyint=60' });
+  files.vp9 = await makeClip(p('vp9.mp4'), { seconds: 12, codec: 'vp9' });
+  files.hevc = await makeClip(p('hevc.mp4'), { seconds: 3, codec: 'hevc' });
+  files.mov = await makeClip(p('clip.mov'), { seconds: 12, x264params: 'keyint=60' });
+  files.text = p('notes.mp4');
+  await writeFile(files.text, 'Hello, this is not a video at all.\n'.repeat(100));
+  const fast = await readFile(files.fast);
+  files.truncFast = p('trunc-fast.mp4');
+  await writeFile(files.truncFast, fast.subarray(0, Math.floor(fast.length * 0.6)));
+  const end = await readFile(files.end);
+  files.truncEnd = p('trunc-end.mp4');
+  await writeFile(files.truncEnd, end.subarray(0, Math.floor(end.length * 0.6)));
+});
+after(() => cleanup());
+
+class CountingSource implements ByteSource {
+  bytesRead = 0;
+  reads = 0;
+  constructor(private readonly blob: Blob) {}
+  get size(): number {
+    return this.blob.size;
+  }
+  slice(start: number, end: number): { arrayBuffer(): Promise<ArrayBuffer> } {
+    this.reads++;
+    this.bytesRead += Math.max(0, Math.min(end, this.blob.size) - start);
+    return this.blob.slice(start, end);
+  }
+}
+
+async function load(path: string): Promise<{ blob: Blob; analysis: Analysis }> {
+  const blob = await openAsBlob(path);
+  return { blob, analysis: await analyzeFile(blob, { fileName: path }) };
+}
+
+/** build every segment, check each one, and write per-track init+segments files for ffmpeg */
+async function segmentAll(name: string, blob: Blob, analysis: Analysis, plan: Plan): Promise<string[]> {
+  const seg = new Segmenter(blob, analysis, plan);
+  const outs: string[] = [];
+  for (let t = 0; t < analysis.tracks.length; t++) {
+    const track = analysis.tracks[t]!;
+    const parts: Uint8Array[] = [track.initSegment];
+    for (let s = 0; s < plan.slots.length; s++) {
+      const planned = plan.slots[s]!.tracks[t]!;
+      const bytes = await seg.build(s, t);
+      // the zero-copy Blob used for uploads is bit-identical to createFragment's output
+      const viaBlob = new Uint8Array(await seg.buildBlob(s, t).arrayBuffer());
+      assert.ok(Buffer.from(viaBlob).equals(Buffer.from(bytes)), `${name} slot ${s} track ${t}: buildBlob differs from createFragment`);
+      const facts = checkSegment(bytes);
+      const where = `${name} slot ${s} track ${track.id}`;
+      assert.equal(bytes.byteLength, planned.size, `${where}: size`);
+      assert.equal(facts.trackId, track.id, `${where}: tfhd track_ID`);
+      assert.equal(facts.baseMediaDecodeTime, planned.start, `${where}: tfdt`);
+      assert.equal(facts.durationSum, planned.duration, `${where}: durations`);
+      assert.equal(facts.sampleCount, planned.last - planned.first + 1, `${where}: sample count`);
+      assert.ok(facts.dataOffsetOk, `${where}: trun data_offset points at mdat payload`);
+      if (track.kind === 'video') assert.ok(facts.firstSampleSync, `${where}: first sample is sync`);
+      parts.push(bytes);
+    }
+    const out = join(dir, `${name}-track${track.id}.mp4`);
+    await writeFile(out, Buffer.concat(parts));
+    outs.push(out);
+  }
+  return outs;
+}
+
+describe('analysis', () => {
+  it('reads only box headers and the moov, wherever the moov is', async () => {
+    for (const name of ['fast', 'end']) {
+      const blob = await openAsBlob(files[name]!);
+      const src = new CountingSource(blob);
+      const a = await analyzeFile(src);
+      const moov = a.boxes.find((b) => b.type === 'moov')!;
+      const ftyp = a.boxes.find((b) => b.type === 'ftyp')!;
+      const allowed = moov.size + ftyp.size + 16 * a.boxes.length;
+      assert.ok(src.bytesRead <= allowed, `${name}: read ${src.bytesRead} bytes, moov is ${moov.size}`);
+      assert.ok(src.bytesRead < blob.size / 4);
+      assert.deepEqual(
+        a.tracks.map((t) => [t.kind, t.codec.split('.')[0]]),
+        [
+          ['video', 'avc1'],
+          ['audio', 'mp4a'],
+        ],
+      );
+      assert.ok(Math.abs(a.duration - 20) < 0.1, `duration ${a.duration}`);
+    }
+  });
+
+  it('strips the single-entry edit list into a presentation time offset', async () => {
+    const { analysis } = await load(files.fast!);
+    const v = analysis.tracks[0]!;
+    const a = analysis.tracks[1]!;
+    assert.equal(v.editList, 'stripped');
+    assert.equal(v.pto, 1024); // x264 B-frame delay, 2 frames at 15360/30
+    assert.equal(a.editList, 'stripped');
+    assert.equal(a.pto, 1024); // AAC priming
+    const text = Buffer.from(v.initSegment).toString('latin1');
+    assert.ok(!text.includes('edts') && !text.includes('elst'), 'no edts in init');
+    assert.ok(text.includes('mvex') && text.includes('trex'), 'mvex in init');
+    assert.ok(!text.includes('stss'), 'no stss in init');
+  });
+
+  it('rejects a text file named .mp4', async () => {
+    await assert.rejects(load(files.text!), (e: unknown) => e instanceof MediaFileError && e.code === 'not_mp4');
+  });
+
+  it('rejects truncated files (moov first, and moov at the end)', async () => {
+    await assert.rejects(load(files.truncFast!), (e: unknown) => e instanceof MediaFileError && e.code === 'truncated' && /truncated/.test(e.message));
+    await assert.rejects(load(files.truncEnd!), (e: unknown) => e instanceof MediaFileError && e.code === 'truncated');
+  });
+
+  it('rejects files with a damaged movie header', async () => {
+    const good = await readFile(files.fast!);
+    const moovAt = good.indexOf(Buffer.from('moov')) - 4;
+    const cases: [string, (b: Buffer) => void][] = [
+      ['mvhd with a huge size', (b) => b.writeUInt32BE(0x7fffffff, moovAt + 8)],
+      ['garbage inside the moov', (b) => b.fill(0xa5, moovAt + 200, moovAt + 1200)],
+      ['video sample sizes zeroed', (b) => b.fill(0, b.indexOf(Buffer.from('stsz'), moovAt) + 4, b.indexOf(Buffer.from('stsz'), moovAt) + 200)],
+    ];
+    for (const [name, damage] of cases) {
+      const b = Buffer.from(good);
+      damage(b);
+      await assert.rejects(
+        analyzeFile(new Blob([b])),
+        (e: unknown) => e instanceof MediaFileError && ['corrupt', 'no_tracks'].includes(e.code) && /damaged|no video/.test(e.message),
+        name,
+      );
+    }
+  });
+
+  it('rejects an empty file', async () => {
+    await assert.rejects(analyzeFile(new Blob([])), (e: unknown) => e instanceof MediaFileError && e.code === 'empty');
+  });
+
+  it('analyses HEVC (playability is decided by the browser later)', async () => {
+    const { analysis } = await load(files.hevc!);
+    assert.match(analysis.tracks[0]!.codec, /^hvc1\./);
+  });
+});
+
+describe('createFragment output vs size arithmetic', () => {
+  it('matches for single samples, random ranges, whole tracks, and 64-bit tfdt', async () => {
+    const { blob, analysis } = await load(files.end!);
+    const iso = analysis.iso;
+    let checked = 0;
+    for (const track of analysis.tracks) {
+      const samples = track.trak.samples;
+      const n = samples.length;
+      const ranges: [number, number][] = [
+        [0, 0],
+        [n - 1, n - 1],
+        [0, n - 1],
+      ];
+      let seed = 7;
+      for (let k = 0; k < 20; k++) {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        const a = seed % n;
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        const b = Math.min(n - 1, a + (seed % 400));
+        ranges.push([a, b]);
+      }
+      for (const [first, last] of ranges) {
+        for (const shift of [0, 2 ** 32]) {
+          let payload = 0;
+          for (let i = first; i <= last; i++) {
+            const s = samples[i]!;
+            s.data = new Uint8Array(await blob.slice(s.offset, s.offset + s.size).arrayBuffer());
+            s.alreadyRead = s.size;
+            s.dts += shift;
+            s.cts += shift;
+            payload += s.size;
+          }
+          const out = iso.createFragment(track.id, first, last, new DataStream());
+          for (let i = first; i <= last; i++) {
+            const s = samples[i]!;
+            s.data = undefined;
+            s.dts -= shift;
+            s.cts -= shift;
+          }
+          const bmdt = samples[first]!.dts + shift;
+          assert.equal(out.byteLength, fragmentSize(last - first + 1, payload, bmdt), `track ${track.id} [${first}, ${last}] shift ${shift}`);
+          assert.equal(checkSegment(new Uint8Array(out.buffer, 0, out.byteLength)).baseMediaDecodeTime, bmdt);
+          checked++;
+        }
+      }
+    }
+    assert.ok(checked > 80);
+  });
+});
+
+describe('segmentation of real files', () => {
+  const cases: [string, number][] = [
+    ['fast', 4],
+    ['end', 4],
+    ['scenes', 10],
+    ['vonly', 4],
+    ['vp9', 4],
+    ['mov', 4],
+  ];
+  for (const [name, target] of cases) {
+    it(`${name}: every segment passes the worker's checks; init+segments decode to the same packets`, async () => {
+      const path = files[name]!;
+      const { blob, analysis } = await load(path);
+      const plan = planSegments(analysis.tracks, { targetDuration: target });
+      assert.deepEqual(validatePlan(analysis.tracks, plan), []);
+      assert.ok(plan.slots.length >= 3, `${plan.slots.length} slots`);
+      const outs = await segmentAll(name, blob, analysis, plan);
+      // same number of decoded video frames as the source
+      assert.equal(await videoFrameCount(outs[0]!), await videoFrameCount(path));
+      // bit-exact packets, per track
+      assert.deepEqual(await packetHashes(outs[0]!, 'v'), await packetHashes(path, 'v'));
+      if (analysis.tracks.length > 1) assert.deepEqual(await packetHashes(outs[1]!, 'a'), await packetHashes(path, 'a'));
+      // every slot starts on a source keyframe
+      const keys = await keyframeTimes(path);
+      const v = analysis.tracks[0]!;
+      for (const slot of plan.slots) {
+        const t = (slot.tracks[0]!.start - v.pto) / v.timescale; // ffprobe applies the edit list
+        assert.ok(
+          keys.some((k) => Math.abs(k - t) < 1e-3),
+          `${name}: slot at ${t} is not on a keyframe`,
+        );
+      }
+    });
+  }
+
+  it('scenes: irregular keyframes give irregular slots', async () => {
+    const { analysis } = await load(files.scenes!);
+    const plan = planSegments(analysis.tracks, { targetDuration: 10 });
+    const durations = plan.slots.map((s) => Math.round(s.durationTime * 10) / 10);
+    console.log(`scenes slot durations: ${durations.join(', ')}`);
+    // scene cuts at 3.3, 15, 16.4, 22.5, 39.7, 41.9 s and a forced keyframe 15 s after 22.5:
+    // 0 -> 15 (nearest to 10) -> 22.5 (nearest to 25) -> 37.5 (nearest to 32.5) -> end
+    assert.ok(new Set(durations).size >= 2, `durations ${durations.join(', ')}`);
+    assert.ok(Math.max(...durations) > 12, 'a long GOP gives a long slot');
+    assert.ok(Math.min(...durations) < 8, 'a short GOP gives a short slot');
+  });
+
+  it('vp9: codec string is vp09', async () => {
+    const { analysis } = await load(files.vp9!);
+    assert.match(analysis.tracks[0]!.codec, /^vp09\./);
+  });
+
+  it('a segment built twice is identical (reproducible, whatever the generation order)', async () => {
+    const { blob, analysis } = await load(files.fast!);
+    const plan = planSegments(analysis.tracks, { targetDuration: 4 });
+    const seg = new Segmenter(blob, analysis, plan);
+    const a = await seg.build(2, 0);
+    await seg.build(0, 0);
+    await seg.build(1, 1);
+    const b = await seg.build(2, 0);
+    assert.deepEqual(Buffer.from(a), Buffer.from(b));
+  });
+
+  it('a plan whose size does not match the bytes is caught before upload', async () => {
+    const { blob, analysis } = await load(files.fast!);
+    const plan = planSegments(analysis.tracks, { targetDuration: 4 });
+    plan.slots[1]!.tracks[0]!.size += 1;
+    const seg = new Segmenter(blob, analysis, plan);
+    await assert.rejects(seg.build(1, 0), SegmentSizeMismatch);
+    assert.throws(() => seg.buildBlob(1, 0), SegmentSizeMismatch);
+  });
+
+  it('ffmpeg accepts the per-track outputs as a fragmented MP4', async () => {
+    const { blob, analysis } = await load(files.fast!);
+    const plan = planSegments(analysis.tracks, { targetDuration: 4 });
+    const outs = await segmentAll('fast-probe', blob, analysis, plan);
+    const info = await sh('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_name,duration', '-of', 'csv=p=0', outs[0]!]);
+    assert.match(info, /h264/);
+  });
+});

@@ -1,14 +1,15 @@
 //! Sessions stored in S3, one prefix per video:
 //!
 //! ```text
-//! videos/{id}/session.json          immutable: plan, hash of the upload secret (written If-None-Match)
-//! videos/{id}/state.json            mutable: slot states, priority windows (written If-Match ETag)
-//! videos/{id}/manifest.mpd          written once at creation
-//! videos/{id}/init/{track}.mp4      ({track}: the track's index in the plan)      uploaded by the client through a presigned URL
-//! videos/{id}/seg/{track}/{slot}.m4s        checked and published (server-side copy)
+//! v/{id}/session.json          immutable: plan, hash of the upload secret (written If-None-Match)
+//! v/{id}/state.json            mutable: slot states, priority windows (written If-Match ETag)
+//! v/{id}/manifest.mpd          written once at creation
+//! v/{id}/init/{track}.mp4      ({track}: the track's index in the plan)      uploaded by the client through a presigned URL
+//! v/{id}/seg/{track}/{slot}.m4s        checked and published (server-side copy)
 //! incoming/{id}/{slot}/{track}.m4s          uploaded, not yet checked
 //! ```
 //!
+//! Only `manifest.mpd`, `init/` and `seg/` are ever readable by viewers.
 //! Incoming objects live under their own top-level prefix so one S3 lifecycle
 //! rule (literal prefixes only) can expire forgotten uploads.
 //!
@@ -30,7 +31,10 @@ use sha2::{Digest, Sha256};
 
 use crate::store::{ObjectStore, PutCondition, StoreError};
 
-pub const VIDEOS_PREFIX: &str = "videos/";
+/// The S3 prefix mirrors the public playback path `/v/{id}/…`, so in the cloud
+/// CloudFront can serve manifests and segments straight from S3 (bucket policy:
+/// only `manifest.mpd`, `init/*` and `seg/*`) and fail over to the API on a miss.
+pub const VIDEOS_PREFIX: &str = "v/";
 
 pub fn video_prefix(id: &str) -> String {
     format!("{VIDEOS_PREFIX}{id}/")

@@ -287,6 +287,8 @@ impl ObjectStore for S3Store {
             .copy_source(source)
             .copy_source_if_match(source_etag)
             .content_type("video/mp4")
+            // Published segments never change: CDNs and players may keep them.
+            .cache_control("public, max-age=31536000, immutable")
             .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
             .send()
             .await

@@ -529,111 +529,134 @@ async fn every_bad_request_gets_its_own_4xx_with_a_reason() {
 
     let (id, secret, _) = create_session(&stack, &media.plan).await;
     let unknown = "AAAAAAAAAAAAAAAAAAAAAA";
-    expect(
-        stack
-            .call("GET", &format!("/api/videos/{unknown}/status"), None, None)
-            .await,
-        StatusCode::NOT_FOUND,
-        "unknown_video",
-    );
-    expect(
-        stack
-            .call("GET", "/api/videos/..%2F..%2Fetc/status", None, None)
-            .await,
-        StatusCode::NOT_FOUND,
-        "unknown_video",
-    );
-    expect(
-        stack
-            .call("POST", &format!("/api/videos/{id}/next"), None, Some("{}"))
-            .await,
-        StatusCode::UNAUTHORIZED,
-        "missing_secret",
-    );
-    expect(
-        stack
-            .call(
-                "POST",
-                &format!("/api/videos/{id}/next"),
-                Some("nope"),
-                Some("{}"),
-            )
-            .await,
-        StatusCode::FORBIDDEN,
-        "wrong_secret",
-    );
-    expect(
-        stack
-            .call(
-                "POST",
-                &format!("/api/videos/{id}/next"),
-                Some(&secret),
-                Some(r#"{"max": 0}"#),
-            )
-            .await,
-        StatusCode::BAD_REQUEST,
-        "bad_request",
-    );
-    expect(
-        stack
-            .call(
-                "POST",
-                &format!("/api/videos/{id}/next"),
-                Some(&secret),
-                Some(r#"{"max": "x"}"#),
-            )
-            .await,
-        StatusCode::BAD_REQUEST,
-        "bad_json",
-    );
-    expect(
-        stack
-            .call(
-                "POST",
-                &format!("/api/videos/{id}/slots/99/uploaded"),
-                Some(&secret),
-                None,
-            )
-            .await,
-        StatusCode::NOT_FOUND,
-        "slot_out_of_range",
-    );
-    expect(
-        stack
-            .call(
-                "POST",
-                &format!("/api/videos/{id}/prioritize"),
-                None,
-                Some(r#"{"slot": 99}"#),
-            )
-            .await,
-        StatusCode::NOT_FOUND,
-        "slot_out_of_range",
-    );
-    expect(
-        stack
-            .call(
-                "POST",
-                &format!("/api/videos/{id}/prioritize"),
-                None,
-                Some(r#"{}"#),
-            )
-            .await,
-        StatusCode::BAD_REQUEST,
-        "bad_request",
-    );
-    expect(
-        stack
-            .call(
-                "POST",
-                &format!("/api/videos/{id}/prioritize"),
-                None,
-                Some(r#"{"position": -1}"#),
-            )
-            .await,
-        StatusCode::BAD_REQUEST,
-        "bad_request",
-    );
+    let s = Some(secret.as_str());
+    let cases: Vec<(&str, String, Option<&str>, Option<&str>, StatusCode, &str)> = vec![
+        (
+            "GET",
+            format!("/api/videos/{unknown}/status"),
+            None,
+            None,
+            StatusCode::NOT_FOUND,
+            "unknown_video",
+        ),
+        (
+            "GET",
+            "/api/videos/..%2F..%2Fetc/status".into(),
+            None,
+            None,
+            StatusCode::NOT_FOUND,
+            "unknown_video",
+        ),
+        (
+            "POST",
+            format!("/api/videos/{unknown}/next"),
+            s,
+            Some("{}"),
+            StatusCode::NOT_FOUND,
+            "unknown_video",
+        ),
+        (
+            "POST",
+            format!("/api/videos/{id}/next"),
+            None,
+            Some("{}"),
+            StatusCode::UNAUTHORIZED,
+            "missing_secret",
+        ),
+        (
+            "POST",
+            format!("/api/videos/{id}/next"),
+            Some("nope"),
+            Some("{}"),
+            StatusCode::FORBIDDEN,
+            "wrong_secret",
+        ),
+        (
+            "POST",
+            format!("/api/videos/{id}/init"),
+            Some("nope"),
+            None,
+            StatusCode::FORBIDDEN,
+            "wrong_secret",
+        ),
+        (
+            "POST",
+            format!("/api/videos/{id}/slots/0/uploaded"),
+            None,
+            None,
+            StatusCode::UNAUTHORIZED,
+            "missing_secret",
+        ),
+        (
+            "POST",
+            format!("/api/videos/{id}/next"),
+            s,
+            Some(r#"{"max": 0}"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "POST",
+            format!("/api/videos/{id}/next"),
+            s,
+            Some(r#"{"max": "x"}"#),
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+        ),
+        (
+            "POST",
+            format!("/api/videos/{id}/slots/99/uploaded"),
+            s,
+            None,
+            StatusCode::NOT_FOUND,
+            "slot_out_of_range",
+        ),
+        (
+            "POST",
+            format!("/api/videos/{id}/slots/x/uploaded"),
+            s,
+            None,
+            StatusCode::NOT_FOUND,
+            "slot_out_of_range",
+        ),
+        (
+            "POST",
+            format!("/api/videos/{id}/prioritize"),
+            None,
+            Some(r#"{"slot": 99}"#),
+            StatusCode::NOT_FOUND,
+            "slot_out_of_range",
+        ),
+        (
+            "POST",
+            format!("/api/videos/{id}/prioritize"),
+            None,
+            Some("{}"),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "POST",
+            format!("/api/videos/{id}/prioritize"),
+            None,
+            Some(r#"{"position": -1}"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "POST",
+            format!("/api/videos/{id}/prioritize"),
+            None,
+            Some("[1,"),
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+        ),
+    ];
+    for (method, path, secret, body, want_code, want) in cases {
+        let response = stack.call(method, &path, secret, body).await;
+        assert_eq!(response.0, want_code, "{method} {path}: {}", response.1);
+        expect(response, want_code, want);
+    }
 
     // Already published.
     let batch = next(&stack, &id, &secret, 1).await;

@@ -18,6 +18,16 @@ use chunkstream_domain::state::{Lane, SlotState};
 use common::*;
 use serde_json::{json, Value};
 
+/// method, path, secret, body → expected status and error code.
+type ErrorCase<'a> = (
+    &'a str,
+    String,
+    Option<&'a str>,
+    Option<&'a str>,
+    StatusCode,
+    &'a str,
+);
+
 fn poller(stack: &TestStack) -> PollerSettings {
     PollerSettings {
         priority_url: stack.queues.priority_queue_url.clone(),
@@ -530,7 +540,7 @@ async fn every_bad_request_gets_its_own_4xx_with_a_reason() {
     let (id, secret, _) = create_session(&stack, &media.plan).await;
     let unknown = "AAAAAAAAAAAAAAAAAAAAAA";
     let s = Some(secret.as_str());
-    let cases: Vec<(&str, String, Option<&str>, Option<&str>, StatusCode, &str)> = vec![
+    let cases: Vec<ErrorCase> = vec![
         (
             "GET",
             format!("/api/videos/{unknown}/status"),

@@ -58,6 +58,8 @@ pub struct SchedulePolicy {
     pub window_len: usize,
     pub window_ttl_ms: u64,
     pub max_windows: usize,
+    /// While viewers keep windows busy, natural order still gets a slot this often.
+    pub natural_every_ms: u64,
 }
 
 impl Default for SchedulePolicy {
@@ -67,6 +69,7 @@ impl Default for SchedulePolicy {
             window_len: 4,
             window_ttl_ms: 120_000,
             max_windows: 8,
+            natural_every_ms: 20_000,
         }
     }
 }
@@ -93,6 +96,12 @@ pub struct SessionState {
     /// Set once the incoming objects of a complete video are cleaned up.
     #[serde(default)]
     pub finalised: bool,
+    /// Bumped whenever the set of priority windows changes (uploaders long-poll it).
+    #[serde(default)]
+    pub windows_version: u64,
+    /// Last time a natural-order slot was assigned (starvation guard).
+    #[serde(default)]
+    pub last_natural_ms: u64,
 }
 
 /// Result of a prioritize call.
@@ -112,6 +121,8 @@ impl SessionState {
             progress_ms: now_ms,
             complete: false,
             finalised: false,
+            windows_version: 0,
+            last_natural_ms: now_ms,
         }
     }
 
@@ -172,7 +183,11 @@ impl SessionState {
     /// Leases up to `max` slots to the uploader.
     pub fn assign(&mut self, max: usize, now_ms: u64, policy: &SchedulePolicy) -> Vec<Pick> {
         self.expire_windows(now_ms, policy);
-        let picks = scheduler::pick_next(&self.slots, &self.windows, now_ms, max);
+        let natural_due = now_ms.saturating_sub(self.last_natural_ms) >= policy.natural_every_ms;
+        let picks = scheduler::pick_next(&self.slots, &self.windows, now_ms, max, natural_due);
+        if picks.iter().any(|p| !p.priority) {
+            self.last_natural_ms = now_ms;
+        }
         let lease_expires_ms = now_ms.saturating_add(policy.lease_ms);
         for pick in &picks {
             self.slots[pick.slot] = SlotState::Assigned { lease_expires_ms };
@@ -215,8 +230,12 @@ impl SessionState {
         };
         // A viewer playing on moves its window forward; a seek elsewhere opens a new one.
         if let Some(existing) = self.windows.iter_mut().find(|w| w.contains(slot)) {
+            if existing.playhead_slot != slot {
+                self.windows_version += 1;
+            }
             *existing = fresh;
         } else {
+            self.windows_version += 1;
             self.windows.push(fresh);
             if self.windows.len() > policy.max_windows {
                 self.windows
@@ -311,7 +330,45 @@ mod tests {
         window_len: 3,
         window_ttl_ms: 10_000,
         max_windows: 2,
+        natural_every_ms: 5_000,
     };
+
+    #[test]
+    fn a_viewer_keeping_windows_busy_cannot_starve_natural_order_forever() {
+        let mut s = SessionState::new(100, 0);
+        let mut natural_at = Vec::new();
+        // A viewer re-prioritizes a fresh far window before every single-slot request.
+        for step in 0..40u64 {
+            let now = step * 1_000;
+            s.prioritize(50 + step as usize, now, &P).unwrap();
+            let pick = s.assign(1, now, &P);
+            if !pick[0].priority {
+                natural_at.push(now);
+            }
+        }
+        assert!(
+            natural_at.len() >= 7,
+            "natural order served at {natural_at:?}"
+        );
+        assert!(
+            natural_at.windows(2).all(|w| w[1] - w[0] <= 5_000),
+            "{natural_at:?}"
+        );
+    }
+
+    #[test]
+    fn the_windows_version_changes_only_when_windows_move() {
+        let mut s = SessionState::new(50, 0);
+        s.prioritize(10, 0, &P).unwrap();
+        let v1 = s.windows_version;
+        s.prioritize(10, 1, &P).unwrap();
+        assert_eq!(s.windows_version, v1, "a refresh is not a change");
+        s.prioritize(11, 2, &P).unwrap();
+        assert!(s.windows_version > v1);
+        let v2 = s.windows_version;
+        s.prioritize(40, 3, &P).unwrap();
+        assert!(s.windows_version > v2);
+    }
 
     #[test]
     fn assignment_leases_slots_and_expired_leases_come_back() {

@@ -28,7 +28,31 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub sessions: Sessions,
     pub queue: Arc<dyn JobQueue>,
+    pub events: PriorityEvents,
 }
+
+/// Wakes uploaders long-polling `/priority` in this process the moment a
+/// prioritize lands here. Other processes (other Lambda instances) are noticed
+/// by the long poll re-reading the state every [`PRIORITY_POLL_MS`].
+#[derive(Clone)]
+pub struct PriorityEvents(tokio::sync::broadcast::Sender<String>);
+
+impl Default for PriorityEvents {
+    fn default() -> Self {
+        Self(tokio::sync::broadcast::channel(1024).0)
+    }
+}
+
+impl PriorityEvents {
+    fn changed(&self, video_id: &str) {
+        // No receiver is fine: nobody is waiting.
+        let _ = self.0.send(video_id.to_string());
+    }
+}
+
+/// How often a waiting long poll re-reads the state (changes made by other processes).
+const PRIORITY_POLL_MS: u64 = 250;
+const MAX_PRIORITY_WAIT_MS: u64 = 25_000;
 
 /// Largest request body accepted: a plan of `max_slots` slots fits easily.
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -48,6 +72,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/videos/{id}/prioritize", post(prioritize))
         .route("/api/videos/{id}/status", get(status))
+        .route("/api/videos/{id}/priority", get(priority_feed))
         .route("/v/{id}/manifest.mpd", get(manifest))
         .route("/v/{id}/init/{file}", get(init_segment))
         .route("/v/{id}/seg/{track}/{file}", get(media_segment))
@@ -384,7 +409,64 @@ async fn apply_priority(
             })
             .await?;
     }
+    if !prioritized.0.is_empty() {
+        state.events.changed(id);
+    }
     Ok(prioritized)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PriorityQuery {
+    after: Option<i64>,
+    wait_ms: Option<u64>,
+}
+
+/// Long poll for uploaders: answers at once when the priority windows differ
+/// from version `after`, otherwise when they change or `wait_ms` runs out.
+async fn priority_feed(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<PriorityQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let axum::extract::Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    load_authorized(&state, &id, &headers).await?;
+    let wait =
+        std::time::Duration::from_millis(query.wait_ms.unwrap_or(0).min(MAX_PRIORITY_WAIT_MS));
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut wake = state.events.0.subscribe();
+    let policy = state.config.policy;
+    loop {
+        let (s, _) = state.sessions.state(&id).await?;
+        let changed = query
+            .after
+            .is_none_or(|after| after != s.windows_version as i64);
+        let now = tokio::time::Instant::now();
+        if changed || now >= deadline || s.complete {
+            let body = json!({
+                "version": s.windows_version,
+                "priority_slots": s.priority_slots(now_ms(), &policy),
+                "complete": s.complete,
+            });
+            return Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response());
+        }
+        let poll = std::time::Duration::from_millis(PRIORITY_POLL_MS).min(deadline - now);
+        // Wake on a change to this video in this process, or re-read after `poll`.
+        let _ = tokio::time::timeout(poll, async {
+            loop {
+                match wake.recv().await {
+                    Ok(changed_id) if changed_id == id => return,
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        std::future::pending::<()>().await
+                    }
+                }
+            }
+        })
+        .await;
+    }
 }
 
 async fn prioritize(
@@ -506,10 +588,18 @@ async fn init_segment(
     .ok_or_else(|| ApiError::not_found("init segment not uploaded yet"))
 }
 
+#[derive(Deserialize)]
+struct SegmentQuery {
+    /// `nohint=1`: a miss is not a priority hint (benchmarks' natural-order baseline).
+    nohint: Option<String>,
+}
+
 async fn media_segment(
     State(state): State<AppState>,
     Path((id, track, file)): Path<(String, String, String)>,
+    axum::extract::Query(query): axum::extract::Query<SegmentQuery>,
 ) -> Result<Response, ApiError> {
+    let hint = query.nohint.as_deref() != Some("1");
     let slot =
         parse_numbered(&file, ".m4s").ok_or_else(|| ApiError::not_found("no such segment"))?;
     let track: usize = track
@@ -530,7 +620,12 @@ async fn media_segment(
         return Ok(response);
     }
     // A viewer wants this slot and it is not there: that is a priority hint.
-    match apply_priority(&state, &id, slot, HINT_REFRESH_MS).await {
+    let hinted = if hint {
+        apply_priority(&state, &id, slot, HINT_REFRESH_MS).await
+    } else {
+        Ok((Vec::new(), Vec::new()))
+    };
+    match hinted {
         Ok(_) => {}
         Err(ApiError::Client { .. }) => {}
         Err(ApiError::Internal(e)) => {

@@ -33,5 +33,6 @@ pub fn app_state(config: config::Config, clients: &aws::AwsClients) -> api::AppS
         config: Arc::new(config),
         sessions: sessions::Sessions::new(store),
         queue,
+        events: api::PriorityEvents::default(),
     }
 }

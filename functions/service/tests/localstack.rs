@@ -727,3 +727,93 @@ async fn resuming_releases_the_leases_of_the_earlier_run() {
     let third = next(&stack, &id, &secret, 4).await;
     assert_eq!(third["assignments"].as_array().unwrap().len(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_priority_long_poll_answers_when_a_viewer_prioritizes() {
+    let stack = TestStack::new().await;
+    let (id, secret, _) = create_session(&stack, &synthetic_plan(20)).await;
+    let (code, first) = stack
+        .call(
+            "GET",
+            &format!("/api/videos/{id}/priority"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{first}");
+    assert_eq!(first["priority_slots"], json!([]));
+    let version = first["version"].as_i64().unwrap();
+
+    // Nothing changes: the poll holds, then answers with the same version.
+    let (_, same) = stack
+        .call(
+            "GET",
+            &format!("/api/videos/{id}/priority?after={version}&wait_ms=300"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(same["version"], version);
+
+    // A viewer seeks while the uploader waits: the poll answers with the new window.
+    let long_poll = format!("/api/videos/{id}/priority?after={version}&wait_ms=20000");
+    let waiting = stack.call(
+        "GET",
+        &long_poll,
+        Some(&secret),
+        None,
+    );
+    let seek = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stack
+            .call(
+                "POST",
+                &format!("/api/videos/{id}/prioritize"),
+                None,
+                Some(r#"{"slot": 12}"#),
+            )
+            .await
+    };
+    let started = std::time::Instant::now();
+    let ((code, changed), (seek_code, _)) = tokio::join!(waiting, seek);
+    assert_eq!(
+        (code, seek_code),
+        (StatusCode::OK, StatusCode::OK),
+        "{changed}"
+    );
+    assert_ne!(changed["version"], version);
+    assert_eq!(changed["priority_slots"][0], 12, "{changed}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "answered on the change, not the timeout"
+    );
+
+    let (code, body) = stack
+        .call(
+            "GET",
+            &format!("/api/videos/{id}/priority"),
+            Some("wrong"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("wrong_secret"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_marked_nohint_does_not_open_a_window() {
+    let stack = TestStack::new().await;
+    let (id, _, _) = create_session(&stack, &synthetic_plan(20)).await;
+    let (code, _) = stack
+        .call("GET", &format!("/v/{id}/seg/0/15.m4s?nohint=1"), None, None)
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(status(&stack, &id).await["priority_slots"], json!([]));
+    let (code, _) = stack
+        .call("GET", &format!("/v/{id}/seg/0/15.m4s"), None, None)
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(status(&stack, &id).await["priority_slots"][0], 15);
+}

@@ -64,6 +64,15 @@ export interface StatusResponse {
   priority_slots: number[];
 }
 
+/** GET /api/videos/{id}/priority (uploader long poll) */
+export interface PriorityResponse {
+  /** changes whenever the viewers' priority windows change */
+  version: number;
+  /** not-yet-published slots of active viewer windows, nearest to a playhead first */
+  priority_slots: number[];
+  complete?: boolean;
+}
+
 export interface PrioritizeResponse {
   window: number[];
   requeued: number[];
@@ -156,22 +165,21 @@ export class Api {
     private readonly retry: RetryOptions = {},
   ) {}
 
-  private async call<T>(method: string, path: string, body?: unknown, secret?: string, signal?: AbortSignal): Promise<T> {
-    return withRetry(
-      async () => {
-        const headers: Record<string, string> = {};
-        if (body !== undefined) headers['content-type'] = 'application/json';
-        if (secret) headers.authorization = `Bearer ${secret}`;
-        const init: RequestInit = { method, headers, cache: 'no-store' };
-        if (body !== undefined) init.body = JSON.stringify(body);
-        if (signal) init.signal = signal;
-        const res = await fetch(this.base + path, init);
-        if (!res.ok) throw await errorFrom(res);
-        if (res.status === 204) return undefined as T;
-        return (await res.json()) as T;
-      },
-      { ...this.retry, ...(signal ? { signal } : {}) },
-    );
+  private call<T>(method: string, path: string, body?: unknown, secret?: string, signal?: AbortSignal): Promise<T> {
+    return withRetry(() => this.callOnce<T>(method, path, body, secret, signal), { ...this.retry, ...(signal ? { signal } : {}) });
+  }
+
+  private async callOnce<T>(method: string, path: string, body?: unknown, secret?: string, signal?: AbortSignal): Promise<T> {
+    const headers: Record<string, string> = {};
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (secret) headers.authorization = `Bearer ${secret}`;
+    const init: RequestInit = { method, headers, cache: 'no-store' };
+    if (body !== undefined) init.body = JSON.stringify(body);
+    if (signal) init.signal = signal;
+    const res = await fetch(this.base + path, init);
+    if (!res.ok) throw await errorFrom(res);
+    if (res.status === 204) return undefined as T;
+    return (await res.json()) as T;
   }
 
   createSession(req: CreateSessionRequest): Promise<CreateSessionResponse> {
@@ -185,6 +193,16 @@ export class Api {
   }
   reportUploaded(id: string, secret: string, slot: number, signal?: AbortSignal): Promise<{ slot: number; queue: string }> {
     return this.call('POST', `/api/videos/${encodeURIComponent(id)}/slots/${slot}/uploaded`, undefined, secret, signal);
+  }
+  /**
+   * Long poll for the viewers' priority windows: answers at once when the server's version differs
+   * from `after` (or `after` is null), else when the windows change or after `waitMs`.
+   * One attempt (the caller's loop retries).
+   */
+  priority(id: string, secret: string, after: number | null, waitMs: number, signal?: AbortSignal): Promise<PriorityResponse> {
+    const q = new URLSearchParams({ wait_ms: String(Math.max(0, Math.min(25_000, Math.round(waitMs)))) });
+    if (after !== null) q.set('after', String(after));
+    return this.callOnce('GET', `/api/videos/${encodeURIComponent(id)}/priority?${q}`, undefined, secret, signal);
   }
   prioritize(id: string, target: { position: number } | { slot: number }): Promise<PrioritizeResponse> {
     return this.call('POST', `/api/videos/${encodeURIComponent(id)}/prioritize`, target);

@@ -90,6 +90,7 @@ impl TestStack {
                 queues.priority_queue_url.clone(),
                 queues.normal_queue_url.clone(),
             )),
+            events: Default::default(),
         };
         Self {
             clients,

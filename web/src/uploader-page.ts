@@ -11,6 +11,7 @@ import { sessionRequest } from './lib/request.ts';
 import { Segmenter } from './lib/segmenter.ts';
 import { forgetSession, loadSession, saveSession } from './lib/session-store.ts';
 import type { StoredSession } from './lib/session-store.ts';
+import { trace } from './lib/trace.ts';
 import { describe, Uploader } from './lib/uploader.ts';
 import type { LocalSlotState, ProgressInfo } from './lib/uploader.ts';
 import { drawSlotMap, formatBytes, formatDuration, formatRate } from './ui.ts';
@@ -193,6 +194,7 @@ function renderProgress(p: ProgressInfo): void {
 }
 
 async function handleFile(file: File): Promise<void> {
+  trace('file-picked', { size: file.size });
   resetUi();
   const token = current.token;
   const stale = () => token !== current.token;
@@ -203,7 +205,9 @@ async function handleFile(file: File): Promise<void> {
   let fingerprint: string;
   try {
     fingerprint = await fingerprintFile(file, file.name);
+    trace('fingerprinted');
     analysis = await analyzeFile(file, { fileName: file.name });
+    trace('analyzed', { moovBytes: analysis.boxes.find((b) => b.type === 'moov')?.size ?? null });
   } catch (e) {
     if (stale()) return;
     setState('error');
@@ -238,6 +242,7 @@ async function handleFile(file: File): Promise<void> {
     planOpts = { ...planOpts, targetDuration: planOpts.targetDuration * 2 };
     plan = planSegments(analysis.tracks, planOpts);
   }
+  trace('planned', { slots: plan.slots.length });
   const problems = validatePlan(analysis.tracks, plan);
   if (problems.length) {
     setState('error');
@@ -272,7 +277,10 @@ async function handleFile(file: File): Promise<void> {
   if (!stored) {
     setState('creating');
     try {
-      const res = await api.createSession(sessionRequest(analysis, plan, fingerprint));
+      const body = sessionRequest(analysis, plan, fingerprint);
+      trace('create-request');
+      const res = await api.createSession(body);
+      trace('create-response');
       stored = {
         videoId: res.video_id,
         secret: res.upload_secret,
@@ -296,6 +304,7 @@ async function handleFile(file: File): Promise<void> {
   }
   if (stale()) return;
   showShare(stored);
+  trace('link-shown', { videoId: stored.videoId });
   if (resumedStatus) showMessage('info', `Resuming the upload of ${file.name} (same link as before).`);
   else hideMessage();
   $('progress').hidden = false;
@@ -310,6 +319,7 @@ async function handleFile(file: File): Promise<void> {
       lastStatus = s;
     },
     onLog: (m) => console.debug('[chunkstream]', m),
+    onTrace: trace,
     onIdle: (reason) => {
       const el = $('idle');
       el.hidden = !reason;

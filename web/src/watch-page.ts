@@ -1,6 +1,7 @@
 import { Debug, MediaPlayer } from 'dashjs';
 import { Api, ApiError } from './lib/api.ts';
 import type { StatusResponse } from './lib/api.ts';
+import { trace } from './lib/trace.ts';
 import { drawAvailability, formatDuration } from './ui.ts';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
@@ -13,6 +14,12 @@ const params = new URLSearchParams(location.search);
 const videoId = params.get('v') ?? '';
 const apiBase = (params.get('api') ?? '').replace(/\/$/, '');
 const api = new Api(apiBase, { maxAttempts: 3 });
+/**
+ * `noprioritize=1` (benchmarks' natural-order baseline): never ask the uploader for anything —
+ * no prioritize calls, and segment requests carry `nohint=1` so the server does not take a miss
+ * as a hint either.
+ */
+const noPrioritize = params.get('noprioritize') === '1';
 const video = $<HTMLVideoElement>('video');
 const overlay = $('overlay');
 const overlayText = $('overlay-text');
@@ -48,9 +55,11 @@ function slotAt(t: number): number {
 }
 
 async function prioritize(target: { position: number } | { slot: number }): Promise<void> {
-  if (status?.complete) return;
+  if (status?.complete || noPrioritize) return;
   try {
+    trace('prioritize-sent', target);
     const r = await api.prioritize(videoId, target);
+    trace('prioritize-acked', { ...target, window: r.window });
     console.debug('[chunkstream] prioritize', target, r);
   } catch (e) {
     console.debug('[chunkstream] prioritize failed', e);
@@ -96,6 +105,27 @@ function draw(): void {
   drawAvailability(availability, duration, status?.slots ?? [], bufferedRanges(), video.currentTime);
 }
 
+type FrameCallbackVideo = HTMLVideoElement & {
+  requestVideoFrameCallback?: (cb: (now: number, meta: { mediaTime: number }) => void) => number;
+  cancelVideoFrameCallback?: (handle: number) => void;
+};
+let frameWatch: number | null = null;
+/** Trace the first frame presented at (or after) a seek target. */
+function watchFirstFrame(target: number): void {
+  const v = video as FrameCallbackVideo;
+  if (!v.requestVideoFrameCallback) return;
+  if (frameWatch !== null) v.cancelVideoFrameCallback?.(frameWatch);
+  const onFrame = (_now: number, meta: { mediaTime: number }): void => {
+    if (meta.mediaTime >= target - 0.5 && !video.seeking) {
+      frameWatch = null;
+      trace('first-frame', { target, mediaTime: meta.mediaTime });
+    } else {
+      frameWatch = v.requestVideoFrameCallback!(onFrame);
+    }
+  };
+  frameWatch = v.requestVideoFrameCallback(onFrame);
+}
+
 function stalled(): boolean {
   return !video.paused && (video.seeking || video.readyState < HTMLMediaElement.HAVE_FUTURE_DATA) && !video.ended;
 }
@@ -137,16 +167,31 @@ if (!videoId) {
   player.updateSettings({
     debug: { logLevel: Debug.LOG_LEVEL_WARNING },
     streaming: {
-      // A segment that is not uploaded yet answers 404: keep asking, every 500 ms, for as long
-      // as it takes (dash.js' default, 3 attempts, stops playback for good after one miss).
+      // A segment that is not uploaded yet answers 404 at once: keep asking, every 250 ms, for as
+      // long as it takes (dash.js' default, 3 attempts, stops playback for good after one miss).
+      // The interval bounds how late a just-published segment is noticed.
       retryAttempts: { MediaSegment: 1_000_000, InitializationSegment: 1_000_000, MPD: 10 },
-      retryIntervals: { MediaSegment: 500, InitializationSegment: 500, MPD: 1000 },
+      retryIntervals: { MediaSegment: 250, InitializationSegment: 250, MPD: 1000 },
     },
   });
+  if (noPrioritize) {
+    player.addRequestInterceptor(async (request) => {
+      if (/\/seg\/\d+\/\d+\.m4s$/.test(request.url)) request.url += '?nohint=1';
+      return request;
+    });
+  }
   player.addResponseInterceptor(async (response) => {
-    if (response.status === 404 || response.status === 403) {
-      const m = /\/seg\/(\d+)\/(\d+)\.m4s(?:\?|$)/.exec(response.request.url);
-      if (m) onMiss(Number(m[2]));
+    const m = /\/seg\/(\d+)\/(\d+)\.m4s(?:\?|$)/.exec(response.request.url);
+    if (m) {
+      const track = Number(m[1]);
+      const slot = Number(m[2]);
+      const code = response.status ?? 0;
+      if (code === 404 || code === 403) {
+        trace('seg-miss', { track, slot, status: code });
+        onMiss(slot);
+      } else if (code >= 200 && code < 300) {
+        trace('seg-loaded', { track, slot });
+      }
     }
     return response;
   });
@@ -171,12 +216,30 @@ if (!videoId) {
     $('unmute-row').hidden = true;
   });
   let seekTimer: ReturnType<typeof setTimeout> | null = null;
+  let lastSeekPrioritizeAt = -Infinity;
+  let lastSeekTarget = -1;
   video.addEventListener('seeking', () => {
-    // ask for the part the viewer jumped to (debounced: dragging the scrubber fires many seeks)
+    const target = video.currentTime;
+    trace('seeking', { position: target });
+    lastSeekTarget = target;
+    watchFirstFrame(target);
+    // ask for the part the viewer jumped to at once; while the scrubber is dragged (many seeks
+    // in a row) at most every 250 ms, plus once where it stops
     if (seekTimer) clearTimeout(seekTimer);
-    seekTimer = setTimeout(() => void prioritize({ position: video.currentTime }), 250);
+    const now = performance.now();
+    if (now - lastSeekPrioritizeAt >= 250) {
+      lastSeekPrioritizeAt = now;
+      void prioritize({ position: target });
+    } else {
+      seekTimer = setTimeout(() => {
+        lastSeekPrioritizeAt = performance.now();
+        void prioritize({ position: video.currentTime });
+      }, 250);
+    }
     updateOverlay();
   });
+  video.addEventListener('seeked', () => trace('seeked', { position: video.currentTime, target: lastSeekTarget }));
+  video.addEventListener('playing', () => trace('playing', { position: video.currentTime }));
   for (const ev of ['waiting', 'playing', 'pause', 'seeked', 'canplay', 'stalled'] as const) video.addEventListener(ev, updateOverlay);
   video.addEventListener('timeupdate', draw);
   setInterval(() => {

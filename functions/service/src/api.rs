@@ -126,7 +126,7 @@ async fn load_authorized(
     state: &AppState,
     id: &str,
     headers: &HeaderMap,
-) -> Result<SessionRecord, ApiError> {
+) -> Result<Arc<SessionRecord>, ApiError> {
     let record = state.sessions.load(id).await?;
     check_secret(headers, &record)?;
     Ok(record)
@@ -354,7 +354,7 @@ async fn slot_uploaded(
     state
         .queue
         .enqueue(&Job {
-            video_id: record.video_id,
+            video_id: record.video_id.clone(),
             slot,
             lane,
         })

@@ -137,13 +137,34 @@ pub enum SessionError {
 #[derive(Clone)]
 pub struct Sessions {
     store: Arc<dyn ObjectStore>,
+    /// Session records never change once written: each process keeps the ones
+    /// it has read, saving an S3 GET on every API call and job.
+    records: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<SessionRecord>>>>,
 }
+
+const MAX_CACHED_RECORDS: usize = 256;
 
 const MAX_STATE_ATTEMPTS: u32 = 25;
 
 impl Sessions {
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            records: Arc::default(),
+        }
+    }
+
+    fn cached(&self, video_id: &str) -> Option<Arc<SessionRecord>> {
+        self.records.lock().ok()?.get(video_id).cloned()
+    }
+
+    fn remember(&self, record: Arc<SessionRecord>) {
+        if let Ok(mut records) = self.records.lock() {
+            if records.len() >= MAX_CACHED_RECORDS {
+                records.clear();
+            }
+            records.insert(record.video_id.clone(), record);
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
@@ -152,7 +173,10 @@ impl Sessions {
 
     /// Stores a validated plan: state, then the immutable record, then the manifest.
     /// Returns the record and the clear-text upload secret (never stored).
-    pub async fn create(&self, plan: SegmentPlan) -> Result<(SessionRecord, String), SessionError> {
+    pub async fn create(
+        &self,
+        plan: SegmentPlan,
+    ) -> Result<(Arc<SessionRecord>, String), SessionError> {
         let video_id = random_token(16);
         let secret = random_token(32);
         let now = now_ms();
@@ -176,6 +200,8 @@ impl Sessions {
                 PutCondition::Always,
             )
             .await?;
+        let record = Arc::new(record);
+        self.remember(record.clone());
         Ok((record, secret))
     }
 
@@ -195,16 +221,23 @@ impl Sessions {
             .await?)
     }
 
-    pub async fn load(&self, video_id: &str) -> Result<SessionRecord, SessionError> {
+    pub async fn load(&self, video_id: &str) -> Result<Arc<SessionRecord>, SessionError> {
         if !is_valid_video_id(video_id) {
             return Err(SessionError::NotFound);
         }
+        if let Some(record) = self.cached(video_id) {
+            return Ok(record);
+        }
         let key = session_key(video_id);
         let obj = self.store.get(&key).await?.ok_or(SessionError::NotFound)?;
-        serde_json::from_slice(&obj.body).map_err(|e| SessionError::Corrupt {
-            key,
-            detail: e.to_string(),
-        })
+        let record: Arc<SessionRecord> = Arc::new(serde_json::from_slice(&obj.body).map_err(
+            |e| SessionError::Corrupt {
+                key,
+                detail: e.to_string(),
+            },
+        )?);
+        self.remember(record.clone());
+        Ok(record)
     }
 
     pub async fn state(&self, video_id: &str) -> Result<(SessionState, String), SessionError> {

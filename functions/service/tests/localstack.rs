@@ -757,12 +757,7 @@ async fn the_priority_long_poll_answers_when_a_viewer_prioritizes() {
 
     // A viewer seeks while the uploader waits: the poll answers with the new window.
     let long_poll = format!("/api/videos/{id}/priority?after={version}&wait_ms=20000");
-    let waiting = stack.call(
-        "GET",
-        &long_poll,
-        Some(&secret),
-        None,
-    );
+    let waiting = stack.call("GET", &long_poll, Some(&secret), None);
     let seek = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         stack

@@ -28,6 +28,7 @@ interface Entry {
   bytes: number;
   rank: number;
   seq: number;
+  onStart: (() => void) | undefined;
   resolve: () => void;
   reject: (e: unknown) => void;
   settled: boolean;
@@ -56,15 +57,17 @@ export class Pacer {
     return this.queue.length + (this.current ? 1 : 0);
   }
 
-  reserve(bytes: number, rank: number = NATURAL_RANK): Reservation {
+  /** `onStart`: called when the body goes on the (modelled) wire */
+  reserve(bytes: number, rank: number = NATURAL_RANK, onStart?: () => void): Reservation {
     let entry!: Entry;
     const done = new Promise<void>((resolve, reject) => {
-      entry = { bytes, rank, seq: this.seq++, resolve, reject, settled: false };
+      entry = { bytes, rank, seq: this.seq++, onStart, resolve, reject, settled: false };
     });
     // callers that drop a cancelled reservation without awaiting it must not cause an unhandled rejection
     done.catch(() => undefined);
     if (!this.limited) {
       entry.settled = true;
+      onStart?.();
       entry.resolve();
     } else {
       this.queue.push(entry);
@@ -128,5 +131,6 @@ export class Pacer {
       this.pump(true);
     }, Math.max(0, end - now));
     this.current = { entry, timer };
+    entry.onStart?.();
   }
 }

@@ -13,6 +13,9 @@ use chunkstream::worker::Worker;
 use chunkstream::{api, app_state, aws, reaper, telemetry};
 use tower_http::services::ServeDir;
 
+/// A slot "uploaded" this long without being processed gets its job again.
+const REDRIVE_AFTER: Duration = Duration::from_secs(600);
+
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)
         .ok()
@@ -69,12 +72,22 @@ async fn main() -> anyhow::Result<()> {
         },
     ));
     let reaper_sessions = state.sessions.clone();
+    let reaper_queue = state.queue.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(reap_every);
         loop {
             tick.tick().await;
-            match reaper::reap_abandoned(&reaper_sessions, session_ttl).await {
-                Ok(report) if !report.reaped.is_empty() => tracing::info!(?report, "reaper"),
+            match reaper::reap_abandoned(
+                &reaper_sessions,
+                reaper_queue.as_ref(),
+                session_ttl,
+                REDRIVE_AFTER,
+            )
+            .await
+            {
+                Ok(report) if !report.reaped.is_empty() || !report.redriven.is_empty() => {
+                    tracing::info!(?report, "reaper")
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = format!("{e:#}"), "reaper failed"),
             }

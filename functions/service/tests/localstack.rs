@@ -468,9 +468,14 @@ async fn the_reaper_deletes_abandoned_sessions_and_keeps_live_ones() {
     let (abandoned, _, _) = create_session(&stack, &synthetic_plan(3)).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let (live, _, _) = create_session(&stack, &synthetic_plan(3)).await;
-    let report = reap_abandoned(&stack.state.sessions, Duration::from_secs(1))
-        .await
-        .unwrap();
+    let report = reap_abandoned(
+        &stack.state.sessions,
+        stack.state.queue.as_ref(),
+        Duration::from_secs(1),
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.reaped, vec![abandoned.clone()]);
     assert!(report.objects_deleted >= 3);
     let (code, _) = stack
@@ -811,4 +816,35 @@ async fn a_miss_marked_nohint_does_not_open_a_window() {
         .await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert_eq!(status(&stack, &id).await["priority_slots"][0], 15);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_stuck_in_uploaded_gets_its_job_again() {
+    let media = media();
+    let stack = TestStack::new().await;
+    let (id, secret, _) = create_session(&stack, &media.plan).await;
+    let batch = next(&stack, &id, &secret, 1).await;
+    upload_assignment(&batch["assignments"][0], media).await;
+    report_uploaded(&stack, &id, &secret, 0).await;
+    // The job is lost (say, it ended in a DLQ): the slot sits in "uploaded".
+    stack
+        .clients
+        .sqs
+        .purge_queue()
+        .queue_url(&stack.queues.normal_queue_url)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = reap_abandoned(
+        &stack.state.sessions,
+        stack.state.queue.as_ref(),
+        Duration::from_secs(3600),
+        Duration::from_millis(100),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.redriven, vec![(id.clone(), 0)]);
+    drain(&stack).await;
+    assert_eq!(status(&stack, &id).await["slots"][0]["state"], "published");
 }

@@ -2,6 +2,7 @@
 //! to the shared batch handler; an EventBridge schedule event runs the reaper.
 
 use aws_lambda_events::event::sqs::SqsEvent;
+use chunkstream::queue::SqsQueues;
 use chunkstream::sessions::Sessions;
 use chunkstream::store::S3Store;
 use chunkstream::worker::{handle_batch, Worker};
@@ -9,6 +10,9 @@ use chunkstream::{aws, config::Config, reaper, telemetry};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use std::sync::Arc;
+
+/// A slot "uploaded" this long without being processed gets its job again.
+const REDRIVE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -20,10 +24,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config.bucket.clone(),
     )));
     let worker = Worker::new(sessions.clone());
+    let queue = Arc::new(SqsQueues::new(
+        clients.sqs.clone(),
+        config.priority_queue_url.clone(),
+        config.normal_queue_url.clone(),
+    ));
     let ttl = config.session_ttl;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let worker = worker.clone();
         let sessions = sessions.clone();
+        let queue = queue.clone();
         async move {
             if event.payload.get("Records").is_some() {
                 let batch: SqsEvent = serde_json::from_value(event.payload)?;
@@ -31,7 +41,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                     handle_batch(&worker, batch).await,
                 )?)
             } else {
-                let report = reaper::reap_abandoned(&sessions, ttl).await?;
+                let report =
+                    reaper::reap_abandoned(&sessions, queue.as_ref(), ttl, REDRIVE_AFTER).await?;
                 Ok(serde_json::to_value(report)?)
             }
         }

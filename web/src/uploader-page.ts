@@ -203,11 +203,16 @@ async function handleFile(file: File): Promise<void> {
   const opts = planOptions();
   let analysis: Analysis;
   let fingerprint: string;
-  try {
-    fingerprint = await fingerprintFile(file, file.name);
+  // the fingerprint (three small reads + SHA-256) runs while the moov is read and parsed
+  const fingerprinting = fingerprintFile(file, file.name).then((f) => {
     trace('fingerprinted');
+    return f;
+  });
+  fingerprinting.catch(() => undefined); // awaited below unless the analysis fails first
+  try {
     analysis = await analyzeFile(file, { fileName: file.name });
     trace('analyzed', { moovBytes: analysis.boxes.find((b) => b.type === 'moov')?.size ?? null });
+    fingerprint = await fingerprinting;
   } catch (e) {
     if (stale()) return;
     setState('error');
@@ -327,7 +332,7 @@ async function handleFile(file: File): Promise<void> {
     },
   });
   current.uploader = uploader;
-  (window as unknown as { chunkstream: unknown }).chunkstream = { uploader, plan, analysis, session: { videoId: stored.videoId } };
+  (window as unknown as { chunkstream: unknown }).chunkstream = { uploader, plan, analysis, segmenter, session: { videoId: stored.videoId } };
   if (resumedStatus) uploader.applyStatus(resumedStatus);
   renderSlots(uploader.states);
   renderProgress(uploader.progress());

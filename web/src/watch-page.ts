@@ -105,6 +105,30 @@ function draw(): void {
   drawAvailability(availability, duration, status?.slots ?? [], bufferedRanges(), video.currentTime);
 }
 
+/** how far before the start of a part a seek is moved to it, when the part before is not published */
+const SNAP_BEFORE_S = 0.5;
+/** where in the part the moved seek lands: past any track's boundary (audio is cut at the frame nearest the video cut) */
+const SNAP_INTO_S = 0.1;
+
+/**
+ * A seek landing in the last moments of a part that is not published yet starts at the next part
+ * instead: otherwise the player first asks for that part — a whole part to wait for, for less than
+ * SNAP_BEFORE_S of video (with exact boundaries, the tracks may even disagree on which part a time
+ * falls in, and both parts are needed). Returns the new target, or null to keep the seek.
+ */
+function snapSeek(t: number): number | null {
+  if (!status || status.complete) return null;
+  const k = slotAt(t);
+  for (const j of [k, k + 1]) {
+    const part = status.slots[j];
+    const before = status.slots[j - 1];
+    if (!part || !before || before.state === 'published') continue;
+    const b = part.start;
+    if (t > b - SNAP_BEFORE_S && t < b + SNAP_INTO_S - 1e-3) return b + SNAP_INTO_S;
+  }
+  return null;
+}
+
 type FrameCallbackVideo = HTMLVideoElement & {
   requestVideoFrameCallback?: (cb: (now: number, meta: { mediaTime: number }) => void) => number;
   cancelVideoFrameCallback?: (handle: number) => void;
@@ -220,6 +244,13 @@ if (!videoId) {
   let lastSeekTarget = -1;
   video.addEventListener('seeking', () => {
     const target = video.currentTime;
+    const snapped = snapSeek(target);
+    if (snapped !== null) {
+      // a new 'seeking' event follows (dash.js, listening after us, already sees the new time)
+      trace('seek-snapped', { from: target, to: snapped });
+      video.currentTime = snapped;
+      return;
+    }
     trace('seeking', { position: target });
     lastSeekTarget = target;
     watchFirstFrame(target);
@@ -246,6 +277,7 @@ if (!videoId) {
     updateOverlay();
     draw();
   }, 500);
+  watchFirstFrame(0);
   player.initialize(video, manifestUrl, true);
   (window as unknown as { chunkstreamPlayer: unknown }).chunkstreamPlayer = player;
   void pollStatus();

@@ -7,8 +7,8 @@ import { openAsBlob } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DataStream } from 'mp4box';
-import { analyzeFile } from '../src/lib/analyze.ts';
+import { createFile, DataStream, MP4BoxBuffer } from 'mp4box';
+import { analyzeFile, ensureSampleLists, sampleTableOf } from '../src/lib/analyze.ts';
 import type { Analysis, ByteSource } from '../src/lib/analyze.ts';
 import { MediaFileError } from '../src/lib/errors.ts';
 import { fragmentSize } from '../src/lib/fragment-size.ts';
@@ -75,6 +75,9 @@ async function segmentAll(name: string, blob: Blob, analysis: Analysis, plan: Pl
       // the zero-copy Blob used for uploads is bit-identical to createFragment's output
       const viaBlob = new Uint8Array(await seg.buildBlob(s, t).arrayBuffer());
       assert.ok(Buffer.from(viaBlob).equals(Buffer.from(bytes)), `${name} slot ${s} track ${t}: buildBlob differs from createFragment`);
+      // ...and so is what the uploader sends (all tracks of the slot from shared reads)
+      const viaSlot = new Uint8Array(await (await seg.buildSlot(s, analysis.tracks.map((_, i) => i)))[t]!.arrayBuffer());
+      assert.ok(Buffer.from(viaSlot).equals(Buffer.from(bytes)), `${name} slot ${s} track ${t}: buildSlot differs from createFragment`);
       const facts = checkSegment(bytes);
       const where = `${name} slot ${s} track ${track.id}`;
       assert.equal(bytes.byteLength, planned.size, `${where}: size`);
@@ -129,6 +132,36 @@ describe('analysis', () => {
     assert.ok(!text.includes('stss'), 'no stss in init');
   });
 
+  it('the sample tables read from the stbl boxes equal those of mp4box’s sample objects', async () => {
+    for (const name of ['fast', 'end', 'scenes', 'vonly', 'vp9', 'mov']) {
+      const { blob, analysis } = await load(files[name]!);
+      // reference: mp4box's usual parse, sample objects built at once
+      const whole = await blob.arrayBuffer();
+      const iso = createFile(false);
+      iso.appendBuffer(MP4BoxBuffer.fromArrayBuffer(whole, 0), true);
+      for (const t of analysis.tracks) {
+        const ref = sampleTableOf(iso.getTrackById(t.id).samples);
+        assert.equal(t.samples.count, ref.count, `${name} track ${t.id}: count`);
+        for (const k of ['dts', 'duration', 'size', 'sync'] as const) {
+          assert.deepEqual(Array.from(t.samples[k]), Array.from(ref[k]), `${name} track ${t.id}: ${k}`);
+        }
+      }
+      // the sample objects built later for the segmenter are mp4box's own
+      assert.equal(analysis.sampleListsBuilt, false);
+      ensureSampleLists(analysis);
+      for (const t of analysis.tracks) {
+        const mine = t.trak.samples;
+        const ref = iso.getTrackById(t.id).samples;
+        assert.equal(mine.length, ref.length);
+        for (let i = 0; i < ref.length; i += 97) {
+          for (const k of ['offset', 'size', 'dts', 'cts', 'duration', 'is_sync', 'description_index'] as const) {
+            assert.equal(mine[i]![k], ref[i]![k], `${name} track ${t.id} sample ${i}: ${k}`);
+          }
+        }
+      }
+    }
+  });
+
   it('rejects a text file named .mp4', async () => {
     await assert.rejects(load(files.text!), (e: unknown) => e instanceof MediaFileError && e.code === 'not_mp4');
   });
@@ -170,6 +203,7 @@ describe('analysis', () => {
 describe('createFragment output vs size arithmetic', () => {
   it('matches for single samples, random ranges, whole tracks, and 64-bit tfdt', async () => {
     const { blob, analysis } = await load(files.end!);
+    ensureSampleLists(analysis);
     const iso = analysis.iso;
     let checked = 0;
     for (const track of analysis.tracks) {
@@ -280,6 +314,26 @@ describe('segmentation of real files', () => {
     assert.deepEqual(Buffer.from(a), Buffer.from(b));
   });
 
+  it('buildSlot also handles samples stored out of file order (assembled in memory)', async () => {
+    const { blob, analysis } = await load(files.end!);
+    const plan = planSegments(analysis.tracks, { targetDuration: 4 });
+    const seg = new Segmenter(blob, analysis, plan);
+    ensureSampleLists(analysis);
+    // swap where two video samples of slot 1 are stored: both builders then read the same bytes
+    const v = plan.slots[1]!.tracks[0]!;
+    const samples = analysis.tracks[0]!.trak.samples;
+    const a = samples[v.first + 1]!;
+    const b = samples[v.first + 5]!;
+    [a.offset, b.offset] = [b.offset, a.offset];
+    try {
+      const ref = await seg.build(1, 0);
+      const [got] = await seg.buildSlot(1, [0]);
+      assert.ok(Buffer.from(await got!.arrayBuffer()).equals(Buffer.from(ref)));
+    } finally {
+      [a.offset, b.offset] = [b.offset, a.offset];
+    }
+  });
+
   it('a plan whose size does not match the bytes is caught before upload', async () => {
     const { blob, analysis } = await load(files.fast!);
     const plan = planSegments(analysis.tracks, { targetDuration: 4 });
@@ -287,6 +341,7 @@ describe('segmentation of real files', () => {
     const seg = new Segmenter(blob, analysis, plan);
     await assert.rejects(seg.build(1, 0), SegmentSizeMismatch);
     assert.throws(() => seg.buildBlob(1, 0), SegmentSizeMismatch);
+    await assert.rejects(seg.buildSlot(1, [0, 1]), SegmentSizeMismatch);
   });
 
   it('ffmpeg accepts the per-track outputs as a fragmented MP4', async () => {

@@ -18,15 +18,15 @@ type St = 'pending' | 'assigned' | 'uploaded' | 'published';
 
 const delay = (ms: number, signal?: AbortSignal): Promise<void> =>
   new Promise((resolve, reject) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        reject(signal.reason);
-      },
-      { once: true },
-    );
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(signal?.reason);
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 
 /** A tiny in-memory server: windows first (nearest the playhead), then natural order; leases never expire. */
@@ -142,8 +142,8 @@ class FakeServer implements UploaderApi {
 
 function fakeMedia(n: number, bytes: number): { analysis: Analysis; plan: Plan; segmenter: SegmentSource } {
   const analysis = { tracks: [{ id: 1, initSegment: new Uint8Array(10) }] } as unknown as Analysis;
-  const plan = { slots: Array.from({ length: n }, () => ({ bytes })), totalBytes: n * bytes } as unknown as Plan;
-  const segmenter: SegmentSource = { buildBlob: () => new Blob([new Uint8Array(bytes)]) };
+  const plan = { slots: Array.from({ length: n }, () => ({ bytes, tracks: [{ size: bytes }] })), totalBytes: n * bytes } as unknown as Plan;
+  const segmenter: SegmentSource = { buildSlot: async (_slot, tracks) => tracks.map(() => new Blob([new Uint8Array(bytes)])) };
   return { analysis, plan, segmenter };
 }
 
@@ -199,6 +199,35 @@ describe('uploader priorities', () => {
     }
   });
 
+  it('viewers keeping the link busy do not starve natural order (one slot every naturalEveryMs)', { timeout: 30_000 }, async () => {
+    const n = 100;
+    const server = new FakeServer(n);
+    const { analysis, plan, segmenter } = fakeMedia(n, 10_000); // 100 ms per slot
+    const uploader = new Uploader(server, 'v', 's', analysis, plan, segmenter, {
+      parallel: 3,
+      pacer: new Pacer(800_000),
+      statusIntervalMs: 200,
+      naturalEveryMs: 500,
+    });
+    const run = uploader.run();
+    while (server.log.filter((l) => l.what === 'reported').length < 2) await delay(5);
+    // a viewer hopping ahead faster than the upload can follow: priority work never runs out
+    const t0 = performance.now();
+    let far = 40;
+    while (performance.now() - t0 < 3000 && far < n - 2) {
+      server.prioritize(far);
+      far += 1;
+      await delay(150);
+    }
+    const t1 = performance.now();
+    const naturalDuring = server.log.filter((l) => l.what === 'reported' && l.slot! < 40 && l.t > t0 + 300 && l.t < t1).length;
+    const priorityDuring = server.log.filter((l) => l.what === 'reported' && l.slot! >= 40 && l.t > t0 && l.t < t1).length;
+    console.log(`in ${((t1 - t0) / 1000).toFixed(1)} s of continuous priority work: ${priorityDuring} priority slots, ${naturalDuring} natural-order slots`);
+    assert.ok(priorityDuring >= 10, `${priorityDuring} priority slots`);
+    assert.ok(naturalDuring >= 2, `natural order got ${naturalDuring} slots`);
+    assert.equal(await run, 'complete');
+  });
+
   it('without a priority feed (older server) it follows the status poll', { timeout: 30_000 }, async () => {
     const n = 24;
     const server = new FakeServer(n);
@@ -222,16 +251,38 @@ describe('pacer queue', () => {
     const pacer = new Pacer(800_000); // 10 kB = 100 ms
     const order: string[] = [];
     const t0 = performance.now();
-    const a = pacer.reserve(10_000); // on the wire at once
-    const b = pacer.reserve(10_000);
-    const c = pacer.reserve(10_000);
-    const p = pacer.reserve(10_000, 0); // priority: overtakes b and c
-    for (const [name, r] of [['a', a], ['b', b], ['c', c], ['p', p]] as const) void r.done.then(() => order.push(name), () => order.push(`${name}✗`));
+    const a = pacer.reserve(10_000, 5); // on the wire at once
+    const b = pacer.reserve(10_000, 5);
+    const c = pacer.reserve(10_000, 5);
+    for (const [name, r] of [['a', a], ['b', b], ['c', c]] as const) void r.done.then(() => order.push(name), () => order.push(`${name}✗`));
+    await delay(90); // a is nearly through: not pre-empted
+    const p = pacer.reserve(10_000, 0); // overtakes b and c
+    void p.done.then(() => order.push('p'));
     b.cancel();
     await c.done;
     const ms = performance.now() - t0;
     assert.deepEqual(order, ['b✗', 'a', 'p', 'c']);
     assert.ok(ms >= 290 && ms < 400, `3 bodies took ${ms} ms (the cancelled one left no gap)`);
+    assert.equal(pacer.preemptions, 0);
+  });
+
+  it('a more urgent body pre-empts a less urgent one on the wire, which goes again in full', async () => {
+    const pacer = new Pacer(800_000);
+    const order: string[] = [];
+    const t0 = performance.now();
+    const a = pacer.reserve(10_000, 3);
+    const c = pacer.reserve(10_000);
+    void a.done.then(() => order.push('a'));
+    void c.done.then(() => order.push('c'));
+    await delay(30);
+    const p = pacer.reserve(10_000, 0);
+    await p.done;
+    assert.ok(performance.now() - t0 < 160, 'the urgent body did not wait for the one on the wire');
+    await c.done;
+    const ms = performance.now() - t0;
+    assert.deepEqual(order, ['a', 'c']);
+    assert.equal(pacer.preemptions, 1);
+    assert.ok(ms >= 320 && ms < 450, `${ms} ms: 30 ms lost to the pre-empted transfer, then 3 × 100 ms`);
   });
 
   it('cancelling the body on the wire frees the link at once', async () => {

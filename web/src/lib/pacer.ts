@@ -8,13 +8,20 @@
  * packet.)
  *
  * Bodies queue for the link in order of `rank` (lower first; ties first come, first served):
- * a priority segment overtakes natural-order ones that are still waiting. Cancelling a waiting
+ * a priority segment overtakes natural-order ones that are still waiting, and pre-empts a body of
+ * a higher rank that is on the wire (unless that one is nearly through): the pre-empted body goes
+ * back to the queue and is sent again in full later — the time it had used is lost, as when a real
+ * transfer is aborted and restarted. Cancelling a waiting
  * reservation gives its time back to those behind it; cancelling the one on the wire frees the
  * link at once (the time it already used is lost, as on a real link) — so an aborted transfer
  * never leaves a phantom reservation in front of the segment a viewer is waiting for.
  */
 
 export const NATURAL_RANK = Number.POSITIVE_INFINITY;
+/** served before every other waiting body, but never pre-empts the one on the wire */
+export const NEXT_RANK = -1;
+/** a body on the wire with less than this fraction of its time left is not pre-empted */
+const PREEMPT_MIN_LEFT = 0.15;
 
 export interface Reservation {
   /** resolves when the body has crossed the modelled link; rejects with the abort reason if cancelled */
@@ -36,7 +43,9 @@ interface Entry {
 
 export class Pacer {
   private readonly queue: Entry[] = [];
-  private current: { entry: Entry; timer: ReturnType<typeof setTimeout> } | null = null;
+  private current: { entry: Entry; timer: ReturnType<typeof setTimeout>; start: number; end: number } | null = null;
+  /** bodies pushed off the wire by more urgent ones (diagnostics) */
+  preemptions = 0;
   private seq = 0;
   /** when the last body finished crossing the link (timer lateness is not added to the next one) */
   private linkFreeAt = 0;
@@ -72,11 +81,13 @@ export class Pacer {
     } else {
       this.queue.push(entry);
       this.pump();
+      this.preempt();
     }
     return {
       done,
       setRank: (r: number) => {
         entry.rank = r;
+        this.preempt();
       },
       cancel: (reason?: unknown) => this.cancel(entry, reason ?? new DOMException('cancelled', 'AbortError')),
     };
@@ -109,6 +120,23 @@ export class Pacer {
     this.pump();
   }
 
+  /** A more urgent body waits while a less urgent one is on the wire and far from done: swap. */
+  private preempt(): void {
+    const cur = this.current;
+    const urgent = this.queue.filter((e) => e.rank !== NEXT_RANK);
+    if (!cur || urgent.length === 0) return;
+    const best = urgent.reduce((b, e) => (e.rank < b.rank ? e : b));
+    if (best.rank >= cur.entry.rank) return;
+    const now = performance.now();
+    if (cur.end - now < PREEMPT_MIN_LEFT * (cur.end - cur.start)) return; // nearly through: let it finish
+    clearTimeout(cur.timer);
+    this.current = null;
+    this.linkFreeAt = now;
+    this.queue.push(cur.entry); // keeps its seq: first among its rank when it goes again
+    this.preemptions++;
+    this.pump();
+  }
+
   /** `chained`: called as the previous body left the link, so the next starts exactly then */
   private pump(chained = false): void {
     if (this.current || this.queue.length === 0) return;
@@ -130,7 +158,7 @@ export class Pacer {
       entry.resolve();
       this.pump(true);
     }, Math.max(0, end - now));
-    this.current = { entry, timer };
+    this.current = { entry, timer, start, end };
     entry.onStart?.();
   }
 }

@@ -12,7 +12,7 @@
 import { ApiError, isTransient, sleep, withRetry } from './api.ts';
 import type { Api, Assignment, PresignedUpload, PriorityResponse, StatusResponse } from './api.ts';
 import type { Analysis } from './analyze.ts';
-import { NATURAL_RANK } from './pacer.ts';
+import { NATURAL_RANK, NEXT_RANK } from './pacer.ts';
 import type { Pacer, Reservation } from './pacer.ts';
 import type { Plan } from './planner.ts';
 
@@ -49,14 +49,19 @@ export interface UploaderOptions {
   statusIntervalMs?: number;
   /** long-poll hold time for GET …/priority (default 20 s; the server caps it at 25 s) */
   priorityWaitMs?: number;
+  /**
+   * while priority slots keep the link busy, one natural-order slot still goes this often
+   * (default 20 s, like the server's guard), so viewers never starve the rest of the upload
+   */
+  naturalEveryMs?: number;
 }
 
 /** What the uploader needs from the API client (a fake in the unit tests). */
 export type UploaderApi = Pick<Api, 'next' | 'reportUploaded' | 'status' | 'put' | 'priority'>;
 
-/** Builds a slot's segment for one track (the real one is `Segmenter`). */
+/** Builds a slot's segments (the real one is `Segmenter`). */
 export interface SegmentSource {
-  buildBlob(slot: number, trackIndex: number): Blob;
+  buildSlot(slot: number, trackIndexes: readonly number[]): Promise<Blob[]>;
 }
 
 type JobPhase = 'generating' | 'pacing' | 'putting' | 'reporting';
@@ -105,6 +110,10 @@ export class Uploader {
   private prioDirty = false;
   /** the priority endpoint is missing (older server): take priority_slots from the status poll */
   private prioFromStatus = false;
+  /** when a natural-order slot last got across the link (starvation guard) */
+  private lastNaturalAt = 0;
+  /** segment generation runs one slot at a time (it is fast; this bounds the page's read buffers) */
+  private generation: Promise<unknown> = Promise.resolve();
   private serverComplete = false;
   private wake: (() => void) | null = null;
   private kicked = false;
@@ -379,6 +388,41 @@ export class Uploader {
     return started;
   }
 
+  /**
+   * Starvation guard: priority slots have kept natural order off the link for naturalEveryMs —
+   * one natural-order slot goes next (ahead of waiting priority slots, without pre-empting).
+   */
+  private async naturalGuard(): Promise<number> {
+    if (performance.now() - this.lastNaturalAt < (this.opts.naturalEveryMs ?? 20_000)) return 0;
+    for (const j of this.jobs.values()) if (j.rank === NEXT_RANK) return 0;
+    for (const j of this.jobs.values()) {
+      if (j.rank === NATURAL_RANK && !j.yielded && (j.phase === 'generating' || j.phase === 'pacing')) {
+        j.rank = NEXT_RANK;
+        j.reservation?.setRank(NEXT_RANK);
+        return 0;
+      }
+    }
+    let a: Assignment | undefined;
+    for (const slot of [...this.deferred.keys()].sort((x, y) => x - y)) {
+      const d = this.deferred.get(slot)!;
+      if (this.isDone(slot) || this.jobs.has(slot) || !this.usable(d)) continue;
+      this.deferred.delete(slot);
+      a = d;
+      break;
+    }
+    if (!a) {
+      const r = await this.api.next(this.videoId, this.secret, 1, this.abort.signal);
+      if (r.complete) this.serverComplete = true;
+      const got = r.assignments[0];
+      if (!got || this.jobs.has(got.slot)) return 0;
+      if (this.rankOf(got.slot, got.priority) !== NATURAL_RANK) return this.takeAssignments([got]);
+      a = got;
+    }
+    this.cb.onLog?.(`slot ${a.slot}: natural order gets its turn between priority slots`);
+    this.startJob(a, NEXT_RANK);
+    return 1;
+  }
+
   private get parallel(): number {
     return Math.max(1, Math.min(16, this.opts.parallel));
   }
@@ -422,15 +466,28 @@ export class Uploader {
     const a = job.a;
     const slot = a.slot;
     const signal = job.ctrl.signal;
-    // generate the slot's segments (all tracks), then send them as one unit on the (paced) link,
-    // so a slot becomes complete as early as possible
+    // the slot's segments (all tracks) go on the (paced) link as one unit, so a slot becomes
+    // complete as early as possible; their sizes are in the plan, so the bytes are generated only
+    // once the slot is on the wire (in parallel with its link time) and held only until sent
     this.setState(slot, 'generating');
-    const bodies = a.uploads.map((u) => this.segmenter.buildBlob(slot, this.trackIndex(u.track_id)));
-    signal.throwIfAborted();
+    const tracks = a.uploads.map((u) => this.trackIndex(u.track_id));
+    const planned = this.plan.slots[slot]!;
+    const bytes = tracks.reduce((n, t) => n + (planned.tracks[t]?.size ?? 0), 0);
+    let built: Promise<Blob[]> | null = null;
+    const generate = (): Promise<Blob[]> => {
+      if (!built) {
+        const b = this.generation.then(() => this.segmenter.buildSlot(slot, tracks));
+        this.generation = b.catch(() => undefined);
+        built = b;
+      }
+      return built;
+    };
     this.setState(slot, 'uploading');
     job.phase = 'pacing';
-    const bytes = bodies.reduce((n, b) => n + b.size, 0);
-    const reservation = this.opts.pacer.reserve(bytes, job.rank, () => this.trace('link-start', { slot, bytes }));
+    const reservation = this.opts.pacer.reserve(bytes, job.rank, () => {
+      this.trace('link-start', { slot, bytes });
+      generate().catch(() => undefined); // awaited below; errors surface there
+    });
     job.reservation = reservation;
     const onAbort = (): void => reservation.cancel(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
@@ -441,6 +498,12 @@ export class Uploader {
       job.reservation = null;
     }
     signal.throwIfAborted();
+    const bodies = await generate();
+    bodies.forEach((b, i) => {
+      if (b.size !== planned.tracks[tracks[i]!]?.size) throw new Error(`slot ${slot}: built ${b.size} bytes for track #${tracks[i]}, planned ${planned.tracks[tracks[i]!]?.size}`);
+    });
+    signal.throwIfAborted();
+    if (job.rank === NATURAL_RANK || job.rank === NEXT_RANK) this.lastNaturalAt = performance.now();
     job.phase = 'putting';
     this.trace('put-start', { slot, bytes });
     await Promise.all(a.uploads.map((u, i) => this.putWithRetry(u, bodies[i]!, signal)));
@@ -497,6 +560,7 @@ export class Uploader {
     if (!this.running || this.pausing || this.abort.signal.aborted) return;
     // slots already on their way move up (or down) the link's queue
     for (const job of this.jobs.values()) {
+      if (job.rank === NEXT_RANK && !this.prio.rank.has(job.a.slot)) continue; // the starvation guard's slot keeps its turn
       const rank = this.rankOf(job.a.slot, job.rank !== NATURAL_RANK);
       if (rank !== job.rank && !job.yielded) {
         job.rank = rank;
@@ -569,6 +633,7 @@ export class Uploader {
     const onStop = (): void => runCtrl.abort(this.abort.signal.reason);
     this.abort.signal.addEventListener('abort', onStop, { once: true });
     void this.priorityLoop(runCtrl.signal);
+    this.lastNaturalAt = performance.now();
     let idle = false;
     try {
       for (;;) {
@@ -582,7 +647,9 @@ export class Uploader {
           return 'paused';
         }
         let started = 0;
-        if (!this.priorityOnLink()) {
+        if (this.priorityOnLink()) {
+          started += await this.naturalGuard();
+        } else {
           started += this.resumeDeferred();
           const free = this.parallel - this.jobs.size;
           if (free > 0 && !this.serverComplete) {

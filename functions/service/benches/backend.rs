@@ -143,14 +143,7 @@ async fn uploaded_session(stack: &TestStack) -> (String, String) {
     let media = media();
     let (id, secret, created) = create_session(stack, &media.plan).await;
     upload_inits(&created, media).await;
-    let (_, batch) = stack
-        .call(
-            "POST",
-            &format!("/api/videos/{id}/next"),
-            Some(&secret),
-            Some(r#"{"max": 16}"#),
-        )
-        .await;
+    let batch = next(stack, &id, &secret, 16).await;
     for a in batch["assignments"].as_array().unwrap() {
         upload_assignment(a, media).await;
     }

@@ -50,40 +50,6 @@ async fn drain(stack: &TestStack) {
     panic!("queues did not drain");
 }
 
-async fn next(stack: &TestStack, id: &str, secret: &str, max: usize) -> Value {
-    let (status, body) = stack
-        .call(
-            "POST",
-            &format!("/api/videos/{id}/next"),
-            Some(secret),
-            Some(&json!({"max": max}).to_string()),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body
-}
-
-async fn report_uploaded(stack: &TestStack, id: &str, secret: &str, slot: u64) -> Value {
-    let (status, body) = stack
-        .call(
-            "POST",
-            &format!("/api/videos/{id}/slots/{slot}/uploaded"),
-            Some(secret),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    body
-}
-
-async fn status(stack: &TestStack, id: &str) -> Value {
-    let (code, body) = stack
-        .call("GET", &format!("/api/videos/{id}/status"), None, None)
-        .await;
-    assert_eq!(code, StatusCode::OK, "{body}");
-    body
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_flow_publishes_every_slot_and_ffmpeg_decodes_every_source_frame() {
     let media = media();

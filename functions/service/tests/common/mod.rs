@@ -447,3 +447,40 @@ pub fn synthetic_plan(n: usize) -> SegmentPlan {
         .collect();
     plan
 }
+
+/// `POST next` through the Router; asserts 200.
+pub async fn next(stack: &TestStack, id: &str, secret: &str, max: usize) -> Value {
+    let (status, body) = stack
+        .call(
+            "POST",
+            &format!("/api/videos/{id}/next"),
+            Some(secret),
+            Some(&serde_json::json!({"max": max}).to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// Reports a slot uploaded through the Router; asserts 202.
+pub async fn report_uploaded(stack: &TestStack, id: &str, secret: &str, slot: u64) -> Value {
+    let (status, body) = stack
+        .call(
+            "POST",
+            &format!("/api/videos/{id}/slots/{slot}/uploaded"),
+            Some(secret),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    body
+}
+
+/// `GET status` through the Router; asserts 200.
+pub async fn status(stack: &TestStack, id: &str) -> Value {
+    let (code, body) = stack
+        .call("GET", &format!("/api/videos/{id}/status"), None, None)
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    body
+}

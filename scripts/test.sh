@@ -50,7 +50,7 @@ if [ -f web/package.json ]; then
   port="${CHUNKSTREAM_TEST_PORT:-8091}"
   export CHUNKSTREAM_URL="http://127.0.0.1:$port"
   CHUNKSTREAM_LISTEN="127.0.0.1:$port" CHUNKSTREAM_WEB_DIR="$root/web/dist" \
-    CHUNKSTREAM_BUCKET="chunkstream-e2e" CHUNKSTREAM_QUEUE_PREFIX="chunkstream-e2e" \
+    CHUNKSTREAM_BUCKET="${CHUNKSTREAM_E2E_NAME:-chunkstream-e2e}" CHUNKSTREAM_QUEUE_PREFIX="${CHUNKSTREAM_E2E_NAME:-chunkstream-e2e}" \
     "$root/target/debug/runner" > "$root/target/e2e-runner.log" 2>&1 &
   runner_pid=$!
   for _ in $(seq 1 100); do

@@ -57,6 +57,11 @@ const MAX_PRIORITY_WAIT_MS: u64 = 25_000;
 /// Largest request body accepted: a plan of `max_slots` slots fits easily.
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 const MAX_ASSIGNMENTS: usize = 16;
+/// How long a hinted segment miss is held, re-checking every [`SEGMENT_HOLD_POLL`],
+/// before it answers 404 (the player then retries): a viewer learns of the
+/// publication within one poll, not one player retry interval.
+const SEGMENT_HOLD: std::time::Duration = std::time::Duration::from_millis(1_200);
+const SEGMENT_HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 /// A viewer's repeated misses on the same slot refresh its window at most this often.
 const HINT_REFRESH_MS: u64 = 2_000;
 
@@ -674,6 +679,24 @@ async fn media_segment(
         Err(ApiError::Client { .. }) => {}
         Err(ApiError::Internal(e)) => {
             tracing::warn!(video_id = %id, slot, error = %e, "priority hint failed")
+        }
+    }
+    // A viewer waiting on this slot gets it the moment it is published instead
+    // of after its player's next retry: hold the miss a little, re-checking.
+    if hint {
+        let deadline = tokio::time::Instant::now() + SEGMENT_HOLD;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(SEGMENT_HOLD_POLL).await;
+            if let Some(response) = stream_object(
+                &state,
+                &key,
+                "video/mp4",
+                "public, max-age=31536000, immutable",
+            )
+            .await?
+            {
+                return Ok(response);
+            }
         }
     }
     let mut response = ApiError::not_found("segment not published yet").into_response();

@@ -835,6 +835,44 @@ async fn the_priority_answer_carries_leased_presigned_assignments_for_the_window
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_waiting_on_a_miss_gets_the_segment_as_soon_as_it_is_published() {
+    let media = media();
+    let stack = TestStack::new().await;
+    let (id, secret, created) = create_session(&stack, &media.plan).await;
+    upload_inits(&created, media).await;
+    let batch = next(&stack, &id, &secret, 1).await;
+    let slot = batch["assignments"][0]["slot"].as_u64().unwrap();
+    upload_assignment(&batch["assignments"][0], media).await;
+    // The viewer asks before the slot is published; it is published during the hold.
+    let started = std::time::Instant::now();
+    let path = format!("/v/{id}/seg/0/{slot}.m4s");
+    let waiting = stack.call("GET", &path, None, None);
+    let publish = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        report_uploaded(&stack, &id, &secret, slot).await;
+        drain(&stack).await;
+        started.elapsed()
+    };
+    let ((code, _), published_after) = tokio::join!(waiting, publish);
+    assert_eq!(code, StatusCode::OK, "held miss answered with the segment");
+    assert!(
+        started.elapsed() < published_after + Duration::from_millis(400),
+        "answered {:?} after the start, published after {published_after:?}",
+        started.elapsed()
+    );
+    // Not published in time: the held miss still ends with a 404 (the player retries).
+    let (code, _) = stack
+        .call(
+            "GET",
+            &format!("/v/{id}/seg/0/{}.m4s", slot + 1),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_miss_marked_nohint_does_not_open_a_window() {
     let stack = TestStack::new().await;
     let (id, _, _) = create_session(&stack, &synthetic_plan(20)).await;

@@ -240,11 +240,12 @@ fn is_precondition_failure<E: ProvideErrorMetadata>(err: &SdkError<E, S3Response
     by_code || matches!(http_status(err), Some(409 | 412))
 }
 
+/// The key is absent. A missing *bucket* is also a 404, but it is a
+/// misconfiguration, never "no such video".
 fn is_not_found<E: ProvideErrorMetadata>(err: &SdkError<E, S3Response>) -> bool {
-    err.as_service_error()
-        .and_then(|e| e.code())
-        .is_some_and(|c| c == "NoSuchKey" || c == "NotFound")
-        || http_status(err) == Some(404)
+    let code = err.as_service_error().and_then(|e| e.code());
+    code != Some("NoSuchBucket")
+        && (matches!(code, Some("NoSuchKey" | "NotFound")) || http_status(err) == Some(404))
 }
 
 fn clean_etag(etag: Option<&str>) -> String {

@@ -838,3 +838,46 @@ async fn a_slot_stuck_in_uploaded_gets_its_job_again() {
     drain(&stack).await;
     assert_eq!(status(&stack, &id).await["slots"][0]["state"], "published");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_adapter_types_its_errors_and_deletes_a_large_prefix_in_one_pass() {
+    use chunkstream::store::{ObjectStore, PutCondition, S3Store, StoreError};
+    use futures::StreamExt;
+    let stack = TestStack::new().await;
+    // A bucket that does not exist: refused, not retryable, and no endless loop.
+    let missing = S3Store::new(stack.clients.s3.clone(), unique("cs-missing"));
+    for err in [
+        missing.get("k").await.unwrap_err(),
+        missing.delete_prefix("p/").await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, StoreError::Refused { code, .. } if code == "NoSuchBucket"),
+            "{err:?}"
+        );
+        assert!(!err.is_retryable());
+    }
+    let store = stack.state.sessions.store();
+    // More keys than one listing page (1000) holds.
+    let keys: Vec<String> = (0..1005).map(|i| format!("big/{i:05}")).collect();
+    futures::stream::iter(keys.iter())
+        .for_each_concurrent(32, |k| async move {
+            store
+                .put(k, "x".into(), "text/plain", PutCondition::Always)
+                .await
+                .unwrap();
+        })
+        .await;
+    store
+        .put("bigger", "keep".into(), "text/plain", PutCondition::Always)
+        .await
+        .unwrap();
+    let page = store.list_keys("big/", Some("big/00002"), 2).await.unwrap();
+    assert_eq!(page, vec!["big/00003".to_string(), "big/00004".to_string()]);
+    let head = store.head("bigger").await.unwrap().unwrap();
+    assert_eq!(head.len, 4);
+    assert!(!head.etag.is_empty());
+    assert!(store.head("big/nope").await.unwrap().is_none());
+    assert_eq!(store.delete_prefix("big/").await.unwrap(), 1005);
+    assert!(store.list_keys("big/", None, 10).await.unwrap().is_empty());
+    assert!(store.get("bigger").await.unwrap().is_some());
+}

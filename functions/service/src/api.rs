@@ -352,33 +352,79 @@ async fn slot_uploaded(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let record = load_authorized(&state, &id, &headers).await?;
-    let slot: usize = slot.parse().map_err(|_| {
-        ApiError::client(
-            StatusCode::NOT_FOUND,
-            "slot_out_of_range",
-            format!("'{slot}' is not a slot number"),
-        )
-    })?;
+    let slot: usize = slot
+        .parse()
+        .ok()
+        .filter(|s| *s < record.plan.slots.len())
+        .ok_or_else(|| {
+            ApiError::client(
+                StatusCode::NOT_FOUND,
+                "slot_out_of_range",
+                format!(
+                    "'{slot}' is not a slot of this video (it has {})",
+                    record.plan.slots.len()
+                ),
+            )
+        })?;
+    // The objects must be there, with the planned sizes, before a job is worth sending.
+    let mut etags = Vec::with_capacity(record.plan.tracks.len());
+    for (track, frag) in record.plan.slots[slot].tracks.iter().enumerate() {
+        let key = sessions::incoming_key(&id, slot, track);
+        match state.sessions.store().head(&key).await? {
+            None => {
+                return Err(ApiError::client(
+                    StatusCode::CONFLICT,
+                    "upload_missing",
+                    format!("slot {slot} track {track}: nothing uploaded yet; PUT it to the URL from /next first"),
+                ))
+            }
+            Some(meta) if meta.len != frag.size => {
+                return Err(ApiError::client(
+                    StatusCode::CONFLICT,
+                    "upload_size_mismatch",
+                    format!(
+                        "slot {slot} track {track}: {} bytes uploaded, {} planned",
+                        meta.len, frag.size
+                    ),
+                ))
+            }
+            Some(meta) => etags.push(meta.etag),
+        }
+    }
     let policy = state.config.policy;
-    let lane = state
+    let now = state.sessions.now_ms();
+    let reported = etags.clone();
+    let (lane, send) = state
         .sessions
         .update_state(&id, |s: &mut SessionState| {
-            Ok::<_, StateError>((s.mark_uploaded(slot, now_ms(), &policy)?, true))
+            Ok::<_, StateError>(
+                match s.mark_uploaded(slot, reported.clone(), now, &policy)? {
+                    Some(lane) => ((lane, true), true),
+                    // A repeat of a fresh report: its job is on its way.
+                    None => (
+                        (s.uploads.get(&slot).map_or(Lane::Normal, |u| u.lane), false),
+                        false,
+                    ),
+                },
+            )
         })
         .await?
         .map_err(ApiError::from)?;
-    state
-        .queue
-        .enqueue(&Job {
-            video_id: record.video_id.clone(),
-            slot,
-            lane,
-        })
-        .await?;
-    tracing::info!(video_id = %id, slot, ?lane, "slot uploaded");
+    if send {
+        state
+            .queue
+            .enqueue(&Job {
+                video_id: record.video_id.clone(),
+                slot,
+                lane,
+                etags,
+            })
+            .await?;
+    }
+    tracing::info!(video_id = %id, slot, ?lane, enqueued = send, "slot uploaded");
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"slot": slot, "queue": lane})),
+        Json(json!({"slot": slot, "queue": lane, "enqueued": send})),
     )
         .into_response())
 }
@@ -422,6 +468,7 @@ async fn apply_priority(
                 video_id: id.to_string(),
                 slot: requeued,
                 lane: Lane::Priority,
+                etags: Vec::new(),
             })
             .await?;
     }

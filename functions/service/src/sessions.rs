@@ -7,6 +7,8 @@
 //! v/{id}/init/{track}.mp4      ({track}: the track's index in the plan)      uploaded by the client through a presigned URL
 //! v/{id}/seg/{track}/{slot}.m4s        checked and published (server-side copy)
 //! incoming/{id}/{slot}/{track}.m4s          uploaded, not yet checked
+//! live/{id}                    index of sessions not yet finalised (body: created ms); the reaper reads only these
+//! reaper/cursor.json           where the reaper's last pass stopped
 //! ```
 //!
 //! Only `manifest.mpd`, `init/` and `seg/` are ever readable by viewers.
@@ -18,7 +20,6 @@
 //! conditional write wins.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use bytes::Bytes;
@@ -29,6 +30,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::clock::{Clock, SystemClock};
 use crate::store::{ObjectStore, PutCondition, StoreError};
 
 /// The S3 prefix mirrors the public playback path `/v/{id}/…`, so in the cloud
@@ -52,6 +54,13 @@ pub fn init_key(id: &str, track: usize) -> String {
     format!("{VIDEOS_PREFIX}{id}/{}", manifest::init_path(track))
 }
 pub const INCOMING_PREFIX: &str = "incoming/";
+/// One empty-ish object per session that is not finalised yet, so the reaper
+/// lists only live sessions, never every video ever stored.
+pub const LIVE_PREFIX: &str = "live/";
+
+pub fn live_key(id: &str) -> String {
+    format!("{LIVE_PREFIX}{id}")
+}
 
 pub fn incoming_prefix(id: &str) -> String {
     format!("{INCOMING_PREFIX}{id}/")
@@ -97,10 +106,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Wall-clock time; code that has a [`Sessions`] reads [`Sessions::now_ms`]
+/// instead, so tests can drive time.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemClock.now_ms()
 }
 
 /// The immutable part of a session.
@@ -137,6 +146,7 @@ pub enum SessionError {
 #[derive(Clone)]
 pub struct Sessions {
     store: Arc<dyn ObjectStore>,
+    clock: Arc<dyn Clock>,
     /// Session records never change once written: each process keeps the ones
     /// it has read, saving an S3 GET on every API call and job.
     records: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<SessionRecord>>>>,
@@ -148,10 +158,19 @@ const MAX_STATE_ATTEMPTS: u32 = 25;
 
 impl Sessions {
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self::with_clock(store, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(store: Arc<dyn ObjectStore>, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
+            clock,
             records: Arc::default(),
         }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     fn cached(&self, video_id: &str) -> Option<Arc<SessionRecord>> {
@@ -179,7 +198,7 @@ impl Sessions {
     ) -> Result<(Arc<SessionRecord>, String), SessionError> {
         let video_id = random_token(16);
         let secret = random_token(32);
-        let now = now_ms();
+        let now = self.now_ms();
         let record = SessionRecord {
             video_id: video_id.clone(),
             secret_sha256: secret_hash(&secret),
@@ -187,6 +206,15 @@ impl Sessions {
             plan,
         };
         let state = SessionState::new(record.plan.slots.len(), now);
+        // Indexed first, so even a half-created session is found and reaped.
+        self.store
+            .put(
+                &live_key(&video_id),
+                Bytes::from(now.to_string()),
+                "text/plain",
+                PutCondition::IfAbsent,
+            )
+            .await?;
         self.put_json(&state_key(&video_id), &state, PutCondition::IfAbsent)
             .await?;
         self.put_json(&session_key(&video_id), &record, PutCondition::IfAbsent)
@@ -238,6 +266,23 @@ impl Sessions {
         )?);
         self.remember(record.clone());
         Ok(record)
+    }
+
+    /// Every slot is published: the upload area is cleaned, the session is
+    /// marked finalised and leaves the live index. Idempotent: a redelivery
+    /// after a crash at any step finishes the rest.
+    pub async fn finalise(&self, video_id: &str) -> Result<usize, SessionError> {
+        // The flag goes last: once it is set, nothing is left to clean.
+        let removed = self.store.delete_prefix(&incoming_prefix(video_id)).await?;
+        self.store.delete_prefix(&live_key(video_id)).await?;
+        self.update_state(video_id, |s: &mut SessionState| {
+            let dirty = !s.finalised;
+            s.finalised = true;
+            Ok::<_, std::convert::Infallible>(((), dirty))
+        })
+        .await?
+        .unwrap_or_else(|never| match never {});
+        Ok(removed)
     }
 
     pub async fn state(&self, video_id: &str) -> Result<(SessionState, String), SessionError> {

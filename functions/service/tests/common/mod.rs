@@ -113,8 +113,31 @@ impl TestStack {
         format!("http://{addr}")
     }
 
+    pub async fn queue_depth(&self, url: &str) -> usize {
+        let attrs = self
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(
+                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            )
+            .send()
+            .await
+            .unwrap();
+        let map = attrs.attributes.unwrap_or_default();
+        map.values().map(|v| v.parse::<usize>().unwrap_or(0)).sum()
+    }
+}
+
+/// Anything that serves the API Router: the LocalStack stack or the fakes.
+#[allow(async_fn_in_trait)]
+pub trait Api {
+    fn app_router(&self) -> Router;
+
     /// One in-process request through the Router.
-    pub async fn call(
+    async fn call(
         &self,
         method: &str,
         uri: &str,
@@ -131,7 +154,7 @@ impl TestStack {
         let req = req
             .body(Body::from(body.unwrap_or_default().to_string()))
             .unwrap();
-        let resp = tower::ServiceExt::oneshot(self.router(), req)
+        let resp = tower::ServiceExt::oneshot(self.app_router(), req)
             .await
             .unwrap();
         let status = resp.status();
@@ -139,22 +162,11 @@ impl TestStack {
         let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         (status, value)
     }
+}
 
-    pub async fn queue_depth(&self, url: &str) -> usize {
-        let attrs = self
-            .clients
-            .sqs
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(
-                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-            )
-            .send()
-            .await
-            .unwrap();
-        let map = attrs.attributes.unwrap_or_default();
-        map.values().map(|v| v.parse::<usize>().unwrap_or(0)).sum()
+impl Api for TestStack {
+    fn app_router(&self) -> Router {
+        self.router()
     }
 }
 
@@ -386,7 +398,7 @@ pub fn media() -> &'static Media {
 }
 
 /// Creates a session for `plan` through the API; returns (video_id, secret, response).
-pub async fn create_session(stack: &TestStack, plan: &SegmentPlan) -> (String, String, Value) {
+pub async fn create_session(stack: &impl Api, plan: &SegmentPlan) -> (String, String, Value) {
     let (status, body) = stack
         .call(
             "POST",
@@ -449,7 +461,7 @@ pub fn synthetic_plan(n: usize) -> SegmentPlan {
 }
 
 /// `POST next` through the Router; asserts 200.
-pub async fn next(stack: &TestStack, id: &str, secret: &str, max: usize) -> Value {
+pub async fn next(stack: &impl Api, id: &str, secret: &str, max: usize) -> Value {
     let (status, body) = stack
         .call(
             "POST",
@@ -463,7 +475,7 @@ pub async fn next(stack: &TestStack, id: &str, secret: &str, max: usize) -> Valu
 }
 
 /// Reports a slot uploaded through the Router; asserts 202.
-pub async fn report_uploaded(stack: &TestStack, id: &str, secret: &str, slot: u64) -> Value {
+pub async fn report_uploaded(stack: &impl Api, id: &str, secret: &str, slot: u64) -> Value {
     let (status, body) = stack
         .call(
             "POST",
@@ -477,7 +489,7 @@ pub async fn report_uploaded(stack: &TestStack, id: &str, secret: &str, slot: u6
 }
 
 /// `GET status` through the Router; asserts 200.
-pub async fn status(stack: &TestStack, id: &str) -> Value {
+pub async fn status(stack: &impl Api, id: &str) -> Value {
     let (code, body) = stack
         .call("GET", &format!("/api/videos/{id}/status"), None, None)
         .await;

@@ -1,6 +1,6 @@
 /**
- * Upload through the real page (file input) to the real backend; the published MPD must decode to
- * as many video frames as the source.
+ * Upload through the real page (file input) to the real backend; the published MPD and HLS
+ * playlists must each decode to as many video frames as the source.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -48,6 +48,8 @@ describe('upload through the page', () => {
       const frames = await ffprobeFrames(manifestUrl(videoId));
       console.log(`${name}: link after ${linkAfter} ms, complete after ${Date.now() - t0} ms, ${status.slot_count} slots, ${frames}/${sourceFrames} frames`);
       assert.equal(frames, sourceFrames);
+      // the HLS playlists beside the MPD, read by ffmpeg's HLS demuxer, decode to the same count
+      assert.equal(await ffprobeFrames(`${BASE_URL}/v/${videoId}/master.m3u8`), sourceFrames, 'HLS frames');
       assert.equal(up.creates.length, 1, 'exactly one session created');
       // and Chromium plays it (video frames and, if any, audio decoded through MSE)
       const viewer = await browser.context.newPage();

@@ -106,7 +106,9 @@ function range(durations: number[]): string {
 
 function describeTracks(a: Analysis, plan: Plan): string {
   const parts = a.tracks.map((t) =>
-    t.kind === 'video' ? `video ${t.codec} ${t.width}×${t.height}` : `audio ${t.codec} ${t.sampleRate} Hz ${t.channels} ch`,
+    t.kind === 'video'
+      ? `video ${t.codec} ${t.width}×${t.height}`
+      : `audio${t.label ? ` “${t.label}”` : ''}${t.language ? ` (${t.language})` : ''} ${t.codec} ${t.sampleRate} Hz ${t.channels} ch`,
   );
   const durations = plan.slots.map((s) => s.durationTime);
   return (

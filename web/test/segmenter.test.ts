@@ -32,6 +32,11 @@ before(async () => {
   files.vp9 = await makeClip(p('vp9.mp4'), { seconds: 12, codec: 'vp9' });
   files.hevc = await makeClip(p('hevc.mp4'), { seconds: 3, codec: 'hevc' });
   files.mov = await makeClip(p('clip.mov'), { seconds: 12, x264params: 'keyint=60' });
+  files.twoAudio = await makeClip(p('two-audio.mp4'), {
+    seconds: 12,
+    x264params: 'keyint=60',
+    audioTracks: [{ language: 'eng', handler: 'SoundHandler' }, { language: 'deu', handler: 'Microphone' }],
+  });
   files.text = p('notes.mp4');
   await writeFile(files.text, 'Hello, this is not a video at all.\n'.repeat(100));
   const fast = await readFile(files.fast);
@@ -145,6 +150,9 @@ describe('analysis', () => {
         for (const k of ['dts', 'duration', 'size', 'sync'] as const) {
           assert.deepEqual(Array.from(t.samples[k]), Array.from(ref[k]), `${name} track ${t.id}: ${k}`);
         }
+        const objects = iso.getTrackById(t.id).samples;
+        assert.deepEqual(Array.from(t.samples.offset), objects.map((x) => x.offset), `${name} track ${t.id}: offset`);
+        assert.deepEqual(Array.from(t.samples.cto), objects.map((x) => x.cts - x.dts), `${name} track ${t.id}: composition offsets`);
       }
       // the sample objects built later for the segmenter are mp4box's own
       assert.equal(analysis.sampleListsBuilt, false);
@@ -192,6 +200,20 @@ describe('analysis', () => {
 
   it('rejects an empty file', async () => {
     await assert.rejects(analyzeFile(new Blob([])), (e: unknown) => e instanceof MediaFileError && e.code === 'empty');
+  });
+
+  it('keeps every audio track, with its language, its name and the default one marked', async () => {
+    const { analysis } = await load(files.twoAudio!);
+    assert.deepEqual(
+      analysis.tracks.map((t) => [t.kind, t.language, t.label, t.default]),
+      [
+        ['video', undefined, undefined, false],
+        // ffmpeg's default handler name is no name; ffmpeg enables the first track of the audio group
+        ['audio', 'en', undefined, true],
+        ['audio', 'de', 'Microphone', false],
+      ],
+    );
+    assert.deepEqual(analysis.ignored, []);
   });
 
   it('analyses HEVC (playability is decided by the browser later)', async () => {
@@ -259,6 +281,7 @@ describe('segmentation of real files', () => {
     ['vonly', 4],
     ['vp9', 4],
     ['mov', 4],
+    ['twoAudio', 4],
   ];
   for (const [name, target] of cases) {
     it(`${name}: every segment passes the worker's checks; init+segments decode to the same packets`, async () => {
@@ -272,7 +295,8 @@ describe('segmentation of real files', () => {
       assert.equal(await videoFrameCount(outs[0]!), await videoFrameCount(path));
       // bit-exact packets, per track
       assert.deepEqual(await packetHashes(outs[0]!, 'v'), await packetHashes(path, 'v'));
-      if (analysis.tracks.length > 1) assert.deepEqual(await packetHashes(outs[1]!, 'a'), await packetHashes(path, 'a'));
+      // every audio track (a two-track file: both, each aligned to the video cuts)
+      for (let t = 1; t < analysis.tracks.length; t++) assert.deepEqual(await packetHashes(outs[t]!, 'a'), await packetHashes(path, 'a', t - 1));
       // every slot starts on a source keyframe
       const keys = await keyframeTimes(path);
       const v = analysis.tracks[0]!;
@@ -322,15 +346,21 @@ describe('segmentation of real files', () => {
     // swap where two video samples of slot 1 are stored: both builders then read the same bytes
     const v = plan.slots[1]!.tracks[0]!;
     const samples = analysis.tracks[0]!.trak.samples;
-    const a = samples[v.first + 1]!;
-    const b = samples[v.first + 5]!;
-    [a.offset, b.offset] = [b.offset, a.offset];
+    const store = analysis.tracks[0]!.samples.offset;
+    const [i, j] = [v.first + 1, v.first + 5];
+    const a = samples[i]!;
+    const b = samples[j]!;
+    const swap = (): void => {
+      [a.offset, b.offset] = [b.offset, a.offset];
+      [store[i], store[j]] = [store[j]!, store[i]!];
+    };
+    swap();
     try {
       const ref = await seg.build(1, 0);
       const [got] = await seg.buildSlot(1, [0]);
       assert.ok(Buffer.from(await got!.arrayBuffer()).equals(Buffer.from(ref)));
     } finally {
-      [a.offset, b.offset] = [b.offset, a.offset];
+      swap();
     }
   });
 

@@ -17,6 +17,15 @@ const cases: [string, ClipOptions][] = [
   ['video only', { seconds: 30, audio: false, faststart: true }],
   ['VP9 in MP4', { seconds: 20, codec: 'vp9' }],
   ['QuickTime MOV', { seconds: 20 }],
+  [
+    'OBS-like fragmented MP4 (empty moov + mvex, two audio tracks)',
+    {
+      seconds: 20,
+      x264params: 'keyint=60',
+      audioTracks: [{ handler: 'Desktop' }, { handler: 'Mic' }],
+      extra: ['-movflags', '+frag_keyframe+empty_moov+delay_moov+default_base_moof', '-frag_duration', '700000'],
+    },
+  ],
 ];
 
 describe('upload through the page', () => {

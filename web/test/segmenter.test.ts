@@ -37,6 +37,14 @@ before(async () => {
     x264params: 'keyint=60',
     audioTracks: [{ language: 'eng', handler: 'SoundHandler' }, { language: 'deu', handler: 'Microphone' }],
   });
+  files.fragFast = await makeClip(p('frag.mp4'), { seconds: 12, x264params: 'keyint=60', extra: ['-movflags', '+frag_keyframe+empty_moov'] });
+  // OBS-like: empty moov + mvex, two audio tracks, fragments cut by duration (not only at keyframes)
+  files.fragObs = await makeClip(p('obs-frag.mp4'), {
+    seconds: 12,
+    x264params: 'keyint=90',
+    audioTracks: [{ handler: 'Track1' }, { handler: 'Track2' }],
+    extra: ['-movflags', '+frag_keyframe+empty_moov+delay_moov+default_base_moof', '-frag_duration', '700000'],
+  });
   files.text = p('notes.mp4');
   await writeFile(files.text, 'Hello, this is not a video at all.\n'.repeat(100));
   const fast = await readFile(files.fast);
@@ -76,12 +84,13 @@ async function segmentAll(name: string, blob: Blob, analysis: Analysis, plan: Pl
     const parts: Uint8Array[] = [track.initSegment];
     for (let s = 0; s < plan.slots.length; s++) {
       const planned = plan.slots[s]!.tracks[t]!;
-      const bytes = await seg.build(s, t);
-      // the zero-copy Blob used for uploads is bit-identical to createFragment's output
-      const viaBlob = new Uint8Array(await seg.buildBlob(s, t).arrayBuffer());
-      assert.ok(Buffer.from(viaBlob).equals(Buffer.from(bytes)), `${name} slot ${s} track ${t}: buildBlob differs from createFragment`);
-      // ...and so is what the uploader sends (all tracks of the slot from shared reads)
+      // what the uploader sends (all tracks of the slot from shared reads)
       const viaSlot = new Uint8Array(await (await seg.buildSlot(s, analysis.tracks.map((_, i) => i)))[t]!.arrayBuffer());
+      // the Blob of file slices is the same
+      const viaBlob = new Uint8Array(await seg.buildBlob(s, t).arrayBuffer());
+      assert.ok(Buffer.from(viaBlob).equals(Buffer.from(viaSlot)), `${name} slot ${s} track ${t}: buildBlob differs from buildSlot`);
+      // ...and both are bit-identical to mp4box's createFragment (which needs sample tables in the moov)
+      const bytes = analysis.fragmented ? viaSlot : await seg.build(s, t);
       assert.ok(Buffer.from(viaSlot).equals(Buffer.from(bytes)), `${name} slot ${s} track ${t}: buildSlot differs from createFragment`);
       const facts = checkSegment(bytes);
       const where = `${name} slot ${s} track ${track.id}`;
@@ -216,6 +225,44 @@ describe('analysis', () => {
     assert.deepEqual(analysis.ignored, []);
   });
 
+  it('reads fragmented MP4s from their moof headers only: ffmpeg empty_moov and OBS-like (two audio tracks)', async () => {
+    for (const [name, audio] of [
+      ['fragFast', 1],
+      ['fragObs', 2],
+    ] as const) {
+      const blob = await openAsBlob(files[name]!);
+      const src = new CountingSource(blob);
+      const a = await analyzeFile(src);
+      assert.equal(a.fragmented, true);
+      const moofs = a.boxes.filter((b) => b.type === 'moof');
+      assert.ok(moofs.length >= 4, `${name}: ${moofs.length} fragments`);
+      const headers = a.boxes.filter((b) => b.type !== 'mdat').reduce((n, b) => n + b.size, 0);
+      assert.ok(src.bytesRead <= headers + 16 * a.boxes.length, `${name}: read ${src.bytesRead} bytes; headers are ${headers}`);
+      assert.ok(src.bytesRead < blob.size / 10, `${name}: read ${src.bytesRead} of ${blob.size} bytes`);
+      assert.deepEqual(a.tracks.map((t) => t.kind), ['video', ...Array<string>(audio).fill('audio')]);
+      // the same samples ffprobe counts, and the sync samples are the keyframes
+      const v = a.tracks[0]!;
+      assert.equal(v.samples.count, await videoFrameCount(files[name]!));
+      const keys = await keyframeTimes(files[name]!);
+      let syncs = 0;
+      for (let i = 0; i < v.samples.count; i++) syncs += v.samples.sync[i]!;
+      assert.equal(syncs, keys.length, `${name}: sync samples`);
+      assert.ok(Math.abs(a.duration - 12) < 0.2, `${name}: duration ${a.duration}`);
+    }
+  });
+
+  it('a damaged fragment header is refused with a reason, not a crash', async () => {
+    const bytes = new Uint8Array(await readFile(files.fragFast!));
+    const a = await analyzeFile(new Blob([bytes]));
+    const moof = a.boxes.find((b) => b.type === 'moof')!;
+    // declare 2^30 samples in the first trun
+    const text = Buffer.from(bytes.subarray(moof.start, moof.start + moof.size)).toString('latin1');
+    const trun = moof.start + text.indexOf('trun');
+    const bad = bytes.slice();
+    new DataView(bad.buffer).setUint32(trun + 8, 2 ** 30);
+    await assert.rejects(analyzeFile(new Blob([bad])), (e: unknown) => e instanceof MediaFileError && /movie fragment/.test(e.message));
+  });
+
   it('analyses HEVC (playability is decided by the browser later)', async () => {
     const { analysis } = await load(files.hevc!);
     assert.match(analysis.tracks[0]!.codec, /^hvc1\./);
@@ -282,6 +329,8 @@ describe('segmentation of real files', () => {
     ['vp9', 4],
     ['mov', 4],
     ['twoAudio', 4],
+    ['fragFast', 4],
+    ['fragObs', 4],
   ];
   for (const [name, target] of cases) {
     it(`${name}: every segment passes the worker's checks; init+segments decode to the same packets`, async () => {

@@ -114,7 +114,8 @@ function describeTracks(a: Analysis, plan: Plan): string {
   return (
     `${formatDuration(a.duration)} · ${formatBytes(a.fileSize)} · ${parts.join(' · ')} · ` +
     `${plan.slots.length} part${plan.slots.length === 1 ? '' : 's'} of ${range(durations)}` +
-    (a.ignored.length ? ` · ${a.ignored.length} other track(s) not streamed` : '')
+    (a.ignored.length ? ` · ${a.ignored.length} other track(s) not streamed` : '') +
+    a.notices.map((n) => ` · ${n}`).join('')
   );
 }
 

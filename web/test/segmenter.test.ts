@@ -45,6 +45,7 @@ before(async () => {
     audioTracks: [{ handler: 'Track1' }, { handler: 'Track2' }],
     extra: ['-movflags', '+frag_keyframe+empty_moov+delay_moov+default_base_moof', '-frag_duration', '700000'],
   });
+  files.intraRefresh = await makeClip(p('intra-refresh.mp4'), { seconds: 12, x264params: 'keyint=30:intra-refresh=1' });
   files.text = p('notes.mp4');
   await writeFile(files.text, 'Hello, this is not a video at all.\n'.repeat(100));
   const fast = await readFile(files.fast);
@@ -68,6 +69,14 @@ class CountingSource implements ByteSource {
     this.bytesRead += Math.max(0, Math.min(end, this.blob.size) - start);
     return this.blob.slice(start, end);
   }
+}
+
+/** sync samples of the video track */
+function syncCount(a: Analysis): number {
+  const v = a.tracks.find((t) => t.kind === 'video');
+  let n = 0;
+  for (let i = 0; v && i < v.samples.count; i++) n += v.samples.sync[i]!;
+  return n;
 }
 
 async function load(path: string): Promise<{ blob: Blob; analysis: Analysis }> {
@@ -118,7 +127,8 @@ describe('analysis', () => {
       const a = await analyzeFile(src);
       const moov = a.boxes.find((b) => b.type === 'moov')!;
       const ftyp = a.boxes.find((b) => b.type === 'ftyp')!;
-      const allowed = moov.size + ftyp.size + 16 * a.boxes.length;
+      // + the first 4 KiB of each video sync sample (is it an IDR frame? random-access.ts)
+      const allowed = moov.size + ftyp.size + 16 * a.boxes.length + 4096 * syncCount(a);
       assert.ok(src.bytesRead <= allowed, `${name}: read ${src.bytesRead} bytes, moov is ${moov.size}`);
       assert.ok(src.bytesRead < blob.size / 4);
       assert.deepEqual(
@@ -237,7 +247,7 @@ describe('analysis', () => {
       const moofs = a.boxes.filter((b) => b.type === 'moof');
       assert.ok(moofs.length >= 4, `${name}: ${moofs.length} fragments`);
       const headers = a.boxes.filter((b) => b.type !== 'mdat').reduce((n, b) => n + b.size, 0);
-      assert.ok(src.bytesRead <= headers + 16 * a.boxes.length, `${name}: read ${src.bytesRead} bytes; headers are ${headers}`);
+      assert.ok(src.bytesRead <= headers + 16 * a.boxes.length + 4096 * syncCount(a), `${name}: read ${src.bytesRead} bytes; headers are ${headers}`);
       assert.ok(src.bytesRead < blob.size / 10, `${name}: read ${src.bytesRead} of ${blob.size} bytes`);
       assert.deepEqual(a.tracks.map((t) => t.kind), ['video', ...Array<string>(audio).fill('audio')]);
       // the same samples ffprobe counts, and the sync samples are the keyframes
@@ -249,6 +259,23 @@ describe('analysis', () => {
       assert.equal(syncs, keys.length, `${name}: sync samples`);
       assert.ok(Math.abs(a.duration - 12) < 0.2, `${name}: duration ${a.duration}`);
     }
+  });
+
+  it('sync samples that are not IDR frames (x264 intra refresh) are not used as cut points', async () => {
+    const keys = await keyframeTimes(files.intraRefresh!);
+    assert.ok(keys.length >= 5, `the file marks ${keys.length} sync samples`);
+    const { analysis } = await load(files.intraRefresh!);
+    const v = analysis.tracks[0]!;
+    const syncs: number[] = [];
+    for (let i = 0; i < v.samples.count; i++) if (v.samples.sync[i]) syncs.push(i);
+    assert.deepEqual(syncs, [0], 'only the IDR frame is a random-access point');
+    assert.match(analysis.notices.join(' '), /intra refresh/);
+    const plan = planSegments(analysis.tracks, { targetDuration: 4 });
+    assert.equal(plan.slots.length, 1);
+    assert.deepEqual(validatePlan(analysis.tracks, plan), []);
+    // regular files keep every sync sample and get no notice
+    const fast = await load(files.fast!);
+    assert.deepEqual(fast.analysis.notices, []);
   });
 
   it('a damaged fragment header is refused with a reason, not a crash', async () => {

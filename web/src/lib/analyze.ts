@@ -16,6 +16,7 @@ import { BoxParser, createFile, ISOFile, MP4BoxBuffer } from 'mp4box';
 import type { Movie, Sample } from 'mp4box';
 import { MediaFileError } from './errors.ts';
 import type { PlanTrackInput, SampleTable, TrackKind } from './planner.ts';
+import { nalCodec, realRandomAccess } from './random-access.ts';
 import { FragmentError, readMoof, SampleStoreBuilder, storeFromStbl } from './samples.ts';
 import type { FragmentTrack, SampleStore, StblBoxes, TrackDefaults } from './samples.ts';
 
@@ -70,6 +71,8 @@ export interface Analysis {
   sampleListsBuilt: boolean;
   /** the samples came from moof boxes (a fragmented MP4) */
   fragmented: boolean;
+  /** things the uploader should tell the user (e.g. seeking will be slow) */
+  notices: string[];
 }
 
 const FIRST_BOX_TYPES = new Set(['ftyp', 'moov', 'mdat', 'free', 'skip', 'wide', 'pnot', 'uuid', 'meta', 'styp', 'sidx', 'pdin', 'junk']);
@@ -313,6 +316,47 @@ export function ensureSampleLists(analysis: Analysis): void {
   analysis.sampleListsBuilt = true;
 }
 
+/** Longest part the server accepts (its default cap), so the longest a video without random access may be one part. */
+const MAX_PART_SECONDS = 120;
+
+/**
+ * Clears the sync flag of sync samples that are not real random-access points (random-access.ts),
+ * so parts start only where a decoder can. If that leaves no random-access point after the first
+ * frame (an x264 intra-refresh recording) and the video is too long for one part, the file's sync
+ * samples (recovery points) are kept as cut points instead, with a notice: seeking into such a part
+ * may need the parts before it.
+ */
+async function keepRealRandomAccess(file: ByteSource, trak: Trak, codec: string, table: SampleStore): Promise<string[]> {
+  const nal = nalCodec(codec);
+  const entry = trak.mdia.minf.stbl.stsd?.entries?.[0] as { avcC?: { lengthSizeMinusOne: number }; hvcC?: { lengthSizeMinusOne: number } } | undefined;
+  const lengthSize = (entry?.avcC ?? entry?.hvcC)?.lengthSizeMinusOne;
+  if (!nal || lengthSize === undefined) return [];
+  const real = await realRandomAccess(file, table, lengthSize + 1, nal);
+  let first = 0;
+  while (first < table.count && !real[first]) first++;
+  let realAfter = 0;
+  let fileAfter = 0;
+  let dropped = 0;
+  for (let i = 0; i < table.count; i++) {
+    if (real[i] && i > first) realAfter++;
+    if (table.sync[i] && i > first) fileAfter++;
+    if (table.sync[i] && !real[i]) dropped++;
+  }
+  if (dropped === 0) return [];
+  const last = table.count - 1;
+  const seconds = (table.dts[last]! + table.duration[last]! - table.dts[0]!) / trak.mdia.mdhd.timescale;
+  if (realAfter > 0 || fileAfter === 0 || seconds <= MAX_PART_SECONDS) {
+    table.sync.set(real);
+    return realAfter > 0
+      ? []
+      : [`This video has no keyframe after its first frame (intra refresh): it is sent as one part, so it plays only once that part is uploaded.`];
+  }
+  return [
+    `This video has no keyframe after its first frame (intra refresh): parts are cut at its recovery points, which some players ` +
+      'cannot start from, so seeking will be slow or may not work until the parts before are loaded.',
+  ];
+}
+
 /** ftyp for our init segments; the source's may be a QuickTime 'qt  ' one. */
 function makeFtyp(): InstanceType<typeof BoxParser.box.ftyp> {
   const ftyp = new BoxParser.box.ftyp();
@@ -421,6 +465,7 @@ export async function analyzeFile(file: ByteSource, options: AnalyzeOptions = {}
 
   const tracks: AnalyzedTrack[] = [];
   const ignored: Analysis['ignored'] = [];
+  const notices: string[] = [];
   let haveVideo = false;
   let audioTracks = 0;
   const movieTracks = new Map(info.tracks.map((t) => [t.id, t]));
@@ -468,6 +513,7 @@ export async function analyzeFile(file: ByteSource, options: AnalyzeOptions = {}
     }
     if (kind === 'video') haveVideo = true;
     else audioTracks++;
+    if (kind === 'video') notices.push(...(await keepRealRandomAccess(file, trak, codec, table)));
     const { pto, editList } = handleEditList(trak);
     const a: AnalyzedTrack = {
       id,
@@ -514,5 +560,5 @@ export async function analyzeFile(file: ByteSource, options: AnalyzeOptions = {}
   const lead = tracks[0]!;
   const last = lead.samples.count - 1;
   const duration = ((lead.samples.dts[last] ?? 0) + (lead.samples.duration[last] ?? 0) - lead.pto) / lead.timescale;
-  return { fileName, fileSize: file.size, duration, tracks, ignored, boxes, iso, sampleListsBuilt: false, fragmented };
+  return { fileName, fileSize: file.size, duration, tracks, ignored, boxes, iso, sampleListsBuilt: false, fragmented, notices };
 }

@@ -81,6 +81,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v/{id}/manifest.mpd", get(manifest))
         .route("/v/{id}/init/{file}", get(init_segment))
         .route("/v/{id}/seg/{track}/{file}", get(media_segment))
+        .route("/v/{id}/master.m3u8", get(hls_master))
+        .route("/v/{id}/hls/{file}", get(hls_media_playlist))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
             tower_http::cors::CorsLayer::new()
@@ -187,6 +189,7 @@ async fn create_video(State(state): State<AppState>, body: Bytes) -> Result<Resp
             "upload_secret": secret,
             "watch_url": format!("{base}/watch.html?v={id}"),
             "manifest_url": format!("{base}/v/{id}/manifest.mpd"),
+            "hls_url": format!("{base}/v/{id}/{}", chunkstream_domain::hls::MASTER_PATH),
             "status_url": format!("{base}/api/videos/{id}/status"),
             "slot_count": slot_count,
             "init_uploads": init_uploads,
@@ -751,4 +754,42 @@ async fn media_segment(
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// `GET /v/{id}/master.m3u8`: the HLS multivariant playlist, written with the MPD.
+async fn hls_master(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if !sessions::is_valid_video_id(&id) {
+        return Err(ApiError::unknown_video());
+    }
+    stream_object(
+        &state,
+        &sessions::hls_master_key(&id),
+        sessions::HLS_CONTENT_TYPE,
+        "public, max-age=60",
+    )
+    .await?
+    .ok_or_else(ApiError::unknown_video)
+}
+
+/// `GET /v/{id}/hls/{track}.m3u8`: one track's HLS media playlist.
+async fn hls_media_playlist(
+    State(state): State<AppState>,
+    Path((id, file)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let track =
+        parse_numbered(&file, ".m3u8").ok_or_else(|| ApiError::not_found("no such playlist"))?;
+    if !sessions::is_valid_video_id(&id) {
+        return Err(ApiError::not_found("no such playlist"));
+    }
+    stream_object(
+        &state,
+        &sessions::hls_media_key(&id, track),
+        sessions::HLS_CONTENT_TYPE,
+        "public, max-age=60",
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("no such playlist"))
 }

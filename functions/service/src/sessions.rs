@@ -4,6 +4,7 @@
 //! v/{id}/session.json          immutable: plan, hash of the upload secret (written If-None-Match)
 //! v/{id}/state.json            mutable: slot states, priority windows (written If-Match ETag)
 //! v/{id}/manifest.mpd          written once at creation
+//! v/{id}/master.m3u8, v/{id}/hls/{track}.m3u8   HLS playlists, written with the MPD
 //! v/{id}/init/{track}.mp4      ({track}: the track's index in the plan)      uploaded by the client through a presigned URL
 //! v/{id}/seg/{track}/{slot}.m4s        checked and published (server-side copy)
 //! incoming/{id}/{slot}/{track}.m4s          uploaded, not yet checked
@@ -11,7 +12,7 @@
 //! reaper/cursor.json           where the reaper's last pass stopped
 //! ```
 //!
-//! Only `manifest.mpd`, `init/` and `seg/` are ever readable by viewers.
+//! Only `manifest.mpd`, `master.m3u8`, `hls/`, `init/` and `seg/` are ever readable by viewers.
 //! Incoming objects live under their own top-level prefix so one S3 lifecycle
 //! rule (literal prefixes only) can expire forgotten uploads.
 //!
@@ -23,9 +24,9 @@ use std::sync::Arc;
 
 use base64::Engine;
 use bytes::Bytes;
-use chunkstream_domain::manifest;
 use chunkstream_domain::plan::SegmentPlan;
 use chunkstream_domain::state::SessionState;
+use chunkstream_domain::{hls, manifest};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -49,6 +50,12 @@ pub fn state_key(id: &str) -> String {
 }
 pub fn manifest_key(id: &str) -> String {
     format!("{VIDEOS_PREFIX}{id}/manifest.mpd")
+}
+pub fn hls_master_key(id: &str) -> String {
+    format!("{VIDEOS_PREFIX}{id}/{}", hls::MASTER_PATH)
+}
+pub fn hls_media_key(id: &str, track: usize) -> String {
+    format!("{VIDEOS_PREFIX}{id}/{}", hls::media_playlist_path(track))
 }
 pub fn init_key(id: &str, track: usize) -> String {
     format!("{VIDEOS_PREFIX}{id}/{}", manifest::init_path(track))
@@ -74,6 +81,8 @@ pub fn published_key(id: &str, track: usize, slot: usize) -> String {
         manifest::segment_path(track, slot)
     )
 }
+
+pub const HLS_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
 
 /// 128 random bits, base64url: 22 characters.
 const VIDEO_ID_LEN: usize = 22;
@@ -190,7 +199,8 @@ impl Sessions {
         &self.store
     }
 
-    /// Stores a validated plan: state, then the immutable record, then the manifest.
+    /// Stores a validated plan: state, then the immutable record, then the manifests
+    /// (MPD and HLS playlists, written side by side).
     /// Returns the record and the clear-text upload secret (never stored).
     pub async fn create(
         &self,
@@ -219,15 +229,35 @@ impl Sessions {
             .await?;
         self.put_json(&session_key(&video_id), &record, PutCondition::IfAbsent)
             .await?;
-        let mpd = manifest::render_mpd(&record.plan);
-        self.store
-            .put(
-                &manifest_key(&video_id),
-                Bytes::from(mpd),
+        let plan = &record.plan;
+        let mut manifests = vec![
+            (
+                manifest_key(&video_id),
+                manifest::render_mpd(plan),
                 "application/dash+xml",
-                PutCondition::Always,
-            )
-            .await?;
+            ),
+            (
+                hls_master_key(&video_id),
+                hls::render_master_playlist(plan),
+                HLS_CONTENT_TYPE,
+            ),
+        ];
+        for track in 0..plan.tracks.len() {
+            manifests.push((
+                hls_media_key(&video_id, track),
+                hls::render_media_playlist(plan, track),
+                HLS_CONTENT_TYPE,
+            ));
+        }
+        futures::future::try_join_all(manifests.into_iter().map(|(key, body, content_type)| {
+            let store = self.store.clone();
+            async move {
+                store
+                    .put(&key, Bytes::from(body), content_type, PutCondition::Always)
+                    .await
+            }
+        }))
+        .await?;
         let record = Arc::new(record);
         self.remember(record.clone());
         Ok((record, secret))

@@ -72,6 +72,35 @@ async fn full_flow_publishes_every_slot_and_ffmpeg_decodes_every_source_frame() 
         .await
         .unwrap();
     assert_eq!(mpd.status(), 200);
+    // ...and so do the HLS playlists beside it.
+    assert!(
+        created["hls_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/v/{id}/master.m3u8")),
+        "{created}"
+    );
+    let master = reqwest::get(format!("{base}/v/{id}/master.m3u8"))
+        .await
+        .unwrap();
+    assert_eq!(master.status(), 200);
+    assert_eq!(master.headers()["content-type"], sessions::HLS_CONTENT_TYPE);
+    for track in 0..media.plan.tracks.len() {
+        let playlist = reqwest::get(format!("{base}/v/{id}/hls/{track}.m3u8"))
+            .await
+            .unwrap();
+        assert_eq!(playlist.status(), 200);
+        let text = playlist.text().await.unwrap();
+        assert_eq!(
+            text.matches("#EXTINF:").count(),
+            media.plan.slots.len(),
+            "{text}"
+        );
+    }
+    let missing = reqwest::get(format!("{base}/v/{id}/hls/9.m3u8"))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
 
     upload_inits(&created, media).await;
     loop {
@@ -111,6 +140,15 @@ async fn full_flow_publishes_every_slot_and_ffmpeg_decodes_every_source_frame() 
     assert_eq!(
         frames, media.source_frames,
         "decoded frames of the published MPD vs the source"
+    );
+    // And ffmpeg's HLS demuxer, through the multivariant playlist, from the same parts.
+    let url = format!("{base}/v/{id}/master.m3u8");
+    let frames = tokio::task::spawn_blocking(move || count_video_frames(&url))
+        .await
+        .unwrap();
+    assert_eq!(
+        frames, media.source_frames,
+        "decoded frames of the published HLS playlists vs the source"
     );
 }
 
@@ -537,6 +575,30 @@ async fn every_bad_request_gets_its_own_4xx_with_a_reason() {
     let unknown = "AAAAAAAAAAAAAAAAAAAAAA";
     let s = Some(secret.as_str());
     let cases: Vec<ErrorCase> = vec![
+        (
+            "GET",
+            format!("/v/{unknown}/master.m3u8"),
+            None,
+            None,
+            StatusCode::NOT_FOUND,
+            "unknown_video",
+        ),
+        (
+            "GET",
+            format!("/v/{id}/hls/0.mp4"),
+            None,
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "GET",
+            format!("/v/{unknown}/hls/0.m3u8"),
+            None,
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
         (
             "GET",
             format!("/api/videos/{unknown}/status"),

@@ -350,6 +350,9 @@ pub fn media() -> &'static Media {
                 channels: (!is_video).then_some(1),
                 presentation_time_offset: 0,
                 init_size: init_bytes.len() as u64,
+                language: None,
+                label: None,
+                default: false,
             });
             init.push(init_bytes);
             per_track_segments.push(segments);

@@ -29,6 +29,7 @@ pub struct UploadArgs {
     pub key: Option<String>,
     pub segment_secs: Option<f64>,
     pub parallel: usize,
+    pub max_rate: Option<u64>,
     pub json: bool,
 }
 
@@ -250,6 +251,7 @@ pub async fn upload(args: UploadArgs, stop: CancellationToken) -> Result<(), Cli
         Arc::new(plan),
         UploadOptions {
             parallel: args.parallel.clamp(1, 16),
+            max_rate: args.max_rate,
             ..UploadOptions::default()
         },
         reporter.clone(),

@@ -38,6 +38,9 @@ enum Command {
         /// parts uploaded in parallel
         #[arg(long, default_value_t = 3)]
         parallel: usize,
+        /// cap the upload rate (bytes per second), e.g. to leave room on a shared link
+        #[arg(long)]
+        max_rate: Option<u64>,
         /// machine-readable events on stdout, one JSON object per line
         #[arg(long)]
         json: bool,
@@ -73,6 +76,7 @@ fn main() {
                 key,
                 segment_secs,
                 parallel,
+                max_rate,
                 json,
             } => {
                 let stop = CancellationToken::new();
@@ -91,6 +95,7 @@ fn main() {
                             key,
                             segment_secs,
                             parallel,
+                            max_rate,
                             json,
                         },
                         stop,

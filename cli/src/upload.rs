@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::join_all;
+use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +44,8 @@ pub struct UploadOptions {
     pub priority_wait: Duration,
     pub natural_every: Duration,
     pub status_every: Duration,
+    /// cap on the upload rate, bytes per second, all parts together (None: the link's speed)
+    pub max_rate: Option<u64>,
 }
 
 impl Default for UploadOptions {
@@ -52,6 +55,7 @@ impl Default for UploadOptions {
             priority_wait: Duration::from_secs(20),
             natural_every: Duration::from_secs(20),
             status_every: Duration::from_secs(2),
+            max_rate: None,
         }
     }
 }
@@ -59,6 +63,32 @@ impl Default for UploadOptions {
 /// A PUT that has sent more than this fraction of its bytes is not pre-empted.
 const PREEMPT_MAX_SENT: f64 = 0.85;
 const CHUNK: usize = 256 * 1024;
+/// smaller body chunks under a rate cap, so pacing is smooth
+const RATED_CHUNK: usize = 16 * 1024;
+
+/// A serial link of `rate` bytes/s shared by all PUTs: each chunk waits for its turn.
+pub struct RateLimit {
+    rate: u64,
+    next_free: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl RateLimit {
+    pub fn new(rate: u64) -> Self {
+        Self {
+            rate: rate.max(1),
+            next_free: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+    async fn take(&self, bytes: u64) {
+        let until = {
+            let mut next = self.next_free.lock().await;
+            let start = (*next).max(tokio::time::Instant::now());
+            *next = start + Duration::from_secs_f64(bytes as f64 / self.rate as f64);
+            *next
+        };
+        tokio::time::sleep_until(until).await;
+    }
+}
 /// a kept assignment is re-sent only if its URLs stay valid at least this long
 const URL_MARGIN: Duration = Duration::from_secs(60);
 
@@ -110,6 +140,7 @@ pub struct Uploader {
     reporter: Reporter,
     stop: CancellationToken,
     stats: Mutex<RunStats>,
+    max_rate: Option<Arc<RateLimit>>,
 }
 
 enum JobEnd {
@@ -159,7 +190,6 @@ impl Uploader {
             file,
             analysis,
             plan,
-            opts,
             shared: Mutex::new(Shared {
                 states: vec![Local::Pending; n],
                 ..Default::default()
@@ -171,6 +201,8 @@ impl Uploader {
             reporter,
             stop,
             stats: Mutex::new(RunStats::default()),
+            max_rate: opts.max_rate.map(|r| Arc::new(RateLimit::new(r))),
+            opts,
         })
     }
 
@@ -252,23 +284,34 @@ impl Uploader {
         }
     }
 
-    fn body_stream(
-        data: Vec<u8>,
-        sent: Arc<AtomicU64>,
-        total_sent: Arc<Progress>,
-    ) -> reqwest::Body {
-        let data = Bytes::from(data);
+    fn body_stream(&self, data: Arc<Vec<u8>>, sent: Arc<AtomicU64>) -> reqwest::Body {
+        let data = Bytes::from(data.as_ref().clone());
+        let chunk = if self.opts.max_rate.is_some() {
+            RATED_CHUNK
+        } else {
+            CHUNK
+        };
         let chunks: Vec<Bytes> = (0..data.len())
-            .step_by(CHUNK)
-            .map(|a| data.slice(a..(a + CHUNK).min(data.len())))
+            .step_by(chunk)
+            .map(|a| data.slice(a..(a + chunk).min(data.len())))
             .collect();
-        let stream = futures::stream::iter(chunks.into_iter().map(move |c| {
-            sent.fetch_add(c.len() as u64, Ordering::Relaxed);
-            total_sent
-                .bytes_sent
-                .fetch_add(c.len() as u64, Ordering::Relaxed);
-            Ok::<Bytes, std::io::Error>(c)
-        }));
+        let progress = self.progress.clone();
+        let limiter = self.max_rate.clone();
+        let stream = futures::stream::iter(chunks).then(move |c| {
+            let sent = sent.clone();
+            let progress = progress.clone();
+            let limiter = limiter.clone();
+            async move {
+                if let Some(l) = limiter {
+                    l.take(c.len() as u64).await;
+                }
+                sent.fetch_add(c.len() as u64, Ordering::Relaxed);
+                progress
+                    .bytes_sent
+                    .fetch_add(c.len() as u64, Ordering::Relaxed);
+                Ok::<Bytes, std::io::Error>(c)
+            }
+        });
         reqwest::Body::wrap_stream(stream)
     }
 
@@ -280,13 +323,14 @@ impl Uploader {
     ) -> Result<(), ApiError> {
         let data = Arc::new(data);
         let len = data.len() as u64;
-        let timeout = Duration::from_secs(60) + Duration::from_secs(len / (64 * 1024));
+        // a stalled PUT is retried; a slow one (64 KiB/s or the rate cap, shared) is not
+        let floor = self.opts.max_rate.map_or(64 * 1024, |r| {
+            (r / self.opts.parallel.max(1) as u64).clamp(1, 64 * 1024)
+        });
+        let timeout = Duration::from_secs(60) + Duration::from_secs(2 * len / floor);
         retry(None, self.retry_note(), || {
-            let before = sent.load(Ordering::Relaxed);
-            let _ = before;
             sent.store(0, Ordering::Relaxed);
-            let body =
-                Self::body_stream(data.as_ref().clone(), sent.clone(), self.progress.clone());
+            let body = self.body_stream(data.clone(), sent.clone());
             self.api.put(upload, body, timeout)
         })
         .await
@@ -434,6 +478,10 @@ impl Uploader {
         .await
         .map_err(|e| CliError::Internal(e.to_string()))?
         .map_err(|e| CliError::Io(e.to_string()))?;
+        self.reporter.event(
+            "part",
+            serde_json::json!({ "slot": slot, "state": "sending", "priority": a.priority }),
+        );
         let per_track: Vec<Arc<AtomicU64>> =
             tracks.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
         let puts = a
@@ -472,7 +520,13 @@ impl Uploader {
         })
         .await
         {
-            Ok(_) => Ok(JobEnd::Done(Local::Uploaded)),
+            Ok(_) => {
+                self.reporter.event(
+                    "part",
+                    serde_json::json!({ "slot": slot, "state": "uploaded" }),
+                );
+                Ok(JobEnd::Done(Local::Uploaded))
+            }
             Err(e) if e.code() == Some("already_published") => Ok(JobEnd::Done(Local::Published)),
             Err(e) => Err(e.into()),
         }
@@ -553,6 +607,10 @@ impl Uploader {
                 j.priority = true;
             }
         }
+        self.reporter.event(
+            "priority",
+            serde_json::json!({ "version": version, "slots": &slots }),
+        );
         sh.prio_slots = slots;
         true
     }

@@ -396,3 +396,30 @@ pub async fn status(api_base: &str, id: &str, as_json: bool) -> Result<(), CliEr
     }
     Ok(())
 }
+
+/// `chunkstream plan FILE`: what `upload` would send, without any network —
+/// with `--json`, the planner's input and output in the shared vectors' format
+/// (testdata/planner/), so a file's plan can be compared with the page's.
+pub fn plan(path: &Path, segment_secs: Option<f64>, as_json: bool) -> Result<(), CliError> {
+    let mut options = PlanOptions::default();
+    if let Some(s) = segment_secs {
+        options.target_duration = s;
+    }
+    let (_file, analysis, plan) = prepare(path, options)?;
+    if as_json {
+        let tracks: Vec<_> = analysis.tracks.iter().map(|t| &t.input).collect();
+        let out = json!({ "options": plan.options, "tracks": tracks, "expected": plan });
+        println!("{out}");
+        return Ok(());
+    }
+    println!("{}", describe(&analysis, &plan));
+    for (i, s) in plan.slots.iter().enumerate() {
+        println!(
+            "part {i}: {:.3} s +{:.3} s, {}",
+            s.start_time,
+            s.duration_time,
+            human_bytes(s.bytes)
+        );
+    }
+    Ok(())
+}

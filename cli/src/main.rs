@@ -45,6 +45,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the parts FILE would be cut into (no upload); --json: the planner's input and output.
+    Plan {
+        file: PathBuf,
+        #[arg(long)]
+        segment_secs: Option<f64>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a video's upload and publication state.
     Status {
         id: String,
@@ -103,6 +111,11 @@ fn main() {
                     .await,
                 )
             }
+            Command::Plan {
+                file,
+                segment_secs,
+                json,
+            } => (json, commands::plan(&file, segment_secs, json)),
             Command::Status { id, api, json } => (json, commands::status(&api, &id, json).await),
         }
     });

@@ -33,7 +33,23 @@ pub struct SampleTable {
     pub dts: Vec<u64>,
     pub duration: Vec<u32>,
     pub size: Vec<u32>,
+    /// written 0/1 in JSON (the shared vectors), as the page's `Uint8Array`
+    #[serde(with = "sync_as_bits")]
     pub sync: Vec<bool>,
+}
+
+mod sync_as_bits {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[bool], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|&b| u8::from(b)))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<bool>, D::Error> {
+        Ok(Vec::<u8>::deserialize(d)?
+            .into_iter()
+            .map(|b| b != 0)
+            .collect())
+    }
 }
 
 impl SampleTable {

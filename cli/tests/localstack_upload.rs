@@ -201,7 +201,7 @@ fn a_viewers_prioritize_at_three_quarters_is_sent_next() {
     );
     let target = answer["window"][0].as_u64().unwrap();
     assert!(
-        target * 4 >= count * 7 / 2 && target < count,
+        target * 10 >= count * 7 && target < count,
         "window {answer} of {count} parts"
     );
     up.wait_for("priority", Duration::from_secs(10), |e| {

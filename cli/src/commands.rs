@@ -113,6 +113,10 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+fn ms(since: Instant) -> f64 {
+    (since.elapsed().as_secs_f64() * 10_000.0).round() / 10.0
+}
+
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -149,7 +153,9 @@ pub async fn upload(args: UploadArgs, stop: CancellationToken) -> Result<(), Cli
         .map_err(|e| CliError::Io(e.to_string()))?
         .len();
     let analysis = analyze(&file, size)?;
+    let analyzed_ms = ms(started);
     let fp = fingerprint(&file, size, &name)?;
+    let fingerprinted_ms = ms(started);
     let store = SessionStore::open();
     let mut stored = store.load(&fp, api.base());
     if let Some(s) = &stored {
@@ -159,6 +165,7 @@ pub async fn upload(args: UploadArgs, stop: CancellationToken) -> Result<(), Cli
         };
     }
     let plan = plan_for(&analysis, options)?;
+    let planned_ms = ms(started);
     let request = session_request(&analysis, &plan, &name, &fp);
     // refuse here what the server would refuse, before any session exists
     if let Err(e) = request.validate(&PlanLimits::default()) {
@@ -239,6 +246,8 @@ pub async fn upload(args: UploadArgs, stop: CancellationToken) -> Result<(), Cli
         "status_url": format!("{}/api/videos/{}/status", api.base(), session.video_id),
         "resumed": resumed_status.is_some(), "part_count": plan.slots.len(), "bytes_total": plan.total_bytes,
         "ms_to_link": (link_ms * 10.0).round() / 10.0,
+        // cumulative milliseconds since start, per stage (the rest is the server's answer)
+        "stages_ms": { "analyzed": analyzed_ms, "fingerprinted": fingerprinted_ms, "planned": planned_ms },
     }));
 
     let file = Arc::new(file);

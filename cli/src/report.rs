@@ -62,7 +62,9 @@ impl Reporter {
         if let Some(m) = fields.as_object_mut() {
             m.insert("event".into(), Value::String(kind.into()));
         }
-        println!("{fields}");
+        // a closed stdout (`| head -1`) must not kill the upload
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout().lock(), "{fields}");
     }
 
     /// A line for humans (stderr, above the bar), or a `kind` event in JSON mode.
@@ -90,7 +92,8 @@ impl Reporter {
                     "Share this link (it plays while the upload goes on):"
                 }
             );
-            println!("{watch}");
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout().lock(), "{watch}");
         }
     }
 

@@ -46,14 +46,11 @@ pub struct Runner {
 impl Runner {
     pub fn start() -> Self {
         let runner = bin_dir().join("runner");
-        if !runner.exists() {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let ok = Command::new(cargo)
-                .args(["build", "-q", "-p", "chunkstream-runner"])
-                .status()
-                .unwrap();
-            assert!(ok.success(), "building the runner");
-        }
+        assert!(
+            runner.exists(),
+            "{} is missing: build it first (cargo build -p chunkstream-runner; scripts/test.sh does)",
+            runner.display()
+        );
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

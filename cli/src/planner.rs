@@ -16,7 +16,7 @@ use crate::fragment::fragment_size;
 /// The CLI's default target slot duration (seconds). Pinned to the page's
 /// `DEFAULT_PLAN_OPTIONS` by `testdata/planner/defaults.json`: if one side changes,
 /// that vector fails on the other.
-pub const DEFAULT_TARGET_DURATION: f64 = 10.0;
+pub const DEFAULT_TARGET_DURATION: f64 = 4.0;
 /// Default cap on the bytes of one slot, all tracks together.
 pub const DEFAULT_MAX_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 

@@ -467,8 +467,9 @@ export class Uploader {
     const keepSecs = (this.opts.preemptKeepMs ?? 250) / 1000;
     const yielded: number[] = [];
     for (const p of this.puts.values()) {
-      if (p.yielded || p.phase === 'reporting' || p.rank === NEXT_RANK) continue;
-      const lower = p.rank === NATURAL_RANK || (rank === 0 && p.rank > 0);
+      if (p.yielded || p.phase === 'reporting') continue;
+      // the starvation guard's part gives way only to a viewer's playhead part
+      const lower = p.rank === NATURAL_RANK || (rank === 0 && (p.rank === NEXT_RANK || p.rank > 0));
       if (!lower || this.remainingSeconds(p) <= keepSecs) continue;
       p.yielded = true;
       yielded.push(p.a.slot);
@@ -711,6 +712,7 @@ export class Uploader {
     for (const p of this.puts.values()) {
       if (p.rank === NEXT_RANK) continue; // the starvation guard's slot keeps its turn
       p.rank = this.rankOf(p.a.slot, this.isPriority(p.rank));
+      if (p.rank === 0) p.exclusive = true; // a viewer now waits on this one: nothing joins it
     }
     if (slots.length && this.probe) {
       // viewers are waiting: no probing now

@@ -1,6 +1,6 @@
 //! Builds a slot's media segments from the source file on demand: the moof from
-//! the sample table, then the sample bytes read with one positioned read per run
-//! of contiguous samples. Nothing but the segment being sent is held in memory.
+//! the sample table, then the sample bytes read with a few positioned reads (samples
+//! close together share one). Nothing but the segment being sent is held in memory.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -23,6 +23,9 @@ pub enum SegmentError {
     #[error("reading the source file: {0} (was it changed or moved during the upload?)")]
     Read(#[from] std::io::Error),
 }
+
+const MAX_GAP: u64 = 256 * 1024;
+const MAX_RUN: u64 = 4 * 1024 * 1024;
 
 /// The exact bytes of track `track`'s segment in slot `slot`.
 pub fn build_segment(
@@ -54,18 +57,28 @@ pub fn build_segment(
         .collect();
     let mut out = fragment_head(slot, src.input.id, seg.start, &samples);
     out.reserve_exact((seg.size as usize).saturating_sub(out.len()));
+    // samples closer than MAX_GAP share one read of up to MAX_RUN bytes (interleaved audio
+    // and video, or many tiny frames, cost one read instead of one per sample)
+    let mut buf = Vec::new();
     let mut i = range.start;
     while i < range.end {
         let start = src.offsets[i];
         let mut end = start + u64::from(s.size[i]);
         let mut j = i + 1;
-        while j < range.end && src.offsets[j] == end {
-            end += u64::from(s.size[j]);
+        while j < range.end {
+            let (o, z) = (src.offsets[j], u64::from(s.size[j]));
+            if o < end || o - end > MAX_GAP || o + z - start > MAX_RUN {
+                break;
+            }
+            end = o + z;
             j += 1;
         }
-        let at = out.len();
-        out.resize(at + (end - start) as usize, 0);
-        file.read_exact_at(&mut out[at..], start)?;
+        buf.resize((end - start) as usize, 0);
+        file.read_exact_at(&mut buf, start)?;
+        for k in i..j {
+            let at = (src.offsets[k] - start) as usize;
+            out.extend_from_slice(&buf[at..at + s.size[k] as usize]);
+        }
         i = j;
     }
     if out.len() as u64 != seg.size {

@@ -24,7 +24,11 @@ pub enum SegmentError {
     Read(#[from] std::io::Error),
 }
 
-const MAX_GAP: u64 = 256 * 1024;
+/// a read costs about as much as copying this many bytes: bigger gaps get their own read
+const MAX_GAP: u64 = 16 * 1024;
+/// only samples smaller than this are worth reading past a gap for (tiny frames of
+/// low-bitrate video, audio): for larger ones the extra copy costs more than the read
+const SMALL_SAMPLE: u64 = 16 * 1024;
 const MAX_RUN: u64 = 4 * 1024 * 1024;
 
 /// The exact bytes of track `track`'s segment in slot `slot`.
@@ -65,19 +69,36 @@ pub fn build_segment(
         let start = src.offsets[i];
         let mut end = start + u64::from(s.size[i]);
         let mut j = i + 1;
+        let mut gapped = false;
         while j < range.end {
             let (o, z) = (src.offsets[j], u64::from(s.size[j]));
-            if o < end || o - end > MAX_GAP || o + z - start > MAX_RUN {
+            let contiguous = o == end;
+            if o < end
+                || o - end > MAX_GAP
+                || o + z - start > MAX_RUN
+                || (!contiguous && z >= SMALL_SAMPLE)
+            {
                 break;
             }
+            gapped |= !contiguous;
             end = o + z;
             j += 1;
         }
-        buf.resize((end - start) as usize, 0);
-        file.read_exact_at(&mut buf, start)?;
-        for k in i..j {
-            let at = (src.offsets[k] - start) as usize;
-            out.extend_from_slice(&buf[at..at + s.size[k] as usize]);
+        let need = (end - start) as usize;
+        if gapped {
+            if buf.len() < need {
+                buf.resize(need, 0);
+            }
+            file.read_exact_at(&mut buf[..need], start)?;
+            for k in i..j {
+                let at = (src.offsets[k] - start) as usize;
+                out.extend_from_slice(&buf[at..at + s.size[k] as usize]);
+            }
+        } else {
+            // contiguous samples: straight into the segment
+            let at = out.len();
+            out.resize(at + need, 0);
+            file.read_exact_at(&mut out[at..], start)?;
         }
         i = j;
     }

@@ -275,3 +275,11 @@ impl Upload {
         self.seen.iter().find(|e| e["event"] == kind)
     }
 }
+
+impl Drop for Upload {
+    /// A failing test must not leave its CLI retrying against a runner that is gone.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -4,6 +4,7 @@
 //! bounded fragmented-MP4 checks the worker runs on untrusted segments.
 
 pub mod fmp4;
+pub mod init_check;
 pub mod manifest;
 pub mod plan;
 pub mod scheduler;

@@ -135,13 +135,6 @@ fn an_init_segment_that_differs_from_its_plan_is_refused_with_the_reason() {
             },
         ),
         (
-            "channels",
-            TrackPlan {
-                channels: Some(6),
-                ..good.clone()
-            },
-        ),
-        (
             "codec",
             TrackPlan {
                 codec: "opus".into(),

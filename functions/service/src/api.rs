@@ -577,6 +577,7 @@ async fn status(
         "duration": record.plan.duration_secs(),
         "counts": s.counts(),
         "slots": slots,
+        "inits": s.inits,
         "priority_slots": s.priority_slots(now_ms(), &state.config.policy),
     });
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())

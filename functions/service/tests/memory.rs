@@ -568,6 +568,9 @@ async fn an_init_segment_goes_public_only_once_checked_and_the_video_completes_o
     );
     let (code, _) = f.call("GET", &init(1), None, None).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
+    let st = status(&f, &id).await;
+    assert_eq!(st["inits"][0]["state"], "published", "{st}");
+    assert_eq!(st["inits"][1]["state"], "failed", "{st}");
     assert!(f.memory.object(&sessions::init_key(&id, 1)).is_none());
     let (state, _) = f.sessions().state(&id).await.unwrap();
     assert!(
@@ -618,4 +621,42 @@ async fn an_init_segment_goes_public_only_once_checked_and_the_video_completes_o
         .await;
     assert_eq!(code, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"], "already_complete");
+}
+
+#[tokio::test]
+async fn a_report_and_a_job_cost_a_pinned_number_of_s3_requests() {
+    let f = Fakes::new();
+    let media = media();
+    let (id, secret, created) = create_session(&f, &media.plan).await;
+    for (i, u) in created["init_uploads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        f.upload(u, &media.init[i]);
+    }
+    let batch = next(&f, &id, &secret, 2).await;
+    for a in batch["assignments"].as_array().unwrap() {
+        f.upload_slot(a, media);
+    }
+    report_uploaded(&f, &id, &secret, 0).await;
+    f.drain().await; // the first job also publishes the inits
+    f.memory.reset_calls();
+    report_uploaded(&f, &id, &secret, 1).await;
+    let report: BTreeMap<&str, u64> = f.memory.calls();
+    // One HEAD per track, one state read, one conditional state write.
+    assert_eq!(
+        report,
+        BTreeMap::from([("get", 1), ("head", 2), ("put", 1)]),
+        "per report"
+    );
+    f.memory.reset_calls();
+    f.drain().await;
+    // State read, a ranged GET and a copy per track, then read + write the state.
+    assert_eq!(
+        f.memory.calls(),
+        BTreeMap::from([("copy", 2), ("get", 2), ("get_head", 2), ("put", 1)]),
+        "per job"
+    );
 }

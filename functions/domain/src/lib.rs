@@ -5,6 +5,7 @@
 
 pub mod fmp4;
 pub mod hls;
+pub mod init_check;
 pub mod manifest;
 pub mod plan;
 pub mod scheduler;

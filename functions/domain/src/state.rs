@@ -51,6 +51,15 @@ pub enum Lane {
     Normal,
 }
 
+/// Life cycle of one track's init segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum InitState {
+    Pending,
+    Published,
+    Failed { reason: String },
+}
+
 /// A repeated report of the same upload sends its job again only this long after the last.
 pub const REPEAT_REPORT_MS: u64 = 1_000;
 
@@ -117,6 +126,10 @@ pub struct SessionState {
     /// For each slot in "uploaded": the reported version and its lane.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub uploads: std::collections::BTreeMap<usize, UploadRecord>,
+    /// One per track: the init segment's state. Empty for sessions stored
+    /// before inits were checked (their inits were public from the start).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inits: Vec<InitState>,
 }
 
 /// Result of a prioritize call.
@@ -139,6 +152,54 @@ impl SessionState {
             windows_version: 0,
             last_natural_ms: now_ms,
             uploads: Default::default(),
+            inits: Vec::new(),
+        }
+    }
+
+    /// A new session whose `track_count` init segments must be checked and published too.
+    pub fn with_inits(slot_count: usize, track_count: usize, now_ms: u64) -> Self {
+        Self {
+            inits: vec![InitState::Pending; track_count],
+            ..Self::new(slot_count, now_ms)
+        }
+    }
+
+    fn update_complete(&mut self) {
+        self.complete = self
+            .slots
+            .iter()
+            .all(|s| matches!(s, SlotState::Published { .. }))
+            && self.inits.iter().all(|i| *i == InitState::Published);
+    }
+
+    /// Every slot is published (the inits may still be missing).
+    pub fn all_slots_published(&self) -> bool {
+        self.slots
+            .iter()
+            .all(|s| matches!(s, SlotState::Published { .. }))
+    }
+
+    /// The worker published track `track`'s init segment. Returns false if it already was.
+    pub fn mark_init_published(&mut self, track: usize) -> bool {
+        match self.inits.get_mut(track) {
+            Some(state) if *state != InitState::Published => {
+                *state = InitState::Published;
+                self.update_complete();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The uploaded init segment of `track` was refused (the uploader sends it again via /init).
+    pub fn mark_init_failed(&mut self, track: usize, reason: String) -> bool {
+        match self.inits.get_mut(track) {
+            Some(state) if *state != InitState::Published => {
+                let changed = !matches!(state, InitState::Failed { reason: r } if *r == reason);
+                *state = InitState::Failed { reason };
+                changed
+            }
+            _ => false,
         }
     }
 
@@ -339,10 +400,7 @@ impl SessionState {
         self.slots[slot] = SlotState::Published { at_ms: now_ms };
         self.uploads.remove(&slot);
         self.progress_ms = now_ms;
-        self.complete = self
-            .slots
-            .iter()
-            .all(|s| matches!(s, SlotState::Published { .. }));
+        self.update_complete();
         Ok(true)
     }
 
@@ -499,6 +557,30 @@ mod tests {
             .map(|p| p.slot)
             .collect();
         assert_eq!(again, vec![10, 11, 12]);
+    }
+
+    #[test]
+    fn a_video_completes_only_once_its_init_segments_are_published_too() {
+        let mut s = SessionState::with_inits(1, 2, 0);
+        s.mark_published(0, 1).unwrap();
+        assert!(s.all_slots_published() && !s.complete);
+        assert!(s.mark_init_failed(0, "bad".into()));
+        assert!(s.mark_init_published(1));
+        assert!(!s.complete);
+        assert!(s.mark_init_published(0));
+        assert!(s.complete);
+        assert!(!s.mark_init_published(0), "once");
+        assert!(
+            !s.mark_init_failed(0, "late".into()),
+            "a published init stays published"
+        );
+        let legacy = SessionState::new(1, 0);
+        let mut legacy = legacy;
+        legacy.mark_published(0, 1).unwrap();
+        assert!(
+            legacy.complete,
+            "sessions without tracked inits complete as before"
+        );
     }
 
     #[test]

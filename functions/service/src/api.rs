@@ -158,7 +158,7 @@ async fn presign_inits(
             .sessions
             .store()
             .presign_put(
-                &sessions::init_key(&record.video_id, index),
+                &sessions::incoming_init_key(&record.video_id, index),
                 "video/mp4",
                 track.init_size,
                 state.config.presign_ttl,
@@ -218,6 +218,13 @@ async fn init_uploads(
     } else {
         parse_json(&body)?
     };
+    if state.sessions.state(&id).await?.0.complete {
+        return Err(ApiError::client(
+            StatusCode::CONFLICT,
+            "already_complete",
+            "the video is complete: its init segments are published and final",
+        ));
+    }
     let mut released = 0;
     if request.release_leases {
         released = state
@@ -622,6 +629,7 @@ async fn status(
         "duration": record.plan.duration_secs(),
         "counts": s.counts(),
         "slots": slots,
+        "inits": s.inits,
         "priority_slots": s.priority_slots(now_ms(), &state.config.policy),
     });
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
@@ -677,14 +685,26 @@ async fn init_segment(
     if !sessions::is_valid_video_id(&id) {
         return Err(ApiError::not_found("no such init segment"));
     }
-    stream_object(
-        &state,
-        &sessions::init_key(&id, track),
-        "video/mp4",
-        "public, max-age=60",
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found("init segment not uploaded yet"))
+    let key = sessions::init_key(&id, track);
+    let cache = "public, max-age=31536000, immutable";
+    if let Some(response) = stream_object(&state, &key, "video/mp4", cache).await? {
+        return Ok(response);
+    }
+    // Not public yet: check and publish it now if it is uploaded, rather
+    // than make the viewer wait for the worker's next job.
+    let record = state.sessions.load(&id).await?;
+    if track < record.plan.tracks.len() {
+        crate::inits::publish_inits(&state.sessions, &record).await?;
+        if let Some(response) = stream_object(&state, &key, "video/mp4", cache).await? {
+            return Ok(response);
+        }
+    }
+    let mut response =
+        ApiError::not_found("init segment not uploaded (or not valid) yet").into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 #[derive(Deserialize)]

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod faults;
+pub mod inits;
 pub mod local;
 pub mod memory;
 pub mod provision;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chunkstream_domain::state::{SchedulePolicy, SlotState};
 
+use crate::inits;
 use crate::queue::{Job, JobQueue};
 use crate::sessions::{self, SessionError, Sessions};
 use crate::store::{PutCondition, StoreError};
@@ -175,7 +176,13 @@ async fn reap_one(
         }
         Err(e) => return Err(e.into()),
     };
-    if state.complete {
+    let mut complete = state.complete;
+    if !complete && state.all_slots_published() {
+        // The last job ended before the init segments arrived (or were valid).
+        let record = sessions.load(id).await?;
+        complete = inits::publish_inits(sessions, &record).await?;
+    }
+    if complete {
         // Finalisation was interrupted (or only the index entry is left).
         sessions.finalise(id).await?;
         report.finalised.push(id.to_string());

@@ -5,9 +5,10 @@
 //! v/{id}/state.json            mutable: slot states, priority windows (written If-Match ETag)
 //! v/{id}/manifest.mpd          written once at creation
 //! v/{id}/master.m3u8, v/{id}/hls/{track}.m3u8   HLS playlists, written with the MPD
-//! v/{id}/init/{track}.mp4      ({track}: the track's index in the plan)      uploaded by the client through a presigned URL
+//! v/{id}/init/{track}.mp4      ({track}: the track's index in the plan)      checked and published (server-side copy)
 //! v/{id}/seg/{track}/{slot}.m4s        checked and published (server-side copy)
 //! incoming/{id}/{slot}/{track}.m4s          uploaded, not yet checked
+//! incoming/{id}/init/{track}.mp4           uploaded init segment, not yet checked
 //! live/{id}                    index of sessions not yet finalised (body: created ms); the reaper reads only these
 //! reaper/cursor.json           where the reaper's last pass stopped
 //! ```
@@ -71,6 +72,10 @@ pub fn live_key(id: &str) -> String {
 
 pub fn incoming_prefix(id: &str) -> String {
     format!("{INCOMING_PREFIX}{id}/")
+}
+/// An uploaded init segment, until the worker checked and published it.
+pub fn incoming_init_key(id: &str, track: usize) -> String {
+    format!("{INCOMING_PREFIX}{id}/init/{track}.mp4")
 }
 pub fn incoming_key(id: &str, slot: usize, track: usize) -> String {
     format!("{INCOMING_PREFIX}{id}/{slot}/{track}.m4s")
@@ -215,7 +220,8 @@ impl Sessions {
             created_ms: now,
             plan,
         };
-        let state = SessionState::new(record.plan.slots.len(), now);
+        let state =
+            SessionState::with_inits(record.plan.slots.len(), record.plan.tracks.len(), now);
         // Indexed first, so even a half-created session is found and reaped.
         self.store
             .put(

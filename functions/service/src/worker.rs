@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chunkstream_domain::plan::TrackKind;
 use chunkstream_domain::segment_check::{check_media_segment, ExpectedFragment};
-use chunkstream_domain::state::{Lane, SessionState, SlotState};
+use chunkstream_domain::state::{InitState, Lane, SessionState, SlotState};
 
+use crate::inits;
 use crate::queue::Job;
 use crate::sessions::{self, SessionError, Sessions};
 use crate::store::StoreError;
@@ -85,7 +86,11 @@ impl Worker {
             Err(SessionError::NotFound) => return Ok(Outcome::Dropped("no such video".into())),
             Err(e) => return Err(e.into()),
         };
-        let (state, _) = self.sessions.state(id).await?;
+        let (mut state, _) = self.sessions.state(id).await?;
+        if state.inits.iter().any(|i| *i != InitState::Published) {
+            inits::publish_inits(&self.sessions, &record).await?;
+            state = self.sessions.state(id).await?.0;
+        }
         let Some(current) = state.slots.get(job.slot) else {
             return Ok(Outcome::Dropped(format!("slot {} out of range", job.slot)));
         };
@@ -95,6 +100,9 @@ impl Worker {
                 // and finalising: finish the finalisation.
                 if state.complete && !state.finalised {
                     self.finalise(id).await?;
+                }
+                if !state.complete && state.all_slots_published() {
+                    return Err(waiting_for_inits());
                 }
                 return Ok(Outcome::AlreadyPublished);
             }
@@ -166,12 +174,16 @@ impl Worker {
         }
         let slot = job.slot;
         let now = self.sessions.now_ms();
-        let (newly, complete) = self
+        let (newly, complete, inits_missing) = self
             .sessions
             .update_state(id, |s: &mut SessionState| {
                 let newly = s.mark_published(slot, now)?;
                 Ok::<_, chunkstream_domain::state::StateError>((
-                    (newly, s.complete && !s.finalised),
+                    (
+                        newly,
+                        s.complete && !s.finalised,
+                        !s.complete && s.all_slots_published(),
+                    ),
                     newly,
                 ))
             })
@@ -179,6 +191,10 @@ impl Worker {
             .map_err(|e| JobError::Fatal(e.into()))?;
         if complete {
             self.finalise(id).await?;
+        }
+        if inits_missing {
+            // The slot is public; the redelivery finishes the video once the inits are.
+            return Err(waiting_for_inits());
         }
         Ok(if newly {
             Outcome::Published { complete }
@@ -216,6 +232,12 @@ impl Worker {
         tracing::info!(video_id = %id, removed, "video complete; session finalised");
         Ok(())
     }
+}
+
+fn waiting_for_inits() -> JobError {
+    JobError::Retry(anyhow::anyhow!(
+        "every slot is published; waiting for valid init segments"
+    ))
 }
 
 fn parse_job(message: &SqsMessage) -> Result<Job, String> {

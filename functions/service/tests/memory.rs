@@ -143,7 +143,7 @@ impl Fakes {
             }
             self.queue.settle(&event, &failed);
         }
-        panic!("jobs never drained");
+        panic!("jobs never drained: {outcomes:?}");
     }
 
     async fn slot_state(&self, id: &str, slot: usize) -> String {
@@ -163,7 +163,7 @@ fn published_count(outcomes: &[Outcome]) -> usize {
 async fn assert_converged(f: &Fakes, id: &str) {
     let media = media();
     let (state, _) = f.sessions().state(id).await.unwrap();
-    assert!(state.complete && state.finalised, "{state:?}");
+    assert!(state.complete && state.finalised, "{:?}", state.inits);
     for slot in 0..media.plan.slots.len() {
         for track in 0..media.plan.tracks.len() {
             let public = f.memory.object(&sessions::published_key(id, track, slot));
@@ -295,7 +295,8 @@ async fn a_slot_with_one_bad_track_publishes_no_track_at_all() {
 
 #[tokio::test]
 async fn every_crash_point_of_the_worker_converges_on_redelivery() {
-    // A clean run names the worker's write steps: per slot copy track 0,
+    // A clean run names the worker's write steps: per init copy and state
+    // write, per slot copy track 0,
     // copy track 1, state write; after the last one delete incoming, state
     // leave the live index, state write (finalised).
     let clean = Fakes::new();
@@ -304,7 +305,9 @@ async fn every_crash_point_of_the_worker_converges_on_redelivery() {
     clean.drain().await;
     let steps = faults::steps(&clean.faults);
     let slots = media().plan.slots.len();
-    assert_eq!(steps.len(), slots * 3 + 3, "{steps:#?}");
+    // The first job also checks and publishes each init: copy, state write.
+    let init_steps = media().plan.tracks.len() * 2;
+    assert_eq!(steps.len(), init_steps + slots * 3 + 3, "{steps:#?}");
 
     for mode in [FaultMode::FailBefore, FaultMode::CrashAfter] {
         for at in 0..steps.len() {
@@ -318,8 +321,9 @@ async fn every_crash_point_of_the_worker_converges_on_redelivery() {
             // Each slot is published once; a crash right after a publishing
             // state write, or during finalisation, hides that outcome.
             let hidden = usize::from(
-                at >= slots * 3
+                at >= init_steps + slots * 3
                     || (mode == FaultMode::CrashAfter
+                        && at >= init_steps
                         && fired.as_deref().is_some_and(|s| s.ends_with("state.json"))),
             );
             let seen: usize = (0..slots)
@@ -453,7 +457,7 @@ async fn one_corrupt_session_never_stops_a_pass_and_an_interrupted_finalisation_
         .insert(&sessions::state_key(&corrupt), b"{not json".to_vec());
     let (done, _) = f.uploaded_session().await;
     // Crash the last job right after the video completed, before finalising.
-    let steps_before_finalise = media.plan.slots.len() * 3;
+    let steps_before_finalise = media.plan.tracks.len() * 2 + media.plan.slots.len() * 3;
     faults::arm(
         &f.faults,
         Some((steps_before_finalise, FaultMode::FailBefore)),
@@ -541,4 +545,118 @@ async fn a_redriven_job_keeps_its_priority_lane_and_its_version() {
     assert_eq!(report.redriven, vec![(id.clone(), 1)]);
     assert_eq!(f.queue.waiting(Lane::Priority), sent);
     assert!(!sent[0].etags.is_empty());
+}
+
+#[tokio::test]
+async fn an_init_segment_goes_public_only_once_checked_and_the_video_completes_only_with_it() {
+    let f = Fakes::new();
+    let media = media();
+    let (id, secret, created) = create_session(&f, &media.plan).await;
+    let uploads = created["init_uploads"].as_array().unwrap();
+    assert!(uploads[0]["url"].as_str().unwrap().contains("incoming/"));
+    f.upload(&uploads[0], &media.init[0]);
+    // Track 1 gets track 0's init padded to its size: a video init for an audio track.
+    let mut wrong = media.init[0].clone();
+    wrong.resize(media.init[1].len(), 0);
+    f.upload(&uploads[1], &wrong);
+    let init = |t: usize| format!("/v/{id}/init/{t}.mp4");
+    let (code, _) = f.call("GET", &init(0), None, None).await;
+    assert_eq!(
+        code,
+        StatusCode::OK,
+        "a viewer's miss checks and publishes it at once"
+    );
+    let (code, _) = f.call("GET", &init(1), None, None).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let st = status(&f, &id).await;
+    assert_eq!(st["inits"][0]["state"], "published", "{st}");
+    assert_eq!(st["inits"][1]["state"], "failed", "{st}");
+    assert!(f.memory.object(&sessions::init_key(&id, 1)).is_none());
+    let (state, _) = f.sessions().state(&id).await.unwrap();
+    assert!(
+        matches!(&state.inits[1], chunkstream_domain::state::InitState::Failed { reason } if reason.contains("init 1")),
+        "{:?}",
+        state.inits
+    );
+    // Every slot published, yet not complete: the job waits for the init.
+    let batch = next(&f, &id, &secret, 16).await;
+    for a in batch["assignments"].as_array().unwrap() {
+        f.upload_slot(a, media);
+        report_uploaded(&f, &id, &secret, a["slot"].as_u64().unwrap()).await;
+    }
+    for _ in 0..media.plan.slots.len() {
+        let event = f.queue.receive(1);
+        handle_batch(&f.worker, event.clone(), None).await;
+        f.queue.settle(&event, &[]); // its retries end in the DLQ
+    }
+    let (state, _) = f.sessions().state(&id).await.unwrap();
+    assert!(state.all_slots_published() && !state.complete);
+    // The uploader resumes: fresh init URLs, the right bytes this time; the reaper finishes.
+    let (code, body) = f
+        .call(
+            "POST",
+            &format!("/api/videos/{id}/init"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    f.upload(&body["init_uploads"][1], &media.init[1]);
+    let report = reap_abandoned(f.sessions(), f.queue.as_ref(), &f.reap_settings())
+        .await
+        .unwrap();
+    assert_eq!(report.finalised, vec![id.clone()], "{report:?}");
+    assert_converged(&f, &id).await;
+    assert_eq!(
+        f.memory.object(&sessions::init_key(&id, 1)).as_deref(),
+        Some(media.init[1].as_slice())
+    );
+    let (code, body) = f
+        .call(
+            "POST",
+            &format!("/api/videos/{id}/init"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "already_complete");
+}
+
+#[tokio::test]
+async fn a_report_and_a_job_cost_a_pinned_number_of_s3_requests() {
+    let f = Fakes::new();
+    let media = media();
+    let (id, secret, created) = create_session(&f, &media.plan).await;
+    for (i, u) in created["init_uploads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        f.upload(u, &media.init[i]);
+    }
+    let batch = next(&f, &id, &secret, 2).await;
+    for a in batch["assignments"].as_array().unwrap() {
+        f.upload_slot(a, media);
+    }
+    report_uploaded(&f, &id, &secret, 0).await;
+    f.drain().await; // the first job also publishes the inits
+    f.memory.reset_calls();
+    report_uploaded(&f, &id, &secret, 1).await;
+    let report: BTreeMap<&str, u64> = f.memory.calls();
+    // One HEAD per track, one state read, one conditional state write.
+    assert_eq!(
+        report,
+        BTreeMap::from([("get", 1), ("head", 2), ("put", 1)]),
+        "per report"
+    );
+    f.memory.reset_calls();
+    f.drain().await;
+    // State read, a ranged GET and a copy per track, then read + write the state.
+    assert_eq!(
+        f.memory.calls(),
+        BTreeMap::from([("copy", 2), ("get", 2), ("get_head", 2), ("put", 1)]),
+        "per job"
+    );
 }

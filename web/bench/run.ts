@@ -215,9 +215,10 @@ async function runnerEvents(videoId: string, msg: string, since: number): Promis
   const out = new Map<number, number>();
   if (!RUNNER_LOG) return out;
   const text = await readFile(RUNNER_LOG, 'utf8').catch(() => '');
-  for (const line of text.split('\n')) {
-    if (!line.includes(videoId) || !line.includes(msg)) continue;
-    const t = Date.parse(line.replace(/\x1b\[[0-9;]*m/g, '').trim().split(/\s+/)[0] ?? '');
+  for (const raw of text.split('\n')) {
+    if (!raw.includes(videoId) || !raw.includes(msg)) continue;
+    const line = raw.replace(/\x1b\[[0-9;]*m/g, ''); // tracing's colours
+    const t = Date.parse(line.trim().split(/\s+/)[0] ?? '');
     const slot = /slot[=:]\s*(\d+)/.exec(line)?.[1];
     if (!Number.isFinite(t) || slot === undefined || t < since) continue;
     if (!out.has(Number(slot))) out.set(Number(slot), t);

@@ -41,7 +41,7 @@ const settings = {
 };
 settings.seg.value = String(numParam('seg') ?? DEFAULT_PLAN_OPTIONS.targetDuration);
 settings.cap.value = String(numParam('cap') ?? DEFAULT_PLAN_OPTIONS.maxSegmentBytes / (1024 * 1024));
-settings.par.value = String(numParam('par') ?? 3);
+settings.par.value = String(numParam('par') ?? 4);
 const bwParam = numParam('bw');
 settings.bw.value = bwParam ? String(bwParam / 1e6) : '';
 
@@ -59,7 +59,7 @@ function bandwidth(): number | null {
 }
 function parallel(): number {
   const n = Math.round(Number(settings.par.value));
-  return n >= 1 ? Math.min(8, n) : 3;
+  return n >= 1 ? Math.min(8, n) : 4;
 }
 
 const apiBase = (params.get('api') ?? '').replace(/\/$/, '');
@@ -316,7 +316,7 @@ async function handleFile(file: File): Promise<void> {
   $('slots').hidden = false;
 
   const segmenter = new Segmenter(file, analysis, plan);
-  const uploader = new Uploader(api, stored.videoId, stored.secret, analysis, plan, segmenter, { parallel: parallel(), pacer: new Pacer(bandwidth()) }, {
+  const uploader = new Uploader(api, stored.videoId, stored.secret, analysis, plan, segmenter, { parallel: parallel(), ...(bandwidth() ? { pacer: new Pacer(bandwidth()) } : {}) }, {
     onSlotStates: renderSlots,
     onProgress: renderProgress,
     onConnection: showConnection,

@@ -198,6 +198,35 @@ impl SessionState {
         picks
     }
 
+    /// Leases up to `max` priority-window slots (nearest a playhead first) and
+    /// nothing else: what the priority feed hands the uploader together with
+    /// the news, so a viewer's slot needs no extra round trip to be leased.
+    pub fn assign_priority(
+        &mut self,
+        max: usize,
+        now_ms: u64,
+        policy: &SchedulePolicy,
+    ) -> Vec<Pick> {
+        self.expire_windows(now_ms, policy);
+        let lease_expires_ms = now_ms.saturating_add(policy.lease_ms);
+        let picks: Vec<Pick> = scheduler::window_order(&self.windows, self.slots.len())
+            .into_iter()
+            .filter(|s| scheduler::is_assignable(&self.slots[*s], now_ms))
+            .take(max)
+            .map(|slot| Pick {
+                slot,
+                priority: true,
+            })
+            .collect();
+        for pick in &picks {
+            self.slots[pick.slot] = SlotState::Assigned { lease_expires_ms };
+        }
+        if !picks.is_empty() {
+            self.progress_ms = now_ms;
+        }
+        picks
+    }
+
     /// The uploader says `slot` is in S3; returns the lane its job goes to.
     pub fn mark_uploaded(
         &mut self,
@@ -332,6 +361,39 @@ mod tests {
         max_windows: 2,
         natural_every_ms: 5_000,
     };
+
+    #[test]
+    fn assign_priority_leases_only_window_slots_nearest_first_and_skips_leased_ones() {
+        let mut s = SessionState::new(20, 0);
+        assert!(
+            s.assign_priority(2, 0, &P).is_empty(),
+            "no window, nothing leased"
+        );
+        s.prioritize(10, 0, &P).unwrap();
+        s.slots[10] = SlotState::Assigned {
+            lease_expires_ms: 500,
+        };
+        let picks = s.assign_priority(5, 100, &P);
+        let slots: Vec<usize> = picks.iter().map(|p| p.slot).collect();
+        assert_eq!(
+            slots,
+            vec![11, 12],
+            "window 10..13 minus the leased slot 10"
+        );
+        assert!(picks.iter().all(|p| p.priority));
+        assert!(matches!(s.slots[11], SlotState::Assigned { .. }));
+        assert!(
+            matches!(s.slots[0], SlotState::Pending),
+            "natural order untouched"
+        );
+        // the lease on slot 10 runs out: it is handed out again
+        let again: Vec<usize> = s
+            .assign_priority(5, 2_000, &P)
+            .iter()
+            .map(|p| p.slot)
+            .collect();
+        assert_eq!(again, vec![10, 11, 12]);
+    }
 
     #[test]
     fn a_viewer_keeping_windows_busy_cannot_starve_natural_order_forever() {

@@ -288,7 +288,23 @@ async fn next_assignments(
         })
         .await?
         .unwrap_or_else(|never| match never {});
-    let lease_expires_at = SystemTime::now() + std::time::Duration::from_millis(policy.lease_ms);
+    let assignments = presign_assignments(&state, &record, picks).await?;
+    Ok(Json(json!({
+        "assignments": assignments,
+        "complete": complete,
+        "remaining": remaining,
+        "priority_slots": priority_slots,
+    })))
+}
+
+/// Presigned PUT URLs (one per track) for slots just leased.
+async fn presign_assignments(
+    state: &AppState,
+    record: &SessionRecord,
+    picks: Vec<chunkstream_domain::scheduler::Pick>,
+) -> Result<Vec<Assignment>, ApiError> {
+    let lease_expires_at =
+        SystemTime::now() + std::time::Duration::from_millis(state.config.policy.lease_ms);
     let mut assignments = Vec::with_capacity(picks.len());
     for pick in picks {
         let mut uploads = Vec::with_capacity(record.plan.tracks.len());
@@ -303,7 +319,7 @@ async fn next_assignments(
                 .sessions
                 .store()
                 .presign_put(
-                    &sessions::incoming_key(&id, pick.slot, index),
+                    &sessions::incoming_key(&record.video_id, pick.slot, index),
                     "video/mp4",
                     frag.size,
                     state.config.presign_ttl,
@@ -322,12 +338,7 @@ async fn next_assignments(
             uploads,
         });
     }
-    Ok(Json(json!({
-        "assignments": assignments,
-        "complete": complete,
-        "remaining": remaining,
-        "priority_slots": priority_slots,
-    })))
+    Ok(assignments)
 }
 
 async fn slot_uploaded(
@@ -420,6 +431,18 @@ async fn apply_priority(
 struct PriorityQuery {
     after: Option<i64>,
     wait_ms: Option<u64>,
+    /// Lease up to this many not-yet-leased window slots and return their
+    /// presigned assignments with the answer (saves the uploader a `next`).
+    lease: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct PriorityAnswer {
+    version: u64,
+    priority_slots: Vec<usize>,
+    complete: bool,
+    /// Window slots leased to the caller by this answer (`lease` > 0).
+    assignments: Vec<Assignment>,
 }
 
 /// Long poll for uploaders: answers at once when the priority windows differ
@@ -431,7 +454,13 @@ async fn priority_feed(
     query: Result<axum::extract::Query<PriorityQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let axum::extract::Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    load_authorized(&state, &id, &headers).await?;
+    let record = load_authorized(&state, &id, &headers).await?;
+    let lease = query.lease.unwrap_or(0);
+    if lease > MAX_ASSIGNMENTS {
+        return Err(ApiError::bad_request(format!(
+            "lease must be between 0 and {MAX_ASSIGNMENTS}"
+        )));
+    }
     let wait =
         std::time::Duration::from_millis(query.wait_ms.unwrap_or(0).min(MAX_PRIORITY_WAIT_MS));
     let deadline = tokio::time::Instant::now() + wait;
@@ -444,11 +473,26 @@ async fn priority_feed(
             .is_none_or(|after| after != s.windows_version as i64);
         let now = tokio::time::Instant::now();
         if changed || now >= deadline || s.complete {
-            let body = json!({
-                "version": s.windows_version,
-                "priority_slots": s.priority_slots(now_ms(), &policy),
-                "complete": s.complete,
-            });
+            let priority_slots = s.priority_slots(now_ms(), &policy);
+            let picks = if changed && lease > 0 && !s.complete && !priority_slots.is_empty() {
+                state
+                    .sessions
+                    .update_state(&id, |s: &mut SessionState| {
+                        let picks = s.assign_priority(lease, now_ms(), &policy);
+                        let dirty = !picks.is_empty();
+                        Ok::<_, std::convert::Infallible>((picks, dirty))
+                    })
+                    .await?
+                    .unwrap_or_else(|never| match never {})
+            } else {
+                Vec::new()
+            };
+            let body = PriorityAnswer {
+                version: s.windows_version,
+                priority_slots,
+                complete: s.complete,
+                assignments: presign_assignments(&state, &record, picks).await?,
+            };
             return Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response());
         }
         let poll = std::time::Duration::from_millis(PRIORITY_POLL_MS).min(deadline - now);

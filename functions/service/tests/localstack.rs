@@ -769,6 +769,72 @@ async fn the_priority_long_poll_answers_when_a_viewer_prioritizes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_priority_answer_carries_leased_presigned_assignments_for_the_window() {
+    let stack = TestStack::new().await;
+    let (id, secret, _) = create_session(&stack, &synthetic_plan(20)).await;
+    let (_, first) = stack
+        .call(
+            "GET",
+            &format!("/api/videos/{id}/priority?lease=2"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(first["assignments"], json!([]), "no window: nothing leased");
+    let version = first["version"].as_i64().unwrap();
+    let (code, _) = stack
+        .call(
+            "POST",
+            &format!("/api/videos/{id}/prioritize"),
+            None,
+            Some(r#"{"slot": 9}"#),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, answer) = stack
+        .call(
+            "GET",
+            &format!("/api/videos/{id}/priority?after={version}&wait_ms=2000&lease=2"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    let leased: Vec<u64> = answer["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["slot"].as_u64().unwrap())
+        .collect();
+    assert_eq!(leased, vec![9, 10], "{answer}");
+    let upload = &answer["assignments"][0]["uploads"][0];
+    assert!(
+        upload["url"].as_str().unwrap().contains("incoming/"),
+        "{upload}"
+    );
+    assert_eq!(answer["assignments"][0]["priority"], true);
+    // leased slots are not handed out again by next; the rest of the window comes first
+    let (_, next) = stack
+        .call(
+            "POST",
+            &format!("/api/videos/{id}/next"),
+            Some(&secret),
+            Some(r#"{"max": 1}"#),
+        )
+        .await;
+    assert_eq!(next["assignments"][0]["slot"], 11, "{next}");
+    let (code, body) = stack
+        .call(
+            "GET",
+            &format!("/api/videos/{id}/priority?lease=99"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_miss_marked_nohint_does_not_open_a_window() {
     let stack = TestStack::new().await;
     let (id, _, _) = create_session(&stack, &synthetic_plan(20)).await;

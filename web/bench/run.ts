@@ -199,7 +199,7 @@ interface OnTrial {
 const STAGES = [
   'prioritize acked (viewer)',
   'uploader got the priority',
-  'assigned (POST next)',
+  'assigned (POST next, or leased by the priority answer)',
   'PUT started',
   'PUT done',
   'reported uploaded',
@@ -321,7 +321,7 @@ async function seekTrialOn(b: Browsers, file: string, fraction: number, l: Link,
     const at: Record<(typeof STAGES)[number], number | undefined> = {
       'prioritize acked (viewer)': first(vt, (e) => after(e) && e.ev === 'prioritize-acked')?.t,
       'uploader got the priority': first(ut, (e) => after(e) && e.ev === 'priority' && inSlots(e, 'slots'))?.t,
-      'assigned (POST next)': first(ut, (e) => after(e) && e.ev === 'next-response' && inSlots(e, 'slots'))?.t,
+      'assigned (POST next, or leased by the priority answer)': first(ut, (e) => after(e) && (e.ev === 'next-response' || e.ev === 'lease') && inSlots(e, 'slots'))?.t,
       'PUT started': first(ut, (e) => after(e) && e.ev === 'put-start' && isSlot(e))?.t,
       'PUT done': first(ut, (e) => after(e) && e.ev === 'put-done' && isSlot(e))?.t,
       'reported uploaded': first(ut, (e) => after(e) && e.ev === 'reported' && isSlot(e))?.t,

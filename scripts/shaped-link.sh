@@ -10,6 +10,7 @@
 #   scripts/shaped-link.sh check [MB]                measure the achieved rate: one raw PUT of MB (default 8) random bytes through the link
 #   scripts/shaped-link.sh exec CMD...               run CMD inside the namespace
 #   scripts/shaped-link.sh show                      qdisc statistics
+#   scripts/shaped-link.sh idle [MAX_S]              wait (≤ MAX_S, default 120) until nothing is queued or sent for 0.5 s
 #   scripts/shaped-link.sh down                      remove the namespace (and with it the veth pair and the qdisc)
 #
 # Delay: netem is not in this kernel. The benchmark adds the link's latency on top in the
@@ -59,6 +60,10 @@ up() {
     ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
     ip netns exec "$ns" ip addr add "$ns_ip/24" dev "$ns_if"
     ip netns exec "$ns" ip link set lo up
+    # one MSS per packet: a 64 KB GSO burst is larger than a small tbf queue and would be
+    # tail-dropped in part every time (2 Mbit/s, 50 ms: 18 KB) — a modem sees packets, not GSO
+    ip netns exec "$ns" ip link set "$ns_if" gso_max_size 1514 gso_max_segs 1 2>/dev/null \
+      || log "could not limit GSO on $ns_if (older iproute2): expect more drops on small queues"
     ip netns exec "$ns" ip link set "$ns_if" up
     log "namespace $ns up: $ns_ip ($ns_if) ↔ $host_ip ($host_if)"
   fi
@@ -109,6 +114,23 @@ PY
   awk -v l="$result" 'BEGIN { split(l, a, " "); printf "%.3f Mbit/s (%d bytes in %.2f s)\n", a[1] * 8 / a[2] / 1e6, a[1], a[2] }'
 }
 
+sent_bytes() { ip netns exec "$ns" tc -s qdisc show dev "$ns_if" | awk '/Sent/ { print $2; exit }'; }
+
+# Sockets closed with unsent data (a closed page's PUTs) keep draining through the queue: the next
+# measurement starts on a quiet link.
+idle() { # max_s
+  local max="${1:-120}" start=$SECONDS a b
+  exists || return 0
+  a="$(sent_bytes)"
+  while (( SECONDS - start < max )); do
+    sleep 0.5
+    b="$(sent_bytes)"
+    [ "$a" = "$b" ] && return 0
+    a="$b"
+  done
+  log "link still busy after ${max}s"; return 1
+}
+
 cmd="${1:-}"; shift || true
 case "$cmd" in
   up) up "$@" ;;
@@ -116,6 +138,7 @@ case "$cmd" in
   check) check "$@" ;;
   exec) exec ip netns exec "$ns" "$@" ;;
   show) ip netns exec "$ns" tc -s qdisc show dev "$ns_if" ;;
+  idle) idle "$@" ;;
   down) down ;;
-  *) sed -n '2,22p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,24p' "$0" >&2; exit 2 ;;
 esac

@@ -43,6 +43,7 @@ export const linkId = (l: Link): string => String(l.mbit);
 /** Sets the kernel shaper to `l` (netns mode); CDP mode shapes per page in `shapePage`. */
 export async function setLink(l: Link): Promise<void> {
   if (LINK_MODE !== 'netns') return;
+  await waitLinkIdle();
   await run('bash', [SHAPED_LINK, 'rate', String(l.mbit), String(QUEUE_MS)], { timeout: 30_000 });
 }
 
@@ -57,6 +58,15 @@ export async function measureLink(l: Link, mb: number): Promise<{ mbit: number; 
   const m = /([\d.]+) Mbit\/s/.exec(stdout);
   if (!m) throw new Error(`shaped-link check: ${stdout}`);
   return { mbit: Number(m[1]), detail: stdout.trim() };
+}
+
+/**
+ * Waits until the uplink is quiet (nothing sent for 0.5 s, at most `maxS`): sockets of a closed
+ * page keep draining their unsent PUT bytes through the queue, which would delay the next trial.
+ */
+export async function waitLinkIdle(maxS = 120): Promise<void> {
+  if (LINK_MODE !== 'netns') return;
+  await run('bash', [SHAPED_LINK, 'idle', String(maxS)], { timeout: (maxS + 10) * 1000 }).catch(() => undefined);
 }
 
 const sessions = new WeakMap<Page, CDPSession>();

@@ -19,7 +19,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { getStatus, rendererRss } from '../e2e/helpers/app.ts';
 import { BASE_URL, launch } from '../e2e/helpers/browser.ts';
 import { loopToSize, makeClip, makeTempDir, sh } from '../test/helpers/media.ts';
-import { LINK_MODE, linkId, linkLabel, measureLink, NETNS_CHROMIUM, QUEUE_MS, setLink, shapePage } from './link.ts';
+import { LINK_MODE, linkId, linkLabel, measureLink, NETNS_CHROMIUM, QUEUE_MS, setLink, shapePage, waitLinkIdle } from './link.ts';
 import type { Link } from './link.ts';
 import {
   clearTrace,
@@ -78,7 +78,9 @@ interface Browsers {
   viewDataDir: string;
 }
 
-function openShapedUploader(b: Browsers, file: string, l: Link, params: Record<string, string | number> = {}): Promise<UploaderPage> {
+/** The uploader page in the shaped browser, on a quiet link. */
+async function openShapedUploader(b: Browsers, file: string, l: Link, params: Record<string, string | number> = {}): Promise<UploaderPage> {
+  await waitLinkIdle();
   return openUploader(b.up, file, params, (p) => shapePage(b.up, p, l));
 }
 
@@ -748,8 +750,9 @@ async function bench4(b: Browsers, m: Media): Promise<void> {
     const minutes = goodputMinutes(l);
     const file = await cut720(m, minutes);
     log(`4: goodput, ${minutes} min 720p at ${linkLabel(l)}: the uploader (defaults), then a raw single PUT stream of the same bytes`);
-    const up = await openShapedUploader(b, file, l);
+    let up: UploaderPage | null = null;
     try {
+      up = await openShapedUploader(b, file, l);
       const u = await fullUpload(up, 30 * 60_000);
       const raw = await rawPutStream(up, u.createBody);
       const upMbps = (u.bytes * 8) / (u.ms / 1000) / 1e6;
@@ -772,7 +775,7 @@ async function bench4(b: Browsers, m: Media): Promise<void> {
       log(`4: ${linkLabel(l)} failed: ${(e as Error).message.split('\n')[0]}`);
       rows.push(row(`4.${linkId(l)}`, `Upload goodput, ${linkLabel(l)}: failed`, null, '', null, null, (e as Error).message.split('\n')[0]));
     } finally {
-      await up.close();
+      await up?.close();
     }
   }
   await setLink(MAIN);
@@ -866,8 +869,9 @@ async function bench9(b: Browsers, m: Media): Promise<void> {
       'first frame p50 (ms)': ttff.length ? median(ttff).toFixed(0) : '—',
     };
     let note = '';
-    const up = await openShapedUploader(b, countFile, MAIN, params);
+    let up: UploaderPage | null = null;
     try {
+      up = await openShapedUploader(b, countFile, MAIN, params);
       await counts(true);
       const u = await fullUpload(up, 20 * 60_000);
       await sleep(3000); // the worker's last job and the session's clean-up
@@ -887,7 +891,7 @@ async function bench9(b: Browsers, m: Media): Promise<void> {
     } catch (e) {
       note += `counted upload failed: ${(e as Error).message.split('\n')[0]}. `;
     } finally {
-      await up.close();
+      await up?.close();
     }
     try {
       const h = await threeHour(b, big, seg);

@@ -36,7 +36,7 @@ function s3Class(req: http.IncomingMessage, url: URL): string {
 
 function handler(req: http.IncomingMessage, res: http.ServerResponse): void {
   const url = new URL(req.url ?? '/', 'http://x');
-  if (url.pathname === '/__counts') {
+  if (url.pathname === '/__counts' || url.pathname === '/__counts/reset') {
     if (req.method === 'POST') {
       counts = {};
       since = Date.now();

@@ -33,6 +33,8 @@ def machine():
         f"- OS: {sh('. /etc/os-release && echo $PRETTY_NAME')}, kernel {platform.release()}",
         f"- {sh('rustc --version')}; node {sh('node --version')}; {sh('chromium --version')}",
         f"- {sh('ffmpeg -version | head -1')}",
+        f"- load average at the end of the run (1/5/15 min): {' / '.join(f'{x:.1f}' for x in os.getloadavg())}"
+        " (the machine is shared: other sessions' builds compete for the 2 cores)",
         "- LocalStack 4.13.1 (native, S3 + SQS) on the same machine; the runner and LocalStack on the host;",
         "  the uploader's Chromium behind a shaped uplink (see the link self-check rows `0.*` and web/bench/README.md)",
     ]
@@ -95,10 +97,10 @@ def main():
     ]
     ids = {str(r.get("id", "")) for r in rows}
     kept = []
-    for rid, lines in old_table.items():
+    for rid, old_lines in old_table.items():
         group = rid.split(".")[0]
         if group in keep and rid not in ids:
-            for line in lines:
+            for line in old_lines:
                 cells = line.split(" | ")
                 if len(cells) > 2 and "(previous run" not in cells[1]:
                     cells[1] += f" (previous run, {old_date})"

@@ -795,7 +795,7 @@ async function counts(reset = false): Promise<Record<string, number>> {
 function priced(c: Record<string, number>): { tier1: number; tier2: number; sqs: number; usd: number; detail: string } {
   const sum = (pred: (k: string) => boolean) => Object.entries(c).reduce((n, [k, v]) => n + (pred(k) ? v : 0), 0);
   const tier1 = sum((k) => /^s3\.(PUT|COPY|POST|LIST)/.test(k));
-  const tier2 = sum((k) => /^s3\.(GET|HEAD)/.test(k));
+  const tier2 = sum((k) => /^s3\.(GET|HEAD|OPTIONS)/.test(k)); // CORS preflights bill as "other requests"
   const sqs = sum((k) => k.startsWith('sqs.') && !k.endsWith('.empty'));
   return {
     tier1,

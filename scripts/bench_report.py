@@ -53,7 +53,8 @@ def previous(dst):
     head, sep, tail = text.partition(MARKER)
     date = (re.search(r"^- date: (.*)$", head, re.M) or [None, "an earlier run"])[1]
     table = {}
-    for line in head.splitlines():
+    results = head.partition("## Results")[2].split("\n## ")[0]
+    for line in results.splitlines():
         m = re.match(r"^\| ([^|]+?) \| (.*)$", line)
         if m and m.group(1) not in ("#", "---"):
             table.setdefault(m.group(1), []).append(line)

@@ -26,6 +26,8 @@ if ! curl -fsS --max-time 2 "$AWS_ENDPOINT_URL/_localstack/health" >/dev/null 2>
 fi
 step "LocalStack" bash localstack/start.sh
 
+# the CLI's end-to-end tests (cli/tests) drive the real runner binary
+step "runner build" cargo build --quiet -p chunkstream-runner
 step "Rust unit + LocalStack integration tests" cargo test --workspace
 
 if [ "${SKIP_LAMBDA_BUILD:-0}" != 1 ]; then

@@ -958,7 +958,9 @@ async function bench5(context: BrowserContext, userDataDir: string, m: Media): P
       },
     },
   ];
+  const wanted = args.includes('--bench5') ? new Set(args[args.indexOf('--bench5') + 1]!.split(',')) : null;
   for (const spec of files) {
+    if (wanted && !wanted.has(spec.id.slice(2))) continue;
     log(`5: ${spec.label}: making it…`);
     const file = await spec.make();
     const page = await context.newPage();
@@ -1016,8 +1018,30 @@ async function bench5(context: BrowserContext, userDataDir: string, m: Media): P
       await gc('raw reads');
       const reads: Read[] = [];
       for (const c of chunks) reads.push(await call<Read>('rawRead', c));
+      // baseline for the sample tables: mp4box's per-sample objects of the same tracks, held
+      await gc('mp4box sample objects');
+      const storesAnon = phasePeak['raw reads'] ?? 0;
+      const objects = await call<{ ms: number; samples: number }>('sampleObjects');
+      await sleep(600);
+      await cdp.send('HeapProfiler.collectGarbage').catch(() => undefined);
+      await sleep(600);
+      const objectsAnon = phasePeak['mp4box sample objects'] ?? 0;
+      const afterObjects = await cdp.send('Performance.getMetrics');
+      const objectsHeap = afterObjects.metrics.find((x) => x.name === 'JSHeapUsedSize')?.value ?? 0;
       sampling = false;
       await sampler;
+      rows.push(
+        row(
+          `${spec.id}.tables`,
+          `Sample tables, ${spec.label}: JS heap after analysis (typed-array stores) (baseline: the same plus mp4box's per-sample objects, the old segmenter's input)`,
+          peakUploaderPath.heap / MiB,
+          'MiB',
+          objectsHeap / MiB,
+          null,
+          `${objects.samples} samples; building the objects took ${objects.ms.toFixed(0)} ms; anonymous RSS with them held ${(objectsAnon / MiB).toFixed(0)} MiB ` +
+            `(vs ${(storesAnon / MiB).toFixed(0)} MiB in the raw-read phase before)`,
+        ),
+      );
       const blobs = await call<Read & { segments: number }>('segmentBlobs', 20);
       const blobMBs = blobs.bytes / MiB / (blobs.ms / 1000);
       const segMBs = seg.bytes / MiB / (seg.ms / 1000);

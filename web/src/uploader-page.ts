@@ -106,13 +106,16 @@ function range(durations: number[]): string {
 
 function describeTracks(a: Analysis, plan: Plan): string {
   const parts = a.tracks.map((t) =>
-    t.kind === 'video' ? `video ${t.codec} ${t.width}×${t.height}` : `audio ${t.codec} ${t.sampleRate} Hz ${t.channels} ch`,
+    t.kind === 'video'
+      ? `video ${t.codec} ${t.width}×${t.height}`
+      : `audio${t.label ? ` “${t.label}”` : ''}${t.language ? ` (${t.language})` : ''} ${t.codec} ${t.sampleRate} Hz ${t.channels} ch`,
   );
   const durations = plan.slots.map((s) => s.durationTime);
   return (
     `${formatDuration(a.duration)} · ${formatBytes(a.fileSize)} · ${parts.join(' · ')} · ` +
     `${plan.slots.length} part${plan.slots.length === 1 ? '' : 's'} of ${range(durations)}` +
-    (a.ignored.length ? ` · ${a.ignored.length} other track(s) not streamed` : '')
+    (a.ignored.length ? ` · ${a.ignored.length} other track(s) not streamed` : '') +
+    a.notices.map((n) => ` · ${n}`).join('')
   );
 }
 

@@ -44,11 +44,23 @@ impl PriorityWindow {
 }
 
 /// Which processing queue a job goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Lane {
     Priority,
     Normal,
+}
+
+/// A repeated report of the same upload sends its job again only this long after the last.
+pub const REPEAT_REPORT_MS: u64 = 1_000;
+
+/// What was reported for a slot in "uploaded": the version its job refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    /// ETag of each track's uploaded object, in plan order.
+    pub etags: Vec<String>,
+    /// The lane its job went to; a re-drive keeps it.
+    pub lane: Lane,
 }
 
 /// Tunables of the state machine.
@@ -102,6 +114,9 @@ pub struct SessionState {
     /// Last time a natural-order slot was assigned (starvation guard).
     #[serde(default)]
     pub last_natural_ms: u64,
+    /// For each slot in "uploaded": the reported version and its lane.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub uploads: std::collections::BTreeMap<usize, UploadRecord>,
 }
 
 /// Result of a prioritize call.
@@ -123,6 +138,7 @@ impl SessionState {
             finalised: false,
             windows_version: 0,
             last_natural_ms: now_ms,
+            uploads: Default::default(),
         }
     }
 
@@ -227,20 +243,52 @@ impl SessionState {
         picks
     }
 
-    /// The uploader says `slot` is in S3; returns the lane its job goes to.
+    /// The uploader says `slot` is in S3, with these objects (one ETag per
+    /// track). Returns the lane its job goes to, or `None` when exactly this
+    /// version was reported less than [`REPEAT_REPORT_MS`] ago (its job is on
+    /// its way: no second one). A later repeat sends the job again (the first
+    /// send may have failed after the state write; jobs are idempotent), at
+    /// most once per [`REPEAT_REPORT_MS`]. Another version supersedes the
+    /// earlier report.
     pub fn mark_uploaded(
         &mut self,
         slot: usize,
+        etags: Vec<String>,
         now_ms: u64,
         policy: &SchedulePolicy,
-    ) -> Result<Lane, StateError> {
+    ) -> Result<Option<Lane>, StateError> {
         self.check_slot(slot)?;
-        if matches!(self.slots[slot], SlotState::Published { .. }) {
-            return Err(StateError::AlreadyPublished(slot));
+        match &self.slots[slot] {
+            SlotState::Published { .. } => return Err(StateError::AlreadyPublished(slot)),
+            SlotState::Uploaded { at_ms } => {
+                if let Some(upload) = self.uploads.get(&slot).filter(|u| u.etags == etags) {
+                    if now_ms.saturating_sub(*at_ms) < REPEAT_REPORT_MS {
+                        return Ok(None);
+                    }
+                    let lane = upload.lane;
+                    self.slots[slot] = SlotState::Uploaded { at_ms: now_ms };
+                    return Ok(Some(lane));
+                }
+            }
+            _ => {}
         }
+        let lane = self.lane_for(slot, now_ms, policy);
         self.slots[slot] = SlotState::Uploaded { at_ms: now_ms };
+        self.uploads.insert(slot, UploadRecord { etags, lane });
         self.progress_ms = now_ms;
-        Ok(self.lane_for(slot, now_ms, policy))
+        Ok(Some(lane))
+    }
+
+    /// The lane a re-driven job for `slot` goes to: the one it had, or the
+    /// priority lane if a viewer's window covers it now.
+    pub fn redrive_lane(&self, slot: usize, now_ms: u64, policy: &SchedulePolicy) -> Lane {
+        match (
+            self.uploads.get(&slot).map(|u| u.lane),
+            self.lane_for(slot, now_ms, policy),
+        ) {
+            (Some(Lane::Priority), _) | (_, Lane::Priority) => Lane::Priority,
+            _ => Lane::Normal,
+        }
     }
 
     /// A viewer needs `slot` soon: opens (or moves) a window starting there.
@@ -289,6 +337,7 @@ impl SessionState {
             return Ok(false);
         }
         self.slots[slot] = SlotState::Published { at_ms: now_ms };
+        self.uploads.remove(&slot);
         self.progress_ms = now_ms;
         self.complete = self
             .slots
@@ -305,6 +354,7 @@ impl SessionState {
             return Ok(false);
         }
         self.slots[slot] = SlotState::Failed { reason };
+        self.uploads.remove(&slot);
         Ok(true)
     }
 
@@ -361,6 +411,62 @@ mod tests {
         max_windows: 2,
         natural_every_ms: 5_000,
     };
+
+    fn v(etag: &str) -> Vec<String> {
+        vec![format!("{etag}0"), format!("{etag}1")]
+    }
+
+    #[test]
+    fn only_the_first_report_of_a_version_gets_a_job_and_a_new_version_supersedes() {
+        let mut s = SessionState::new(4, 0);
+        s.prioritize(1, 0, &P).unwrap();
+        assert_eq!(
+            s.mark_uploaded(1, v("a"), 5, &P).unwrap(),
+            Some(Lane::Priority)
+        );
+        assert_eq!(s.mark_uploaded(1, v("a"), 6, &P).unwrap(), None, "a repeat");
+        assert_eq!(s.slots[1], SlotState::Uploaded { at_ms: 5 });
+        // A repeat a while later re-sends (the first send may have been lost), keeping the lane.
+        let later = 5 + REPEAT_REPORT_MS + P.window_ttl_ms;
+        assert_eq!(
+            s.mark_uploaded(1, v("a"), later, &P).unwrap(),
+            Some(Lane::Priority)
+        );
+        assert_eq!(s.mark_uploaded(1, v("a"), later + 1, &P).unwrap(), None);
+        assert_eq!(
+            s.mark_uploaded(1, v("b"), later + 2, &P).unwrap(),
+            Some(Lane::Normal),
+            "a new version gets the lane of now"
+        );
+        assert_eq!(s.uploads[&1].etags, v("b"));
+        s.mark_failed(1, "bad".into()).unwrap();
+        assert!(s.uploads.is_empty());
+        assert_eq!(
+            s.mark_uploaded(1, v("b"), later + 3, &P).unwrap(),
+            Some(Lane::Normal),
+            "after a failure the same bytes may be reported again"
+        );
+        s.mark_published(1, later + 4).unwrap();
+        assert!(s.uploads.is_empty());
+    }
+
+    #[test]
+    fn a_redrive_keeps_the_priority_lane_after_the_window_is_gone() {
+        let mut s = SessionState::new(8, 0);
+        s.prioritize(1, 0, &P).unwrap();
+        s.mark_uploaded(1, v("a"), 1, &P).unwrap();
+        s.mark_uploaded(5, v("a"), 1, &P).unwrap();
+        let later = 1 + P.window_ttl_ms;
+        assert_eq!(s.lane_for(1, later, &P), Lane::Normal);
+        assert_eq!(s.redrive_lane(1, later, &P), Lane::Priority);
+        assert_eq!(s.redrive_lane(5, later, &P), Lane::Normal);
+        s.prioritize(5, later, &P).unwrap();
+        assert_eq!(
+            s.redrive_lane(5, later, &P),
+            Lane::Priority,
+            "a window covers it now"
+        );
+    }
 
     #[test]
     fn assign_priority_leases_only_window_slots_nearest_first_and_skips_leased_ones() {
@@ -460,18 +566,30 @@ mod tests {
     fn uploads_inside_a_window_go_to_the_priority_lane() {
         let mut s = SessionState::new(10, 0);
         s.prioritize(6, 0, &P).unwrap();
-        assert_eq!(s.mark_uploaded(7, 1, &P).unwrap(), Lane::Priority);
-        assert_eq!(s.mark_uploaded(2, 1, &P).unwrap(), Lane::Normal);
-        assert_eq!(s.mark_uploaded(9, 1, &P).unwrap(), Lane::Normal);
+        assert_eq!(
+            s.mark_uploaded(7, v("a"), 1, &P).unwrap(),
+            Some(Lane::Priority)
+        );
+        assert_eq!(
+            s.mark_uploaded(2, v("a"), 1, &P).unwrap(),
+            Some(Lane::Normal)
+        );
+        assert_eq!(
+            s.mark_uploaded(9, v("a"), 1, &P).unwrap(),
+            Some(Lane::Normal)
+        );
         // The window goes stale after its ttl.
-        assert_eq!(s.mark_uploaded(8, 20_000, &P).unwrap(), Lane::Normal);
+        assert_eq!(
+            s.mark_uploaded(8, v("a"), 20_000, &P).unwrap(),
+            Some(Lane::Normal)
+        );
     }
 
     #[test]
     fn prioritize_requeues_uploaded_unprocessed_slots_of_the_window() {
         let mut s = SessionState::new(10, 0);
-        s.mark_uploaded(4, 0, &P).unwrap();
-        s.mark_uploaded(5, 0, &P).unwrap();
+        s.mark_uploaded(4, v("a"), 0, &P).unwrap();
+        s.mark_uploaded(5, v("a"), 0, &P).unwrap();
         s.mark_published(5, 0).unwrap();
         let p = s.prioritize(3, 1, &P).unwrap();
         assert_eq!(p.window, vec![3, 4, 5]);
@@ -502,7 +620,7 @@ mod tests {
         assert!(!s.mark_failed(1, "late duplicate".into()).unwrap());
         assert_eq!(s.slots[1].name(), "published");
         assert_eq!(
-            s.mark_uploaded(1, 4, &P),
+            s.mark_uploaded(1, v("a"), 4, &P),
             Err(StateError::AlreadyPublished(1))
         );
     }
@@ -511,7 +629,7 @@ mod tests {
     fn released_leases_are_assignable_again_at_once() {
         let mut s = SessionState::new(3, 0);
         s.assign(2, 0, &P);
-        s.mark_uploaded(1, 1, &P).unwrap();
+        s.mark_uploaded(1, v("a"), 1, &P).unwrap();
         assert_eq!(s.release_leases(), 1);
         let again: Vec<usize> = s.assign(3, 2, &P).iter().map(|p| p.slot).collect();
         assert_eq!(again, vec![0, 2], "the uploaded slot stays uploaded");
@@ -521,7 +639,7 @@ mod tests {
     fn out_of_range_slots_are_refused() {
         let mut s = SessionState::new(2, 0);
         assert!(matches!(
-            s.mark_uploaded(2, 0, &P),
+            s.mark_uploaded(2, v("a"), 0, &P),
             Err(StateError::SlotOutOfRange { .. })
         ));
         assert!(s.prioritize(99, 0, &P).is_err());

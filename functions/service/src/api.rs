@@ -57,6 +57,11 @@ const MAX_PRIORITY_WAIT_MS: u64 = 25_000;
 /// Largest request body accepted: a plan of `max_slots` slots fits easily.
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 const MAX_ASSIGNMENTS: usize = 16;
+/// How long a hinted segment miss is held, re-checking every [`SEGMENT_HOLD_POLL`],
+/// before it answers 404 (the player then retries): a viewer learns of the
+/// publication within one poll, not one player retry interval.
+const SEGMENT_HOLD: std::time::Duration = std::time::Duration::from_millis(1_200);
+const SEGMENT_HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 /// A viewer's repeated misses on the same slot refresh its window at most this often.
 const HINT_REFRESH_MS: u64 = 2_000;
 
@@ -76,6 +81,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v/{id}/manifest.mpd", get(manifest))
         .route("/v/{id}/init/{file}", get(init_segment))
         .route("/v/{id}/seg/{track}/{file}", get(media_segment))
+        .route("/v/{id}/master.m3u8", get(hls_master))
+        .route("/v/{id}/hls/{file}", get(hls_media_playlist))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
             tower_http::cors::CorsLayer::new()
@@ -182,6 +189,7 @@ async fn create_video(State(state): State<AppState>, body: Bytes) -> Result<Resp
             "upload_secret": secret,
             "watch_url": format!("{base}/watch.html?v={id}"),
             "manifest_url": format!("{base}/v/{id}/manifest.mpd"),
+            "hls_url": format!("{base}/v/{id}/{}", chunkstream_domain::hls::MASTER_PATH),
             "status_url": format!("{base}/api/videos/{id}/status"),
             "slot_count": slot_count,
             "init_uploads": init_uploads,
@@ -347,33 +355,79 @@ async fn slot_uploaded(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let record = load_authorized(&state, &id, &headers).await?;
-    let slot: usize = slot.parse().map_err(|_| {
-        ApiError::client(
-            StatusCode::NOT_FOUND,
-            "slot_out_of_range",
-            format!("'{slot}' is not a slot number"),
-        )
-    })?;
+    let slot: usize = slot
+        .parse()
+        .ok()
+        .filter(|s| *s < record.plan.slots.len())
+        .ok_or_else(|| {
+            ApiError::client(
+                StatusCode::NOT_FOUND,
+                "slot_out_of_range",
+                format!(
+                    "'{slot}' is not a slot of this video (it has {})",
+                    record.plan.slots.len()
+                ),
+            )
+        })?;
+    // The objects must be there, with the planned sizes, before a job is worth sending.
+    let mut etags = Vec::with_capacity(record.plan.tracks.len());
+    for (track, frag) in record.plan.slots[slot].tracks.iter().enumerate() {
+        let key = sessions::incoming_key(&id, slot, track);
+        match state.sessions.store().head(&key).await? {
+            None => {
+                return Err(ApiError::client(
+                    StatusCode::CONFLICT,
+                    "upload_missing",
+                    format!("slot {slot} track {track}: nothing uploaded yet; PUT it to the URL from /next first"),
+                ))
+            }
+            Some(meta) if meta.len != frag.size => {
+                return Err(ApiError::client(
+                    StatusCode::CONFLICT,
+                    "upload_size_mismatch",
+                    format!(
+                        "slot {slot} track {track}: {} bytes uploaded, {} planned",
+                        meta.len, frag.size
+                    ),
+                ))
+            }
+            Some(meta) => etags.push(meta.etag),
+        }
+    }
     let policy = state.config.policy;
-    let lane = state
+    let now = state.sessions.now_ms();
+    let reported = etags.clone();
+    let (lane, send) = state
         .sessions
         .update_state(&id, |s: &mut SessionState| {
-            Ok::<_, StateError>((s.mark_uploaded(slot, now_ms(), &policy)?, true))
+            Ok::<_, StateError>(
+                match s.mark_uploaded(slot, reported.clone(), now, &policy)? {
+                    Some(lane) => ((lane, true), true),
+                    // A repeat of a fresh report: its job is on its way.
+                    None => (
+                        (s.uploads.get(&slot).map_or(Lane::Normal, |u| u.lane), false),
+                        false,
+                    ),
+                },
+            )
         })
         .await?
         .map_err(ApiError::from)?;
-    state
-        .queue
-        .enqueue(&Job {
-            video_id: record.video_id.clone(),
-            slot,
-            lane,
-        })
-        .await?;
-    tracing::info!(video_id = %id, slot, ?lane, "slot uploaded");
+    if send {
+        state
+            .queue
+            .enqueue(&Job {
+                video_id: record.video_id.clone(),
+                slot,
+                lane,
+                etags,
+            })
+            .await?;
+    }
+    tracing::info!(video_id = %id, slot, ?lane, enqueued = send, "slot uploaded");
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"slot": slot, "queue": lane})),
+        Json(json!({"slot": slot, "queue": lane, "enqueued": send})),
     )
         .into_response())
 }
@@ -417,6 +471,7 @@ async fn apply_priority(
                 video_id: id.to_string(),
                 slot: requeued,
                 lane: Lane::Priority,
+                etags: Vec::new(),
             })
             .await?;
     }
@@ -676,9 +731,65 @@ async fn media_segment(
             tracing::warn!(video_id = %id, slot, error = %e, "priority hint failed")
         }
     }
+    // A viewer waiting on this slot gets it the moment it is published instead
+    // of after its player's next retry: hold the miss a little, re-checking.
+    if hint {
+        let deadline = tokio::time::Instant::now() + SEGMENT_HOLD;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(SEGMENT_HOLD_POLL).await;
+            if let Some(response) = stream_object(
+                &state,
+                &key,
+                "video/mp4",
+                "public, max-age=31536000, immutable",
+            )
+            .await?
+            {
+                return Ok(response);
+            }
+        }
+    }
     let mut response = ApiError::not_found("segment not published yet").into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// `GET /v/{id}/master.m3u8`: the HLS multivariant playlist, written with the MPD.
+async fn hls_master(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if !sessions::is_valid_video_id(&id) {
+        return Err(ApiError::unknown_video());
+    }
+    stream_object(
+        &state,
+        &sessions::hls_master_key(&id),
+        sessions::HLS_CONTENT_TYPE,
+        "public, max-age=60",
+    )
+    .await?
+    .ok_or_else(ApiError::unknown_video)
+}
+
+/// `GET /v/{id}/hls/{track}.m3u8`: one track's HLS media playlist.
+async fn hls_media_playlist(
+    State(state): State<AppState>,
+    Path((id, file)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let track =
+        parse_numbered(&file, ".m3u8").ok_or_else(|| ApiError::not_found("no such playlist"))?;
+    if !sessions::is_valid_video_id(&id) {
+        return Err(ApiError::not_found("no such playlist"));
+    }
+    stream_object(
+        &state,
+        &sessions::hls_media_key(&id, track),
+        sessions::HLS_CONTENT_TYPE,
+        "public, max-age=60",
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("no such playlist"))
 }

@@ -4,9 +4,12 @@
 
 pub mod api;
 pub mod aws;
+pub mod clock;
 pub mod config;
 pub mod error;
+pub mod faults;
 pub mod local;
+pub mod memory;
 pub mod provision;
 pub mod queue;
 pub mod reaper;

@@ -19,6 +19,12 @@ export interface PlanTrackJson {
   channels?: number;
   presentation_time_offset: number;
   init_size: number;
+  /** BCP 47 */
+  language?: string;
+  /** shown in players' track menus */
+  label?: string;
+  /** the audio track players pick first */
+  default?: boolean;
 }
 
 export interface CreateSessionRequest {
@@ -33,6 +39,8 @@ export interface CreateSessionResponse {
   upload_secret: string;
   watch_url: string;
   manifest_url: string;
+  /** HLS multivariant playlist (servers before HLS support lack it) */
+  hls_url?: string;
   status_url: string;
   slot_count: number;
   init_uploads: PresignedUpload[];

@@ -156,10 +156,10 @@ mod tests {
 
     #[test]
     fn s3_public_endpoint_defaults_to_the_sdk_endpoint() {
-        assert_eq!(config(&[]).unwrap().s3_public_endpoint, None);
+        assert_eq!(config(&[]).expect("valid config").s3_public_endpoint, None);
         assert_eq!(
             config(&[("CHUNKSTREAM_S3_PUBLIC_ENDPOINT", " ")])
-                .unwrap()
+                .expect("valid config")
                 .s3_public_endpoint,
             None
         );
@@ -167,7 +167,8 @@ mod tests {
 
     #[test]
     fn s3_public_endpoint_is_read_without_trailing_slash() {
-        let c = config(&[("CHUNKSTREAM_S3_PUBLIC_ENDPOINT", "http://10.77.0.1:4566/")]).unwrap();
+        let c = config(&[("CHUNKSTREAM_S3_PUBLIC_ENDPOINT", "http://10.77.0.1:4566/")])
+            .expect("valid config");
         assert_eq!(
             c.s3_public_endpoint.as_deref(),
             Some("http://10.77.0.1:4566")
@@ -176,7 +177,8 @@ mod tests {
 
     #[test]
     fn s3_public_endpoint_that_is_not_a_url_names_the_variable() {
-        let err = config(&[("CHUNKSTREAM_S3_PUBLIC_ENDPOINT", "10.77.0.1:4566")]).unwrap_err();
+        let err = config(&[("CHUNKSTREAM_S3_PUBLIC_ENDPOINT", "10.77.0.1:4566")])
+            .expect_err("a URL without a scheme is refused");
         assert!(
             err.to_string().contains("CHUNKSTREAM_S3_PUBLIC_ENDPOINT"),
             "{err}"

@@ -652,7 +652,7 @@ mod tests {
                 Duration::from_secs(60),
             )
             .await
-            .unwrap()
+            .expect("presigning needs no network")
             .url
     }
 

@@ -160,15 +160,33 @@ pub trait ObjectStore: Send + Sync {
 #[derive(Clone)]
 pub struct S3Store {
     client: aws_sdk_s3::Client,
+    /// Signs upload URLs; the same client unless clients reach S3 by another endpoint.
+    presign_client: aws_sdk_s3::Client,
     bucket: String,
 }
 
 impl S3Store {
     pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
         Self {
+            presign_client: client.clone(),
             client,
             bucket: bucket.into(),
         }
+    }
+
+    /// Presigned URLs name `endpoint` (`CHUNKSTREAM_S3_PUBLIC_ENDPOINT`) instead of the
+    /// endpoint this process uses; `None` keeps the SDK's.
+    pub fn with_presign_endpoint(mut self, endpoint: Option<&str>) -> Self {
+        if let Some(endpoint) = endpoint {
+            let conf = self
+                .client
+                .config()
+                .to_builder()
+                .endpoint_url(endpoint)
+                .build();
+            self.presign_client = aws_sdk_s3::Client::from_conf(conf);
+        }
+        self
     }
 }
 
@@ -583,7 +601,7 @@ impl ObjectStore for S3Store {
         let length = i64::try_from(content_length)
             .map_err(|_| refused("InvalidLength", format!("{content_length} bytes")))?;
         let presigned = self
-            .client
+            .presign_client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
@@ -605,5 +623,56 @@ impl ObjectStore for S3Store {
             headers,
             expires_at: SystemTime::now() + ttl,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(endpoint: &str) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    async fn presigned_url(store: &S3Store) -> String {
+        store
+            .presign_put(
+                "incoming/v/0/0.m4s",
+                "video/mp4",
+                42,
+                Duration::from_secs(60),
+            )
+            .await
+            .expect("presigning needs no network")
+            .url
+    }
+
+    #[tokio::test]
+    async fn presigned_urls_name_the_public_endpoint_when_one_is_set() {
+        let store = S3Store::new(client("http://127.0.0.1:4566"), "bkt")
+            .with_presign_endpoint(Some("http://10.77.0.1:4566"));
+        let url = presigned_url(&store).await;
+        assert!(
+            url.starts_with("http://10.77.0.1:4566/bkt/incoming/v/0/0.m4s?"),
+            "{url}"
+        );
+        assert!(url.contains("X-Amz-Signature="), "{url}");
+    }
+
+    #[tokio::test]
+    async fn presigned_urls_name_the_sdk_endpoint_by_default() {
+        let store =
+            S3Store::new(client("http://127.0.0.1:4566"), "bkt").with_presign_endpoint(None);
+        let url = presigned_url(&store).await;
+        assert!(url.starts_with("http://127.0.0.1:4566/bkt/"), "{url}");
     }
 }

@@ -56,6 +56,7 @@ impl Fakes {
             priority_queue_url: "memory-priority".into(),
             normal_queue_url: "memory-normal".into(),
             public_base_url: "http://127.0.0.1:9".into(),
+            s3_public_endpoint: None,
             presign_ttl: Duration::from_secs(300),
             session_ttl: TTL,
             limits: PlanLimits::default(),

@@ -75,6 +75,7 @@ impl TestStack {
             priority_queue_url: queues.priority_queue_url.clone(),
             normal_queue_url: queues.normal_queue_url.clone(),
             public_base_url: "http://127.0.0.1:9".into(),
+            s3_public_endpoint: None,
             presign_ttl: Duration::from_secs(300),
             session_ttl: Duration::from_secs(3600),
             limits: PlanLimits::default(),

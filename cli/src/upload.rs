@@ -568,10 +568,14 @@ impl Uploader {
             sh.deferred.remove(&a.slot);
             sh.kept_at.insert(a.slot, Instant::now());
             let priority = a.priority || sh.prio_slots.contains(&a.slot);
-            if priority {
+            // the part a viewer waits for never shares the link with another
+            // priority part: the rest of the window waits its turn (kept)
+            if priority && !Self::priority_on_link(&sh) {
                 self.start_job(&mut sh, a, true, false);
                 priority_started = true;
                 started += 1;
+            } else if priority {
+                sh.deferred.insert(a.slot, a);
             } else if !Self::priority_on_link(&sh) && sh.jobs.len() < self.opts.parallel {
                 self.start_job(&mut sh, a, false, false);
                 started += 1;

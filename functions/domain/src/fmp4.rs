@@ -1154,7 +1154,10 @@ fn parse_sample_entry(entry: &BoxRef<'_>) -> Result<SampleEntry> {
         )
     } else {
         let [v0, v1] = f.array::<2>()?;
-        if u16::from_be_bytes([v0, v1]) != 0 {
+        // 0: ISO AudioSampleEntry; 1: QuickTime SoundDescription v1 (MOV files:
+        // the same fields plus 16 bytes of packet sizes after the rate)
+        let version = u16::from_be_bytes([v0, v1]);
+        if version > 1 {
             return Err(Fmp4Error::UnsupportedVersion {
                 kind: entry.header.fourcc(),
                 offset: entry.header.offset,
@@ -1165,6 +1168,9 @@ fn parse_sample_entry(entry: &BoxRef<'_>) -> Result<SampleEntry> {
         let [c0, c1] = f.array::<2>()?;
         f.skip(6)?; // samplesize, pre_defined, reserved
         let rate = f.u32()?;
+        if version == 1 {
+            f.skip(16)?;
+        }
         (
             None,
             None,

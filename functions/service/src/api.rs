@@ -303,6 +303,13 @@ async fn next_assignments(
         })
         .await?
         .unwrap_or_else(|never| match never {});
+    // Every slot is public but the video is not complete: the init segments
+    // arrived after the last job ran. The uploader waiting here finishes it.
+    let complete = if !complete && remaining == 0 && picks.is_empty() {
+        crate::inits::publish_inits(&state.sessions, &record).await?
+    } else {
+        complete
+    };
     let assignments = presign_assignments(&state, &record, picks).await?;
     Ok(Json(json!({
         "assignments": assignments,

@@ -720,6 +720,17 @@ struct SegmentQuery {
     nohint: Option<String>,
 }
 
+/// A published media segment (immutable once public), if it is there.
+async fn published_segment(state: &AppState, key: &str) -> Result<Option<Response>, ApiError> {
+    stream_object(
+        state,
+        key,
+        "video/mp4",
+        "public, max-age=31536000, immutable",
+    )
+    .await
+}
+
 async fn media_segment(
     State(state): State<AppState>,
     Path((id, track, file)): Path<(String, String, String)>,
@@ -735,14 +746,7 @@ async fn media_segment(
         return Err(ApiError::not_found("no such segment"));
     }
     let key = sessions::published_key(&id, track, slot);
-    if let Some(response) = stream_object(
-        &state,
-        &key,
-        "video/mp4",
-        "public, max-age=31536000, immutable",
-    )
-    .await?
-    {
+    if let Some(response) = published_segment(&state, &key).await? {
         return Ok(response);
     }
     // A viewer wants this slot and it is not there: that is a priority hint.
@@ -764,14 +768,7 @@ async fn media_segment(
         let deadline = tokio::time::Instant::now() + SEGMENT_HOLD;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(SEGMENT_HOLD_POLL).await;
-            if let Some(response) = stream_object(
-                &state,
-                &key,
-                "video/mp4",
-                "public, max-age=31536000, immutable",
-            )
-            .await?
-            {
+            if let Some(response) = published_segment(&state, &key).await? {
                 return Ok(response);
             }
         }

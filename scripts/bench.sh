@@ -5,10 +5,13 @@
 # A benchmark, not a test: every figure is reported with a baseline measured in the same run;
 # nothing fails on a slow machine.
 #
-#   bash scripts/bench.sh [--quick] [--browser-only] [--link netns|cdp] [--only 0,1,1n,2,3,4,5,9]
+#   bash scripts/bench.sh [--quick] [--browser-only] [--link netns|cdp] [--only 0,1,1n,2,3,4,5,9] [--no-report]
 #
 # --quick         shorter variants (~15 min): one trial, fewer positions, no natural-order run
 # --browser-only  skip `cargo bench` (figures 6-7 are then kept from the previous report, labelled)
+# --no-report     print the figures only (docs/benchmarks.md untouched), for experiments
+# Experiments: CHUNKSTREAM_BENCH_LINKS=8 (only these links, Mbit/s), CHUNKSTREAM_BENCH_NOISE=0
+# (no noise-source seeks).
 # --link netns    (default when root) the uploader's Chromium in a network namespace with a tbf
 #                 uplink (scripts/shaped-link.sh); --link cdp: Chromium's own throttling (no root)
 # Ports: CHUNKSTREAM_BENCH_PORT (runner, 8097), CHUNKSTREAM_BENCH_COUNTER_PORT (S3/SQS request
@@ -18,13 +21,14 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 source scripts/env.sh
-quick=() only=() browser_only=0 link=""
+quick=() only=() browser_only=0 link="" report=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=(--quick) ;;
     --browser-only) browser_only=1 ;;
     --link) link="$2"; shift ;;
     --only) only=(--only "$2"); shift ;;
+    --no-report) report=0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -58,7 +62,8 @@ trap cleanup EXIT
 
 echo "=== browser benchmarks (Chromium, link: $link)" >&2
 (cd web && npm run --silent build)
-cargo build --quiet -p chunkstream-runner
+# the runner as a product is measured optimised (the bench profile: release without LTO)
+cargo build --quiet --profile bench -p chunkstream-runner
 host_ip=127.0.0.1
 if [ "$link" = netns ]; then
   bash scripts/shaped-link.sh up 8
@@ -78,7 +83,7 @@ AWS_ENDPOINT_URL="http://127.0.0.1:$counter_port" \
   CHUNKSTREAM_S3_PUBLIC_ENDPOINT="http://$host_ip:$counter_port" \
   CHUNKSTREAM_LISTEN="$host_ip:$port" CHUNKSTREAM_PUBLIC_BASE_URL="http://$host_ip:$port" \
   CHUNKSTREAM_WEB_DIR="$root/web/dist" CHUNKSTREAM_BUCKET="$name" CHUNKSTREAM_QUEUE_PREFIX="$name" \
-  "$root/target/debug/runner" > "$out/runner.log" 2>&1 &
+  "$root/target/release/runner" > "$out/runner.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 150); do
   curl -fsS --max-time 1 "http://$host_ip:$port/api/health" >/dev/null 2>&1 && break
@@ -92,5 +97,7 @@ done
 
 keep=()
 [ "$browser_only" = 1 ] && keep=(--keep-missing 6,7)
-python3 scripts/bench_report.py "$out" docs/benchmarks.md "${keep[@]}"
-cat docs/benchmarks.md
+if [ "$report" = 1 ]; then
+  python3 scripts/bench_report.py "$out" docs/benchmarks.md "${keep[@]}"
+  cat docs/benchmarks.md
+fi

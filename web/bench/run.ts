@@ -49,14 +49,21 @@ const BUCKET = process.env.CHUNKSTREAM_BENCH_BUCKET ?? 'chunkstream-bench';
 /** where the made media is kept between runs (ffmpeg output is deterministic for these inputs) */
 const MEDIA_CACHE = process.env.CHUNKSTREAM_BENCH_MEDIA ?? join(here, '..', '..', 'target', 'bench-media');
 const RUNNER_LOG = process.env.CHUNKSTREAM_RUNNER_LOG ?? null;
+/** `CHUNKSTREAM_BENCH_TRACE_DIR`: each seek trial's viewer and uploader traces are written there */
+const TRACE_DIR = process.env.CHUNKSTREAM_BENCH_TRACE_DIR ?? null;
 
 /** the links of issue 7: the main one first */
-const LINKS: Link[] = [
+const ALL_LINKS: Link[] = [
   { mbit: 8, rttMs: 20 },
   { mbit: 2, rttMs: 60 },
   { mbit: 50, rttMs: 10 },
 ];
-const MAIN = LINKS[0]!;
+const MAIN = ALL_LINKS[0]!;
+/** `CHUNKSTREAM_BENCH_LINKS=8,50` runs only those links (Mbit/s), for quicker experiments */
+const LINK_FILTER = process.env.CHUNKSTREAM_BENCH_LINKS?.split(',').map(Number) ?? null;
+const LINKS = ALL_LINKS.filter((l) => !LINK_FILTER || LINK_FILTER.includes(l.mbit));
+/** `CHUNKSTREAM_BENCH_NOISE=0` skips the noise-source seeks on the main link */
+const NOISE = process.env.CHUNKSTREAM_BENCH_NOISE !== '0';
 const POSITIONS = [0.25, 0.5, 0.75];
 const trialsOn = (l: Link): number => (QUICK ? 1 : l.mbit <= 2 ? 1 : 3);
 const positionsOn = (l: Link): number[] => (QUICK && l !== MAIN ? [0.5] : POSITIONS);
@@ -202,6 +209,8 @@ const STAGES = [
   'prioritize acked (viewer)',
   'uploader got the priority',
   'assigned (POST next, or leased by the priority answer)',
+  'link free for it (natural PUTs aborted or done)',
+  'segments built',
   'PUT started',
   'PUT done',
   'reported uploaded',
@@ -309,6 +318,7 @@ async function seekTrialOn(b: Browsers, file: string, fraction: number, l: Link,
       await watcher;
     }
     const [vt, ut] = [await getTrace(viewer), await getTrace(up.page)];
+    if (TRACE_DIR) await writeFile(join(TRACE_DIR, `seek-${l.mbit}-${Math.round(fraction * 100)}-${Date.now()}.json`), JSON.stringify({ t0, viewer: vt, uploader: ut }));
     const snapped = vt.find((e) => e.t >= t0 && e.ev === 'seek-snapped');
     const slot = snapped ? slotOf(snapped.to as number) : candidate;
     const plan = await planInfo(up.page);
@@ -324,6 +334,8 @@ async function seekTrialOn(b: Browsers, file: string, fraction: number, l: Link,
       'prioritize acked (viewer)': first(vt, (e) => after(e) && e.ev === 'prioritize-acked')?.t,
       'uploader got the priority': first(ut, (e) => after(e) && e.ev === 'priority' && inSlots(e, 'slots'))?.t,
       'assigned (POST next, or leased by the priority answer)': first(ut, (e) => after(e) && (e.ev === 'next-response' || e.ev === 'lease') && inSlots(e, 'slots'))?.t,
+      'link free for it (natural PUTs aborted or done)': first(ut, (e) => after(e) && e.ev === 'put-admitted' && isSlot(e))?.t,
+      'segments built': first(ut, (e) => after(e) && e.ev === 'built' && isSlot(e))?.t,
       'PUT started': first(ut, (e) => after(e) && e.ev === 'put-start' && isSlot(e))?.t,
       'PUT done': first(ut, (e) => after(e) && e.ev === 'put-done' && isSlot(e))?.t,
       'reported uploaded': first(ut, (e) => after(e) && e.ev === 'reported' && isSlot(e))?.t,
@@ -503,9 +515,11 @@ async function bench1and3(b: Browsers, m: Media): Promise<void> {
     if (l === MAIN) {
       onMain.push(...on);
       // the issue-4 noise source on the main link, one trial per position
-      const noise = await long360(m);
-      const onNoise = await onTrials(b, noise, l, positions, 1, {}, 'noise 360p: ');
-      seekRows(`1.${linkId(l)}x`, '360p noise (issue 4 source)', l, onNoise, positions);
+      if (NOISE) {
+        const noise = await long360(m);
+        const onNoise = await onTrials(b, noise, l, positions, 1, {}, 'noise 360p: ');
+        seekRows(`1.${linkId(l)}x`, '360p noise (issue 4 source)', l, onNoise, positions);
+      }
       if (QUICK && !ONLY?.has('1n')) {
         log('1: priority off (natural order) skipped with --quick (add --only …,1n to run it)');
         continue;

@@ -21,14 +21,25 @@ const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 
 interface Flow {
   slot: number;
+  /** bytes not yet delivered */
   left: number;
+  /** bytes delivered */
   loaded: number;
+  /** bytes the sender has written (delivered + in the send buffer) */
+  total: number;
+  /** aborted: its buffered bytes still cross the link, nobody waits for them */
+  ghost?: boolean;
   onProgress?: (loaded: number) => void;
   done: () => void;
   fail: (e: unknown) => void;
 }
 
-/** A link of `rate` bytes/s shared fairly between flows, each at most `perStream` bytes/s. */
+/**
+ * A link of `rate` bytes/s shared fairly between flows, each at most `perStream` bytes/s. With a
+ * `sendBuffer`, each flow's progress runs that many bytes ahead of delivery (an OS socket buffer and
+ * a modem queue), and an aborted flow's buffered bytes still cross the link (as the kernel sends
+ * them after the socket is closed).
+ */
 class FakeLink {
   readonly flows = new Set<Flow>();
   private timer: ReturnType<typeof setInterval> | null = null;
@@ -36,6 +47,7 @@ class FakeLink {
   constructor(
     public rate: number,
     public perStream = Number.POSITIVE_INFINITY,
+    public sendBuffer = 0,
   ) {}
 
   send(slot: number, bytes: number, signal: AbortSignal | undefined, onProgress?: (n: number) => void): Promise<void> {
@@ -45,6 +57,7 @@ class FakeLink {
         slot,
         left: bytes,
         loaded: 0,
+        total: bytes,
         ...(onProgress ? { onProgress } : {}),
         done: () => setTimeout(resolve, 3), // the response comes back a moment after the last byte
         fail: reject,
@@ -53,7 +66,15 @@ class FakeLink {
         'abort',
         () => {
           if (this.timer) this.tick();
-          if (this.flows.delete(flow)) reject(signal.reason);
+          if (!this.flows.has(flow)) return;
+          const buffered = Math.min(flow.left, this.sendBuffer);
+          if (buffered > 0.5) {
+            flow.ghost = true;
+            flow.left = buffered;
+          } else {
+            this.flows.delete(flow);
+          }
+          reject(signal.reason);
         },
         { once: true },
       );
@@ -81,10 +102,10 @@ class FakeLink {
       const n = Math.min(f.left, share * dt);
       f.left -= n;
       f.loaded += n;
-      f.onProgress?.(Math.floor(f.loaded));
+      if (!f.ghost) f.onProgress?.(Math.floor(Math.min(f.total, f.loaded + this.sendBuffer)));
       if (f.left <= 0.5) {
         this.flows.delete(f);
-        f.done();
+        if (!f.ghost) f.done();
       }
     }
     if (this.flows.size === 0) this.stop();
@@ -315,6 +336,46 @@ describe('upload scheduler', () => {
       assert.equal(server.log.filter((l) => l.what === 'reported' && l.slot === s).length, 1, `slot ${s} reported once`);
       assert.equal(server.urlsBySlot.get(s)!.length, 1, `slot ${s} leased once (aborted parts keep their lease)`);
     }
+  });
+
+  it('on a link whose send buffer hides bytes from upload progress, natural order still does not split the link', { timeout: 30_000 }, async () => {
+    // progress runs 150 KB (375 ms of link time) ahead of delivery, as with an OS socket buffer + modem queue
+    const { server, uploader } = setup(10, 200_000, new FakeLink(400_000, Number.POSITIVE_INFINITY, 150_000), { parallel: 1 });
+    assert.equal(await uploader.run(), 'complete');
+    const iv = server.intervals();
+    let shared = 0;
+    for (let i = 0; i < iv.length; i++) for (let j = i + 1; j < iv.length; j++) shared += overlapMs(iv[i]!, iv[j]!);
+    const total = iv.reduce((n, i) => n + (i.end - i.start), 0);
+    // starting the next PUT when progress says "nearly done" would overlap every pair by ~375 ms (75 %)
+    assert.ok(shared < 0.15 * total, `PUTs shared the link ${shared.toFixed(0)} of ${total.toFixed(0)} ms`);
+    const span = Math.max(...iv.map((i) => i.end)) - Math.min(...iv.map((i) => i.start));
+    assert.ok(span < 1.25 * 10 * 500, `the link stayed busy: 10 parts of 500 ms took ${span.toFixed(0)} ms`);
+  });
+
+  it('a natural part with nothing left to write is not aborted for a viewer: the viewer’s part starts beside it at once', { timeout: 30_000 }, async () => {
+    const n = 12;
+    const link = new FakeLink(1_000_000, Number.POSITIVE_INFINITY, 300_000);
+    const { server, uploader } = setup(n, 1_000_000, link); // 1 s per part, 0.3 s of it hidden in the buffer
+    const run = uploader.run();
+    while (server.log.filter((l) => l.what === 'reported').length < 2) await delay(5);
+    // wait until the natural part has written everything but still has ~200 ms of bytes to deliver
+    let natural: number | null = null;
+    for (let i = 0; i < 3000 && natural === null; i++) {
+      const f = [...link.flows].find((x) => !x.ghost && x.loaded > 750_000 && x.loaded < 800_000);
+      if (f) natural = f.slot;
+      else await delay(1);
+    }
+    assert.ok(natural !== null, 'a natural part reached its buffered end');
+    const t0 = performance.now();
+    server.prioritize(9);
+    while (!server.log.some((l) => l.what === 'put-start' && l.slot === 9)) await delay(2);
+    const started = server.log.find((l) => l.what === 'put-start' && l.slot === 9)!.t - t0;
+    const naturalDone = server.intervals().find((i) => i.slot === natural && !i.aborted);
+    assert.ok(started < 120, `the viewer’s part started ${started.toFixed(0)} ms after the seek`);
+    assert.ok(!naturalDone || naturalDone.end > t0 + started, 'it started before the buffered part was through (did not wait for it)');
+    assert.equal(await run, 'complete');
+    assert.ok(!server.intervals().some((i) => i.slot === natural && i.aborted), `slot ${natural} (all written) was not aborted`);
+    for (let s = 0; s < n; s++) assert.equal(server.log.filter((l) => l.what === 'reported' && l.slot === s).length, 1, `slot ${s} reported once`);
   });
 
   it('the rate estimate follows a change of the link’s rate mid-upload', { timeout: 30_000 }, async () => {

@@ -84,7 +84,7 @@ interface Put {
   ctrl: AbortController;
   phase: PutPhase;
   bytes: number;
-  /** bytes handed to the network, per track */
+  /** bytes handed to the network, per track (XHR progress: written to the socket, not yet delivered) */
   loaded: number[];
   /** nothing else may start until this PUT has completed (part 0, a viewer's playhead part) */
   exclusive: boolean;
@@ -103,9 +103,21 @@ interface Candidate {
 const URL_MARGIN_MS = 60_000;
 /** rank of a slot the server marked priority that the long poll has not listed (yet) */
 const UNLISTED_PRIORITY_RANK = 1000;
-/** a PUT with at most this much left (or this much link time) is in its tail: the next may start */
+/** a PUT with at most this much left to deliver (or this much link time) is in its tail: the next may start */
 const TAIL_MIN_BYTES = 1024;
 const TAIL_SECONDS = 0.03;
+/**
+ * A PUT with at most this much not yet handed to the socket has nothing left to write: its bytes sit
+ * in the OS send buffer (and the modem's queue) and cross the link whether or not it is aborted, so
+ * aborting it saves nothing. (The browser reads a body in chunks of about this size.)
+ */
+const WRITTEN_SLACK_BYTES = 64 * 1024;
+/** the link rate from whole PUTs uses the last this many that had the link (nearly) alone… */
+const SOLO_PUTS_KEPT = 3;
+/** …measured within this long (after that, progress events again) */
+const SOLO_MAX_AGE_MS = 15_000;
+/** a PUT that shared the link for at most this fraction of its time counts as alone */
+const SOLO_MAX_SHARED = 0.1;
 /** window slots the priority feed leases with its answer */
 const FEED_LEASE = 2;
 /** a probe keeps one more stream only if the link got this much faster with it */
@@ -165,6 +177,10 @@ export class Uploader {
   private lastRateTrace = 0;
   /** POST next had nothing to give: natural leases are not asked for again before this */
   private naturalDryUntil = 0;
+  /** recent PUTs that (nearly) had the link alone: bytes, start → response time, when */
+  private readonly solo: { bytes: number; ms: number; at: number }[] = [];
+  /** when recent PUTs were on the link (for the overlap of the next ones) */
+  private readonly sendingIntervals: { start: number; end: number }[] = [];
 
   constructor(
     private readonly api: UploaderApi,
@@ -381,24 +397,84 @@ export class Uploader {
     return this.prio.rank.get(slot) ?? (serverSaysPriority ? UNLISTED_PRIORITY_RANK : NATURAL_RANK);
   }
 
+  /** bytes the PUT has handed to the network (written to the socket) */
+  private written(p: Put): number {
+    return p.loaded.reduce((n, x) => n + x, 0);
+  }
+
+  /**
+   * The link's rate for delivery estimates: from whole PUTs that had the link alone (start →
+   * response, so bytes hidden in send buffers are counted when they really crossed); before there
+   * is one, from progress events.
+   */
+  private deliveryRate(): number | null {
+    const now = performance.now();
+    while (this.solo.length && now - this.solo[0]!.at > SOLO_MAX_AGE_MS) this.solo.shift();
+    if (this.solo.length) {
+      const bytes = this.solo.reduce((n, x) => n + x.bytes, 0);
+      const ms = this.solo.reduce((n, x) => n + x.ms, 0);
+      if (ms > 0) return (bytes * 1000) / ms;
+    }
+    return this.meter.rate();
+  }
+
+  /**
+   * Bytes of the PUT that have crossed the link, estimated. Upload progress counts bytes written to
+   * the socket; on a real uplink the OS send buffer and the modem's queue hold hundreds of KB more
+   * than has crossed, so progress alone says a PUT is nearly done long before it is. The link cannot
+   * have delivered more than its rate × the time the PUT has been on it.
+   */
+  private delivered(p: Put): number {
+    const written = this.written(p);
+    const rate = this.deliveryRate();
+    if (!rate) return written;
+    return Math.min(written, (rate * (performance.now() - p.startedAt)) / 1000);
+  }
+
   private remainingBytes(p: Put): number {
-    return p.bytes - p.loaded.reduce((n, x) => n + x, 0);
+    return p.bytes - this.delivered(p);
   }
 
   /** seconds of link time the PUT still needs, at the measured rate (Infinity if unmeasured) */
   private remainingSeconds(p: Put): number {
     if (p.phase === 'reporting') return 0;
     if (p.phase !== 'sending') return Number.POSITIVE_INFINITY;
-    const rate = this.meter.rate();
+    const rate = this.deliveryRate();
     return rate ? this.remainingBytes(p) / rate : Number.POSITIVE_INFINITY;
   }
 
-  /** the PUT has handed (nearly) all its bytes to the network */
+  /** the PUT's bytes have (nearly) all crossed the link: the next natural-order PUT may start */
   private inTail(p: Put): boolean {
     if (p.phase === 'reporting') return true;
     if (p.phase !== 'sending') return false;
-    const rate = this.meter.rate() ?? 0;
+    const rate = this.deliveryRate() ?? 0;
     return this.remainingBytes(p) <= Math.max(TAIL_MIN_BYTES, rate * TAIL_SECONDS);
+  }
+
+  /**
+   * A PUT got its response: note its time on the link, and if it had the link (nearly) alone, its
+   * whole-PUT rate. Returns the ms it shared the link with other PUTs.
+   */
+  private recordSending(p: Put): number {
+    const end = performance.now();
+    let sharedMs = 0;
+    const others = [...this.sendingIntervals, ...[...this.puts.values()].filter((o) => o !== p && o.phase === 'sending').map((o) => ({ start: o.startedAt, end }))];
+    for (const o of others) sharedMs += Math.max(0, Math.min(end, o.end) - Math.max(p.startedAt, o.start));
+    const ms = end - p.startedAt;
+    if (ms > 0 && sharedMs <= SOLO_MAX_SHARED * ms) {
+      // while shared, it got about half the link
+      this.solo.push({ bytes: p.bytes, ms: ms - sharedMs / 2, at: end });
+      if (this.solo.length > SOLO_PUTS_KEPT) this.solo.shift();
+    }
+    this.sendingIntervals.push({ start: p.startedAt, end });
+    if (this.sendingIntervals.length > 8) this.sendingIntervals.shift();
+    return sharedMs;
+  }
+
+  /** the PUT has nothing left to write: aborting it would not free the link any sooner */
+  private allWritten(p: Put): boolean {
+    if (p.phase === 'reporting') return true;
+    return p.phase === 'sending' && p.bytes - this.written(p) <= WRITTEN_SLACK_BYTES;
   }
 
   /** the URLs of a kept assignment are still usable */
@@ -455,8 +531,11 @@ export class Uploader {
     const onLink = [...this.puts.values()].filter((p) => p.phase !== 'reporting');
     if (onLink.length === 0) return true;
     if (onLink.some((p) => p.exclusive)) return false;
-    const heads = onLink.filter((p) => !this.inTail(p)).length;
-    return heads < (this.isPriority(rank) ? 1 : this.streams);
+    // a viewer's part joins PUTs that have nothing left to write (their buffered bytes drain either
+    // way); natural order waits until the bytes on the link have crossed it
+    const priority = this.isPriority(rank);
+    const heads = onLink.filter((p) => !this.inTail(p) && !(priority && this.allWritten(p))).length;
+    return heads < (priority ? 1 : this.streams);
   }
 
   /**
@@ -470,7 +549,7 @@ export class Uploader {
       if (p.yielded || p.phase === 'reporting') continue;
       // the starvation guard's part gives way only to a viewer's playhead part
       const lower = p.rank === NATURAL_RANK || (rank === 0 && (p.rank === NEXT_RANK || p.rank > 0));
-      if (!lower || this.remainingSeconds(p) <= keepSecs) continue;
+      if (!lower || this.allWritten(p) || this.remainingSeconds(p) <= keepSecs) continue;
       p.yielded = true;
       yielded.push(p.a.slot);
       p.ctrl.abort(new DOMException('yielding the link to a priority slot', 'AbortError'));
@@ -603,7 +682,9 @@ export class Uploader {
     const slot = p.a.slot;
     if (this.abort.signal.aborted) return;
     if (p.yielded) {
-      this.trace('put-abort', { slot, loaded: p.bytes - this.remainingBytes(p), bytes: p.bytes });
+      this.sendingIntervals.push({ start: p.startedAt, end: performance.now() });
+      if (this.sendingIntervals.length > 8) this.sendingIntervals.shift();
+      this.trace('put-abort', { slot, loaded: this.written(p), delivered: Math.round(this.delivered(p)), bytes: p.bytes });
       if (!this.isDone(slot)) {
         this.held.set(slot, p.a);
         this.setState(slot, 'assigned');
@@ -628,7 +709,9 @@ export class Uploader {
     const tracks = a.uploads.map((u) => this.trackIndex(u.track_id));
     const planned = this.plan.slots[slot]!;
     this.setState(slot, 'generating');
+    this.trace('put-admitted', { slot, rank: Number.isFinite(p.rank) ? p.rank : null });
     const bodies = await this.build(slot, a);
+    this.trace('built', { slot });
     signal.throwIfAborted();
     bodies.forEach((b, i) => {
       if (b.size !== planned.tracks[tracks[i]!]?.size) throw new Error(`slot ${slot}: built ${b.size} bytes for track #${tracks[i]}, planned ${planned.tracks[tracks[i]!]?.size}`);
@@ -650,7 +733,8 @@ export class Uploader {
     );
     p.phase = 'reporting';
     this.built.delete(slot);
-    this.trace('put-done', { slot, bytes: p.bytes, ms: Math.round(performance.now() - p.startedAt) });
+    const sharedMs = this.recordSending(p);
+    this.trace('put-done', { slot, bytes: p.bytes, ms: Math.round(performance.now() - p.startedAt), sharedMs: Math.round(sharedMs) });
     this.schedule(); // the link is free: the next PUT starts before the report goes out
     try {
       const r = await withRetry(() => this.api.reportUploaded(this.videoId, this.secret, slot, this.abort.signal), this.retryOpts());

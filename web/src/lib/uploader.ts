@@ -112,6 +112,8 @@ const TAIL_SECONDS = 0.03;
  * aborting it saves nothing. (The browser reads a body in chunks of about this size.)
  */
 const WRITTEN_SLACK_BYTES = 64 * 1024;
+/** a new PUT waits at most this long for the report of a part a viewer waits for */
+const REPORT_HOLD_MS = 150;
 /** the link rate from whole PUTs uses the last this many that had the link (nearly) alone… */
 const SOLO_PUTS_KEPT = 3;
 /** …measured within this long (after that, progress events again) */
@@ -177,6 +179,10 @@ export class Uploader {
   private lastRateTrace = 0;
   /** POST next had nothing to give: natural leases are not asked for again before this */
   private naturalDryUntil = 0;
+  /** the init segments' PUTs until they are answered (run() waits for them) */
+  private initsPending: Promise<void> | null = null;
+  /** reports of parts viewers wait for, in flight: no new PUT starts meanwhile */
+  private reportHolds = 0;
   /** recent PUTs that (nearly) had the link alone: bytes, start → response time, when */
   private readonly solo: { bytes: number; ms: number; at: number }[] = [];
   /** when recent PUTs were on the link (for the overlap of the next ones) */
@@ -319,18 +325,47 @@ export class Uploader {
     }, this.retryOpts(signal));
   }
 
+  /**
+   * Puts the init segments on the link (all at once: they are a few KB) and resolves once their
+   * bytes are written, so part 0 can follow at once; run() waits for their answers before it
+   * reports the upload complete, and fails if they fail. Meanwhile the first leases are fetched
+   * and part 0 is built.
+   */
   async uploadInit(uploads: PresignedUpload[]): Promise<void> {
-    for (const u of uploads) {
+    const tracks = uploads.map((u) => {
       const track = this.analysis.tracks.find((t) => t.id === u.track_id);
       if (!track) throw new Error(`server asked for an init segment of unknown track ${u.track_id}`);
-      await this.opts.pacer?.take(track.initSegment.byteLength, this.abort.signal, 0);
-      this.trace('init-start', { track: u.track_id, bytes: track.initSegment.byteLength });
-      await this.putMeasured(u, track.initSegment, this.abort.signal);
+      return track;
+    });
+    if (!this.asking && this.held.size === 0) void this.fetchLeases(this.streams + NATURAL_AHEAD, 'natural');
+    const written: Promise<void>[] = [];
+    const answered = uploads.map(async (u, i) => {
+      const body = tracks[i]!.initSegment;
+      let onWritten = (): void => undefined;
+      written.push(new Promise<void>((resolve) => (onWritten = resolve)));
+      try {
+        await this.opts.pacer?.take(body.byteLength, this.abort.signal, 0);
+        this.trace('init-start', { track: u.track_id, bytes: body.byteLength });
+        await this.putMeasured(u, body, this.abort.signal, (loaded) => {
+          if (loaded >= body.byteLength) onWritten();
+        });
+      } finally {
+        onWritten();
+      }
       this.trace('init-done', { track: u.track_id });
-      this.initBytesDone += track.initSegment.byteLength;
+      this.initBytesDone += body.byteLength;
       this.emitProgress();
-    }
+    });
+    const all = Promise.all(answered).then(() => undefined);
+    this.initsPending = all;
+    all.catch((e: unknown) => {
+      if (!this.abort.signal.aborted) this.fatal ??= e;
+      this.kick();
+    });
+    // a failure before the bytes are written surfaces here; later ones through run()
+    await Promise.race([Promise.all(written), all]);
   }
+
 
   private idleReason(): string {
     const leased = this.serverStates.filter((s, i) => s === 'assigned' && this.states[i] !== 'uploaded').length;
@@ -471,6 +506,21 @@ export class Uploader {
     return sharedMs;
   }
 
+  /** No new PUT starts until the returned release is called (by the report's answer) or REPORT_HOLD_MS pass. */
+  private holdLinkForReport(): () => void {
+    this.reportHolds++;
+    let held = true;
+    const release = (): void => {
+      if (!held) return;
+      held = false;
+      clearTimeout(timer);
+      this.reportHolds--;
+      if (this.running) this.schedule();
+    };
+    const timer = setTimeout(release, REPORT_HOLD_MS);
+    return release;
+  }
+
   /** the PUT has nothing left to write: aborting it would not free the link any sooner */
   private allWritten(p: Put): boolean {
     if (p.phase === 'reporting') return true;
@@ -528,9 +578,11 @@ export class Uploader {
 
   /** May a PUT of `rank` start now, given what is on the link? */
   private linkAccepts(rank: number): boolean {
+    if (this.reportHolds > 0) return false;
     const onLink = [...this.puts.values()].filter((p) => p.phase !== 'reporting');
     if (onLink.length === 0) return true;
-    if (onLink.some((p) => p.exclusive)) return false;
+    // an exclusive PUT is joined only by a viewer's playhead part, and only once it has nothing left to write
+    if (onLink.some((p) => p.exclusive && !(rank === 0 && this.allWritten(p)))) return false;
     // a viewer's part joins PUTs that have nothing left to write (their buffered bytes drain either
     // way); natural order waits until the bytes on the link have crossed it
     const priority = this.isPriority(rank);
@@ -621,6 +673,7 @@ export class Uploader {
       this.asking = false;
       this.kick();
       if (this.running) this.schedule();
+      else if (!this.abort.signal.aborted && !this.fatal) this.prefetch(); // part 0 is built while the init segments go up
     }
   }
 
@@ -735,12 +788,18 @@ export class Uploader {
     this.built.delete(slot);
     const sharedMs = this.recordSending(p);
     this.trace('put-done', { slot, bytes: p.bytes, ms: Math.round(performance.now() - p.startedAt), sharedMs: Math.round(sharedMs) });
-    this.schedule(); // the link is free: the next PUT starts before the report goes out
+    // A part a viewer waits for (part 0, a playhead part): its report goes out on an empty uplink
+    // (a new PUT would queue it behind its first bytes in the modem); otherwise the next PUT starts
+    // before the report goes out.
+    const releaseLink = p.exclusive ? this.holdLinkForReport() : null;
+    if (!releaseLink) this.schedule();
     try {
       const r = await withRetry(() => this.api.reportUploaded(this.videoId, this.secret, slot, this.abort.signal), this.retryOpts());
+      releaseLink?.();
       this.trace('reported', { slot, queue: r?.queue });
       this.setState(slot, 'uploaded');
     } catch (e) {
+      releaseLink?.();
       if (e instanceof ApiError && e.code === 'already_published') this.setState(slot, 'published');
       else throw e;
     }
@@ -796,7 +855,9 @@ export class Uploader {
     for (const p of this.puts.values()) {
       if (p.rank === NEXT_RANK) continue; // the starvation guard's slot keeps its turn
       p.rank = this.rankOf(p.a.slot, this.isPriority(p.rank));
-      if (p.rank === 0) p.exclusive = true; // a viewer now waits on this one: nothing joins it
+      // a viewer now waits on this one: nothing joins it (and a part no viewer waits on first any more
+      // stops keeping the link to itself; part 0 keeps it)
+      p.exclusive = p.a.slot === 0 || p.rank === 0;
     }
     if (slots.length && this.probe) {
       // viewers are waiting: no probing now
@@ -836,6 +897,12 @@ export class Uploader {
     }
   }
 
+  private async initsAnswered(): Promise<void> {
+    if (!this.initsPending) return;
+    await this.initsPending;
+    this.initsPending = null;
+  }
+
   /** Upload until the server says the video is complete (or until paused). */
   async run(): Promise<'complete' | 'paused'> {
     this.pausing = false;
@@ -856,6 +923,7 @@ export class Uploader {
         if (this.pausing) {
           this.running = false;
           while (this.puts.size) await this.waitForKick(1000);
+          await this.initsAnswered();
           if (this.fatal) throw this.fatal;
           await this.refreshStatus();
           return 'paused';
@@ -880,6 +948,7 @@ export class Uploader {
         }
         await this.waitForKick(1000);
       }
+      await this.initsAnswered();
       if (this.fatal) throw this.fatal;
       await this.refreshStatus();
       return 'complete';

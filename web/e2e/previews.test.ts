@@ -9,45 +9,11 @@ import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
-import type { Page } from 'playwright-core';
 import { cueAt, parseThumbnailVtt } from '../src/lib/previews.ts';
 import { makeClip, makeTempDir } from '../test/helpers/media.ts';
-import type { LabResult } from './helpers/previews-entry.ts';
+import { labScript, runLab } from './helpers/previews-lab.ts';
 import { backendUp, getStatus, imageStats } from './helpers/app.ts';
 import { BASE_URL, launch } from './helpers/browser.ts';
-
-const here = fileURLToPath(new URL('.', import.meta.url));
-
-async function labScript(): Promise<string> {
-  const out = await build({
-    entryPoints: [join(here, 'helpers/previews-entry.ts')],
-    bundle: true,
-    write: false,
-    format: 'iife',
-    platform: 'browser',
-    logLevel: 'warning',
-  });
-  return out.outputFiles[0]!.text;
-}
-
-/** Builds and sends the previews of `file` from a page of the runner's origin. */
-async function runLab(page: Page, script: string, file: string, targetDuration: number): Promise<LabResult | null> {
-  await page.goto(`${BASE_URL}/api/health`);
-  await page.addScriptTag({ content: script });
-  await page.evaluate(() => {
-    const input = document.createElement('input');
-    input.type = 'file';
-    input.id = 'lab-file';
-    document.body.append(input);
-  });
-  await page.setInputFiles('#lab-file', file);
-  return page.evaluate(
-    (d) => (globalThis as unknown as { previewsLab: (i: HTMLInputElement, d: number) => Promise<LabResult | null> }).previewsLab(document.getElementById('lab-file') as HTMLInputElement, d),
-    targetDuration,
-  );
-}
 
 /** Mean gray level of an image region made by ffmpeg (`input` args, then a filter). */
 async function meanGray(inputArgs: string[], filter: string): Promise<number> {

@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { cueAt, parseThumbnailVtt } from '../src/lib/previews.ts';
 import { makeClip, makeTempDir } from '../test/helpers/media.ts';
 import { labScript, runLab } from './helpers/previews-lab.ts';
-import { backendUp, getStatus, imageStats } from './helpers/app.ts';
+import { backendUp, getStatus, imageStats, openUploader, waitForLink } from './helpers/app.ts';
 import { BASE_URL, launch } from './helpers/browser.ts';
 
 /** Mean gray level of an image region made by ffmpeg (`input` args, then a filter). */
@@ -91,5 +91,32 @@ describe('seek-bar previews', () => {
     await viewer.waitForFunction(() => document.getElementById('seek-preview')!.hidden, null, { timeout: 5_000 });
     await viewer.close();
     await page.close();
+  });
+
+  it('during a real upload on a throttled link, every sprite is public before part 0 and a viewer sees the tile of a part not uploaded yet', { timeout: 120_000 }, async () => {
+    const file = await makeClip(join(tmp.dir, 'throttled.mp4'), { seconds: 40, x264params: 'keyint=60' });
+    const up = await openUploader(browser.context, file, { seg: 4, bw: 150_000 });
+    try {
+      const { videoId } = await waitForLink(up);
+      const lab = await runLab(await browser.context.newPage(), script, file, 0);
+      assert.ok(lab && lab.videoId === videoId, 'previews sent for the uploader page’s session');
+      const status = await getStatus(videoId);
+      assert.equal(lab.tilesDrawn, status.slot_count);
+      assert.notEqual(status.slots[0]!.state, 'published', `part 0 is ${status.slots[0]!.state} when the sprites are public`);
+      const base = `${BASE_URL}/v/${videoId}/previews`;
+      for (let i = 0; i < lab.sprites; i++) assert.equal((await fetch(`${base}/${i}.jpg`)).status, 200, `sprite ${i}`);
+      const viewer = await browser.context.newPage();
+      await viewer.goto(`${BASE_URL}/watch.html?v=${videoId}&noprioritize=1`);
+      await viewer.waitForFunction(() => Number(document.getElementById('availability')!.dataset.previews) > 0, null, { timeout: 15_000 });
+      await viewer.waitForFunction(() => document.querySelector<HTMLElement>('#watch-status')!.textContent !== '', null, { timeout: 15_000 });
+      const bar = (await viewer.locator('#availability').boundingBox())!;
+      await viewer.mouse.move(bar.x + 0.9 * bar.width, bar.y + bar.height / 2);
+      await viewer.waitForFunction(() => document.getElementById('seek-preview')!.dataset.loaded === 'true', null, { timeout: 10_000 });
+      const last = (await getStatus(videoId)).slots.at(-1)!;
+      assert.notEqual(last.state, 'published', 'the part hovered is not uploaded yet');
+      await viewer.close();
+    } finally {
+      await up.page.close();
+    }
   });
 });

@@ -9,6 +9,7 @@ import { fingerprintFile } from '../../src/lib/fingerprint.ts';
 import { planSegments } from '../../src/lib/planner.ts';
 import { buildPreviews, fetchPreviewLayout, sendPreviews } from '../../src/lib/previews.ts';
 import { sessionRequest } from '../../src/lib/request.ts';
+import { loadSession } from '../../src/lib/session-store.ts';
 
 export interface LabResult {
   videoId: string;
@@ -23,11 +24,21 @@ export interface LabResult {
   note?: string;
 }
 
+/**
+ * `targetDuration` > 0: a new session for the file (no part is ever uploaded). 0: the session the
+ * uploader page of this origin is running for the same file (from its localStorage), planned
+ * with the same options, so tile i is that session's slot i.
+ */
 async function run(input: HTMLInputElement, targetDuration: number): Promise<LabResult | null> {
   const file = input.files![0]!;
   const analysis = await analyzeFile(file, { fileName: file.name });
-  const plan = planSegments(analysis.tracks, { targetDuration });
-  const created = await new Api('').createSession(sessionRequest(analysis, plan, await fingerprintFile(file, file.name)));
+  const fingerprint = await fingerprintFile(file, file.name);
+  const stored = targetDuration > 0 ? null : loadSession(fingerprint);
+  if (targetDuration <= 0 && !stored) throw new Error('no uploader session for this file in localStorage');
+  const plan = planSegments(analysis.tracks, stored ? stored.options : { targetDuration });
+  const created = stored
+    ? { video_id: stored.videoId, upload_secret: stored.secret }
+    : await new Api('').createSession(sessionRequest(analysis, plan, fingerprint));
   const layout = await fetchPreviewLayout('', created.video_id);
   const built = await buildPreviews(file, analysis, plan, layout);
   if (!built) return null;

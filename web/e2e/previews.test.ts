@@ -119,4 +119,11 @@ describe('seek-bar previews', () => {
       await up.page.close();
     }
   });
+
+  it('a codec WebCodecs cannot decode here (HEVC in Debian’s Chromium) makes no previews (buildPreviews resolves to null)', { timeout: 60_000 }, async () => {
+    const file = await makeClip(join(tmp.dir, 'hevc.mp4'), { seconds: 6, codec: 'hevc', audio: false });
+    const page = await browser.context.newPage();
+    assert.equal(await runLab(page, script, file, 2), null);
+    await page.close();
+  });
 });

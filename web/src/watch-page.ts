@@ -3,6 +3,7 @@ import { capabilities, choosePlayer, startDash, startHls, startNative } from './
 import type { PlayerHooks, WatchPlayer } from './lib/players.ts';
 import type { StatusResponse } from './lib/api.ts';
 import { trace } from './lib/trace.ts';
+import { attachSeekPreview } from './seek-preview.ts';
 import { drawAvailability, formatDuration } from './ui.ts';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
@@ -277,6 +278,13 @@ if (!videoId) {
     draw();
   }, 500);
   watchFirstFrame(0);
+  attachSeekPreview({
+    vttUrl: `${base}/previews/thumbnails.vtt`,
+    bar: availability,
+    preview: $('seek-preview'),
+    duration: () => status?.duration || video.duration || 0,
+    video,
+  });
   // after the page's own 'seeking' listener (snapSeek must see a seek before the player does)
   if (kind === 'dash') player = startDash(video, `${base}/manifest.mpd`, hooks);
   else if (kind === 'native') player = startNative(video, `${base}/master.m3u8`, hooks);

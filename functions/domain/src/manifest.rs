@@ -6,11 +6,12 @@
 use std::time::Duration;
 
 use dash_mpd::{
-    AdaptationSet, AudioChannelConfiguration, Label, Period, Representation, Role, SegmentTemplate,
-    SegmentTimeline, MPD, S,
+    AdaptationSet, AudioChannelConfiguration, EssentialProperty, Label, Period, Representation,
+    Role, SegmentTemplate, SegmentTimeline, MPD, S,
 };
 
 use crate::plan::{SegmentPlan, TrackKind};
+use crate::previews::{self, PreviewLayout};
 
 /// Path (relative to the manifest) of the init segment of the plan's track `track`
 /// (its index in the plan, which is also its Representation id).
@@ -41,6 +42,44 @@ fn timeline(start: u64, durations: impl Iterator<Item = u64>) -> SegmentTimeline
     }
     SegmentTimeline { segments }
 }
+
+/// The seek-bar previews as a DASH-IF tiled-thumbnails AdaptationSet: one
+/// image "segment" per sprite (`previews/$Number$.jpg`), each a grid of tiles.
+fn thumbnails(plan: &SegmentPlan, layout: &PreviewLayout) -> AdaptationSet {
+    let spans = previews::sprite_spans_ms(plan, layout);
+    let start = spans.first().map_or(0, |s| s.0);
+    let template = SegmentTemplate {
+        timescale: Some(1000),
+        media: Some(THUMBNAIL_TEMPLATE.into()),
+        startNumber: Some(0),
+        SegmentTimeline: Some(timeline(start, spans.iter().map(|s| s.1))),
+        ..SegmentTemplate::default()
+    };
+    let secs = spans.iter().map(|s| s.1).sum::<u64>().max(1) as f64 / 1000.0;
+    // an estimate (the sprites are made after the MPD): about 100 KB a sprite
+    let bandwidth = (layout.sprites as f64 * 800_000.0 / secs).ceil() as u64;
+    AdaptationSet {
+        id: Some(plan.tracks.len().to_string()),
+        contentType: Some("image".into()),
+        mimeType: Some(previews::SPRITE_CONTENT_TYPE.into()),
+        SegmentTemplate: Some(template),
+        representations: vec![Representation {
+            id: Some("thumbnails".into()),
+            bandwidth: Some(bandwidth.max(1)),
+            width: Some(u64::from(layout.sprite_width())),
+            height: Some(u64::from(layout.sprite_height())),
+            essential_property: vec![EssentialProperty {
+                schemeIdUri: "http://dashif.org/thumbnail_tile".into(),
+                value: Some(format!("{}x{}", layout.columns, layout.rows)),
+                ..EssentialProperty::default()
+            }],
+            ..Representation::default()
+        }],
+        ..AdaptationSet::default()
+    }
+}
+
+const THUMBNAIL_TEMPLATE: &str = "previews/$Number$.jpg";
 
 /// Builds the MPD document for a validated plan.
 pub fn build_mpd(plan: &SegmentPlan) -> MPD {
@@ -125,6 +164,7 @@ pub fn build_mpd(plan: &SegmentPlan) -> MPD {
                 ..AdaptationSet::default()
             }
         })
+        .chain(PreviewLayout::for_plan(plan).map(|layout| thumbnails(plan, &layout)))
         .collect();
     MPD {
         xmlns: Some("urn:mpeg:dash:schema:mpd:2011".into()),
@@ -246,8 +286,13 @@ mod tests {
         let parsed = dash_mpd::parse(&render_mpd(&plan)).unwrap();
         assert_eq!(parsed.mpdtype.as_deref(), Some("static"));
         let adaptations = &parsed.periods[0].adaptations;
-        assert_eq!(adaptations.len(), 2, "demuxed: one AdaptationSet per track");
+        assert_eq!(
+            adaptations.len(),
+            3,
+            "demuxed: one AdaptationSet per track, then the thumbnails"
+        );
         for (ti, (aset, track)) in adaptations.iter().zip(&plan.tracks).enumerate() {
+            assert_ne!(aset.contentType.as_deref(), Some("image"));
             let tpl = aset.SegmentTemplate.as_ref().unwrap();
             assert_eq!(tpl.timescale, Some(u64::from(track.timescale)));
             assert_eq!(tpl.startNumber, Some(0));
@@ -292,7 +337,7 @@ mod tests {
         plan.validate(&crate::plan::PlanLimits::default()).unwrap();
         let parsed = dash_mpd::parse(&render_mpd(&plan)).unwrap();
         let sets = &parsed.periods[0].adaptations;
-        assert_eq!(sets.len(), 3);
+        assert_eq!(sets.len(), 4);
         let audio: Vec<_> = sets
             .iter()
             .filter(|a| a.contentType.as_deref() == Some("audio"))
@@ -326,6 +371,43 @@ mod tests {
             ]
         );
         assert!(sets[0].Role.is_empty() && sets[0].Label.is_empty());
+    }
+
+    #[test]
+    fn the_thumbnails_are_a_dash_if_tiled_image_set_covering_the_whole_video() {
+        let plan = crate::previews::tests::video_plan(1920, 1080, 150, 4000);
+        let parsed = dash_mpd::parse(&render_mpd(&plan)).unwrap();
+        let sets = &parsed.periods[0].adaptations;
+        assert_eq!(sets.len(), 2);
+        let thumbs = &sets[1];
+        assert_eq!(thumbs.contentType.as_deref(), Some("image"));
+        assert_eq!(thumbs.mimeType.as_deref(), Some("image/jpeg"));
+        let rep = &thumbs.representations[0];
+        assert_eq!((rep.width, rep.height), (Some(1280), Some(720)));
+        assert_eq!(
+            rep.essential_property[0].schemeIdUri,
+            "http://dashif.org/thumbnail_tile"
+        );
+        assert_eq!(rep.essential_property[0].value.as_deref(), Some("10x10"));
+        let tpl = thumbs.SegmentTemplate.as_ref().unwrap();
+        assert_eq!(tpl.timescale, Some(1000));
+        assert_eq!(
+            tpl.media.as_deref().unwrap().replace("$Number$", "1"),
+            crate::previews::sprite_path(1)
+        );
+        // two sprites: 100 tiles of 4 s, then 50 tiles stretched over a full grid
+        assert_eq!(
+            expand(tpl.SegmentTimeline.as_ref().unwrap()),
+            vec![(0, 400_000), (400_000, 400_000)]
+        );
+        let mut no_dimensions = plan.clone();
+        no_dimensions.tracks[0].width = None;
+        let parsed = dash_mpd::parse(&render_mpd(&no_dimensions)).unwrap();
+        assert_eq!(
+            parsed.periods[0].adaptations.len(),
+            1,
+            "no layout, no thumbnails"
+        );
     }
 
     #[test]

@@ -83,6 +83,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v/{id}/seg/{track}/{file}", get(media_segment))
         .route("/v/{id}/master.m3u8", get(hls_master))
         .route("/v/{id}/hls/{file}", get(hls_media_playlist))
+        .merge(crate::previews::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
             tower_http::cors::CorsLayer::new()
@@ -94,7 +95,7 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Parses a JSON body, turning every failure into a 400 that says what is wrong.
-fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::client(
             StatusCode::BAD_REQUEST,
@@ -129,7 +130,7 @@ fn check_secret(headers: &HeaderMap, record: &SessionRecord) -> Result<(), ApiEr
     }
 }
 
-async fn load_authorized(
+pub(crate) async fn load_authorized(
     state: &AppState,
     id: &str,
     headers: &HeaderMap,
@@ -642,7 +643,7 @@ async fn status(
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
 }
 
-async fn stream_object(
+pub(crate) async fn stream_object(
     state: &AppState,
     key: &str,
     content_type: &'static str,

@@ -11,6 +11,7 @@ pub mod faults;
 pub mod inits;
 pub mod local;
 pub mod memory;
+pub mod previews;
 pub mod provision;
 pub mod queue;
 pub mod reaper;

@@ -5,6 +5,7 @@ import type { PresignedUpload, StatusResponse } from './lib/api.ts';
 import { MediaFileError } from './lib/errors.ts';
 import { fingerprintFile } from './lib/fingerprint.ts';
 import { Pacer } from './lib/pacer.ts';
+import { previewSideUploads } from './lib/previews.ts';
 import { DEFAULT_PLAN_OPTIONS, planSegments, validatePlan } from './lib/planner.ts';
 import type { Plan, PlanOptions } from './lib/planner.ts';
 import { sessionRequest } from './lib/request.ts';
@@ -319,7 +320,10 @@ async function handleFile(file: File): Promise<void> {
   $('slots').hidden = false;
 
   const segmenter = new Segmenter(file, analysis, plan);
-  const uploader = new Uploader(api, stored.videoId, stored.secret, analysis, plan, segmenter, { parallel: parallel(), ...(bandwidth() ? { pacer: new Pacer(bandwidth()) } : {}) }, {
+  const session = stored;
+  // seek-bar previews (`?previews=0` turns them off): made now, sent by the uploader's scheduler
+  const sideUploads = params.get('previews') === '0' ? {} : { sideUploads: () => previewSideUploads(apiBase, session.videoId, session.secret, file, analysis, plan) };
+  const uploader = new Uploader(api, stored.videoId, stored.secret, analysis, plan, segmenter, { parallel: parallel(), ...(bandwidth() ? { pacer: new Pacer(bandwidth()) } : {}), ...sideUploads }, {
     onSlotStates: renderSlots,
     onProgress: renderProgress,
     onConnection: showConnection,

@@ -13,7 +13,7 @@ import type { Assignment, NextResponse, PresignedUpload, PriorityResponse, Statu
 import type { Analysis } from '../src/lib/analyze.ts';
 import type { Plan } from '../src/lib/planner.ts';
 import { Uploader } from '../src/lib/uploader.ts';
-import type { SegmentSource, UploaderApi } from '../src/lib/uploader.ts';
+import type { SegmentSource, SideUpload, UploaderApi } from '../src/lib/uploader.ts';
 
 type St = 'pending' | 'assigned' | 'uploaded' | 'published';
 
@@ -376,6 +376,47 @@ describe('upload scheduler', () => {
     assert.equal(await run, 'complete');
     assert.ok(!server.intervals().some((i) => i.slot === natural && i.aborted), `slot ${natural} (all written) was not aborted`);
     for (let s = 0; s < n; s++) assert.equal(server.log.filter((l) => l.what === 'reported' && l.slot === s).length, 1, `slot ${s} reported once`);
+  });
+
+  it('side uploads (preview sprites) go ahead of natural-order parts, and not beside a part a viewer waits for', { timeout: 30_000 }, async () => {
+    const sides = (n: number): SideUpload[] =>
+      Array.from({ length: n }, (_, i) => ({
+        label: `sprite ${i}`,
+        upload: { track_id: 0, method: 'PUT', url: `fake://${900 + i}/sprite`, headers: {}, expires_at: new Date(Date.now() + 600_000).toISOString() },
+        body: new Blob([new Uint8Array(20_000)]),
+      }));
+    let ready = 0;
+    const { server, uploader, trace } = setup(12, 100_000, new FakeLink(400_000), {
+      parallel: 1,
+      sideUploads: async () => {
+        await delay(400);
+        ready = performance.now();
+        return sides(3);
+      },
+    });
+    assert.equal(await uploader.run(), 'complete');
+    const iv = server.intervals();
+    const sideIv = iv.filter((i) => i.slot >= 900);
+    assert.equal(sideIv.length, 3, 'every side upload went up');
+    const sidesDone = Math.max(...sideIv.map((i) => i.end));
+    const naturalBetween = iv.filter((i) => i.slot < 900 && i.start > ready && i.start < sidesDone);
+    assert.deepEqual(naturalBetween.map((i) => i.slot), [], 'no natural part started between the sides being ready and sent');
+    assert.ok(trace.some((e) => e.ev === 'side-done'), 'side uploads are traced');
+
+    // a viewer waits for slot 8 when the sides become ready: they wait for it
+    const second = setup(12, 100_000, new FakeLink(400_000), {
+      parallel: 1,
+      sideUploads: async () => {
+        while (!second.server.log.some((l) => l.what === 'put-start' && l.slot === 8)) await delay(2);
+        return sides(2);
+      },
+    });
+    const run = second.uploader.run();
+    while (second.server.log.filter((l) => l.what === 'reported').length < 2) await delay(5);
+    second.server.prioritize(8);
+    assert.equal(await run, 'complete');
+    const p8 = second.server.intervals().find((i) => i.slot === 8 && !i.aborted)!;
+    for (const sIv of second.server.intervals().filter((i) => i.slot >= 900)) assert.ok(overlapMs(sIv, p8) === 0, `a side upload shared the link with the viewer’s part for ${overlapMs(sIv, p8).toFixed(0)} ms`);
   });
 
   it('the rate estimate follows a change of the link’s rate mid-upload', { timeout: 30_000 }, async () => {

@@ -14,6 +14,7 @@ import type { Analysis } from './analyze.ts';
 import { Api, ApiError, withRetry } from './api.ts';
 import type { PresignedUpload } from './api.ts';
 import type { Plan } from './planner.ts';
+import type { SideUpload } from './uploader.ts';
 
 /** GET /api/videos/{id}/previews */
 export interface PreviewLayout {
@@ -290,4 +291,37 @@ export function cueAt(cues: readonly ThumbnailCue[], t: number): ThumbnailCue | 
     else hi = mid - 1;
   }
   return cues[lo];
+}
+
+/**
+ * The previews as the uploader's side uploads: layout, build (WebCodecs), one presign for all
+ * sprites; each sprite is then PUT by the uploader's scheduler (ahead of natural order, never
+ * beside a part a viewer waits for) and reported. No previews (no video track, codec not
+ * decodable here) → an empty list.
+ */
+export async function previewSideUploads(
+  apiBase: string,
+  videoId: string,
+  secret: string,
+  file: Blob,
+  analysis: Pick<Analysis, 'tracks'>,
+  plan: Pick<Plan, 'slots'>,
+  options: BuildOptions = {},
+): Promise<SideUpload[]> {
+  let layout: PreviewLayout;
+  try {
+    layout = await fetchPreviewLayout(apiBase, videoId);
+  } catch (e) {
+    if (e instanceof ApiError && e.code === 'no_previews') return [];
+    throw e;
+  }
+  const built = await buildPreviews(file, analysis, plan, layout, options);
+  if (!built) return [];
+  const uploads = await presignPreviews(apiBase, videoId, secret, built);
+  return uploads.map((u) => ({
+    label: `preview sprite ${u.index}`,
+    upload: { ...u, track_id: 0 },
+    body: built.sprites[u.index]!,
+    published: () => reportPreviewUploaded(apiBase, videoId, secret, u.index),
+  }));
 }

@@ -65,6 +65,19 @@ export interface UploaderOptions {
   naturalEveryMs?: number;
   /** a natural-order PUT with less than this much measured time left is not pre-empted (default 250 ms) */
   preemptKeepMs?: number;
+  /**
+   * Small extra objects (seek-bar preview sprites), made while the upload runs: sent one at a
+   * time ahead of natural-order parts, never ahead of or beside a part a viewer waits for.
+   */
+  sideUploads?: () => Promise<SideUpload[]>;
+}
+
+/** An extra object PUT through a presigned URL, then confirmed with `published`. */
+export interface SideUpload {
+  label: string;
+  upload: PresignedUpload;
+  body: Blob;
+  published?: () => Promise<unknown>;
 }
 
 /** What the uploader needs from the API client (a fake in the unit tests). */
@@ -179,6 +192,10 @@ export class Uploader {
   private lastRateTrace = 0;
   /** POST next had nothing to give: natural leases are not asked for again before this */
   private naturalDryUntil = 0;
+  /** side uploads (previews): waiting, on the link, and the producer until it has answered */
+  private readonly sideQueue: SideUpload[] = [];
+  private sideInFlight = 0;
+  private sideProducer: Promise<void> | null = null;
   /** the init segments' PUTs until they are answered (run() waits for them) */
   private initsPending: Promise<void> | null = null;
   /** reports of parts viewers wait for, in flight: no new PUT starts meanwhile */
@@ -578,7 +595,10 @@ export class Uploader {
 
   /** May a PUT of `rank` start now, given what is on the link? */
   private linkAccepts(rank: number): boolean {
-    if (this.reportHolds > 0) return false;
+    // a report a viewer waits for goes out first, except before a viewer's new playhead part
+    if (this.reportHolds > 0 && rank !== 0) return false;
+    // a side upload (a few dozen KB) is a head for natural order only
+    if (this.sideInFlight > 0 && !this.isPriority(rank)) return false;
     const onLink = [...this.puts.values()].filter((p) => p.phase !== 'reporting');
     if (onLink.length === 0) return true;
     // an exclusive PUT is joined only by a viewer's playhead part, and only once it has nothing left to write
@@ -617,6 +637,10 @@ export class Uploader {
     if (!this.running || this.pausing || this.fatal || this.abort.signal.aborted) return;
     for (let guard = 0; guard < 16; guard++) {
       const c = this.candidate();
+      if ((!c || c.rank === NATURAL_RANK) && this.sideQueue.length && this.sideInFlight === 0 && this.linkAccepts(NATURAL_RANK)) {
+        this.startSide(this.sideQueue.shift()!);
+        continue;
+      }
       if (!c) break;
       if (this.isPriority(c.rank)) this.preemptFor(c.rank);
       if (!c.a) {
@@ -729,6 +753,47 @@ export class Uploader {
         this.kick();
         if (this.running) this.schedule();
       });
+  }
+
+  private startSide(s: SideUpload): void {
+    this.sideInFlight++;
+    const started = performance.now();
+    this.trace('side-start', { label: s.label, bytes: s.body.size });
+    void this.putMeasured(s.upload, s.body, this.abort.signal)
+      .then(() => s.published?.())
+      .then(() => this.trace('side-done', { label: s.label, ms: Math.round(performance.now() - started) }))
+      .catch((e: unknown) => {
+        // an extra never stops the upload: the player does without the missing preview
+        if (!this.abort.signal.aborted) this.cb.onLog?.(`${s.label}: ${describe(e)}`);
+      })
+      .finally(() => {
+        this.sideInFlight--;
+        this.kick();
+        if (this.running) this.schedule();
+      });
+  }
+
+  /** Starts making the side uploads (once per uploader). */
+  private startSideProducer(): void {
+    if (this.sideProducer || !this.opts.sideUploads) return;
+    this.sideProducer = this.opts
+      .sideUploads()
+      .then((list) => {
+        this.sideQueue.push(...list);
+        this.trace('side-ready', { count: list.length });
+      })
+      .catch((e: unknown) => {
+        if (!this.abort.signal.aborted) this.cb.onLog?.(`previews: ${describe(e)}`);
+      })
+      .finally(() => {
+        this.kick();
+        if (this.running) this.schedule();
+      });
+  }
+
+  /** the side uploads are made and sent (they never fail the upload) */
+  private sideSettled(): boolean {
+    return this.sideQueue.length === 0 && this.sideInFlight === 0;
   }
 
   private putFailed(p: Put, e: unknown): void {
@@ -914,6 +979,7 @@ export class Uploader {
     const onStop = (): void => runCtrl.abort(this.abort.signal.reason);
     this.abort.signal.addEventListener('abort', onStop, { once: true });
     void this.priorityLoop(runCtrl.signal);
+    this.startSideProducer();
     this.lastNaturalAt = performance.now();
     let idle = false;
     try {
@@ -932,6 +998,12 @@ export class Uploader {
         if (this.fatal) throw this.fatal;
         if (this.serverComplete && this.puts.size === 0) {
           this.held.clear();
+          // the extras made meanwhile still go up (the producer has its own time budget)
+          if (this.sideProducer) await this.sideProducer;
+          while (!this.sideSettled()) {
+            this.schedule();
+            await this.waitForKick(1000);
+          }
           break;
         }
         if (this.puts.size === 0 && this.held.size === 0 && !this.asking) {

@@ -759,7 +759,8 @@ export class Uploader {
     this.sideInFlight++;
     const started = performance.now();
     this.trace('side-start', { label: s.label, bytes: s.body.size });
-    void this.putMeasured(s.upload, s.body, this.abort.signal)
+    void Promise.resolve(this.opts.pacer?.take(s.body.size, this.abort.signal, NATURAL_RANK))
+      .then(() => this.putMeasured(s.upload, s.body, this.abort.signal))
       .then(() => s.published?.())
       .then(() => this.trace('side-done', { label: s.label, ms: Math.round(performance.now() - started) }))
       .catch((e: unknown) => {

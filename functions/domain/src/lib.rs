@@ -11,3 +11,4 @@ pub mod plan;
 pub mod scheduler;
 pub mod segment_check;
 pub mod state;
+pub mod windows;

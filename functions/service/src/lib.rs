@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod faults;
+pub mod hints;
 pub mod inits;
 pub mod local;
 pub mod memory;
@@ -38,5 +39,6 @@ pub fn app_state(config: config::Config, clients: &aws::AwsClients) -> api::AppS
         sessions: sessions::Sessions::new(store),
         queue,
         events: api::PriorityEvents::default(),
+        hints: Default::default(),
     }
 }

@@ -213,6 +213,7 @@ async fn reap_one(
         return Ok(());
     }
     let redrive_ms = settings.redrive_after.as_millis() as u64;
+    let mut windows = None;
     for (slot, s) in state.slots.iter().enumerate() {
         let SlotState::Uploaded { at_ms } = s else {
             continue;
@@ -220,11 +221,15 @@ async fn reap_one(
         if now.saturating_sub(*at_ms) < redrive_ms {
             continue;
         }
+        if windows.is_none() {
+            windows = Some(sessions.windows(id).await?.active(now, &settings.policy));
+        }
+        let active = windows.as_deref().unwrap_or_default();
         queue
             .enqueue(&Job {
                 video_id: id.to_string(),
                 slot,
-                lane: state.redrive_lane(slot, now, &settings.policy),
+                lane: state.redrive_lane(slot, active),
                 etags: state
                     .uploads
                     .get(&slot)

@@ -2,7 +2,10 @@
 //!
 //! ```text
 //! v/{id}/session.json          immutable: plan, hash of the upload secret (written If-None-Match)
-//! v/{id}/state.json            mutable: slot states, priority windows (written If-Match ETag)
+//! v/{id}/state.json            mutable: slot states, leases, uploads, inits — written (If-Match ETag)
+//!                              by the uploader's calls and the worker only
+//! v/{id}/windows.json          mutable: the viewers' priority windows — written (If-Match /
+//!                              If-None-Match) by viewers' hints only; absent until the first hint
 //! v/{id}/manifest.mpd          written once at creation
 //! v/{id}/master.m3u8, v/{id}/hls/{track}.m3u8   HLS playlists, written with the MPD
 //! v/{id}/init/{track}.mp4      ({track}: the track's index in the plan)      checked and published (server-side copy)
@@ -27,8 +30,10 @@ use base64::Engine;
 use bytes::Bytes;
 use chunkstream_domain::plan::SegmentPlan;
 use chunkstream_domain::state::SessionState;
+use chunkstream_domain::windows::ViewerWindows;
 use chunkstream_domain::{hls, manifest};
 use rand::RngCore;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -48,6 +53,9 @@ pub fn session_key(id: &str) -> String {
 }
 pub fn state_key(id: &str) -> String {
     format!("{VIDEOS_PREFIX}{id}/state.json")
+}
+pub fn windows_key(id: &str) -> String {
+    format!("{VIDEOS_PREFIX}{id}/windows.json")
 }
 pub fn manifest_key(id: &str) -> String {
     format!("{VIDEOS_PREFIX}{id}/manifest.mpd")
@@ -168,7 +176,10 @@ pub struct Sessions {
 
 const MAX_CACHED_RECORDS: usize = 256;
 
+/// Conditional-write attempts on `state.json` before the caller gets a 503.
 const MAX_STATE_ATTEMPTS: u32 = 25;
+/// … and on `windows.json` (a hint lost to another viewer's is cheap to drop).
+const MAX_WINDOWS_ATTEMPTS: u32 = 8;
 
 impl Sessions {
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
@@ -321,42 +332,99 @@ impl Sessions {
         Ok(removed)
     }
 
-    pub async fn state(&self, video_id: &str) -> Result<(SessionState, String), SessionError> {
-        let key = state_key(video_id);
-        let obj = self.store.get(&key).await?.ok_or(SessionError::NotFound)?;
-        let state = serde_json::from_slice(&obj.body).map_err(|e| SessionError::Corrupt {
-            key,
+    async fn read_json<S: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<(S, String)>, SessionError> {
+        let Some(obj) = self.store.get(key).await? else {
+            return Ok(None);
+        };
+        let value = serde_json::from_slice(&obj.body).map_err(|e| SessionError::Corrupt {
+            key: key.to_string(),
             detail: e.to_string(),
         })?;
-        Ok((state, obj.etag))
+        Ok(Some((value, obj.etag)))
+    }
+
+    pub async fn state(&self, video_id: &str) -> Result<(SessionState, String), SessionError> {
+        self.read_json(&state_key(video_id))
+            .await?
+            .ok_or(SessionError::NotFound)
+    }
+
+    /// The viewers' priority windows (none until the first hint).
+    pub async fn windows(&self, video_id: &str) -> Result<ViewerWindows, SessionError> {
+        Ok(self
+            .read_json(&windows_key(video_id))
+            .await?
+            .map(|(w, _)| w)
+            .unwrap_or_default())
     }
 
     /// Applies `change` to the current state and writes it back if nothing else
     /// wrote in between; otherwise re-reads and re-applies. `change` returning
     /// `Err` aborts without writing; `Ok((value, false))` means "nothing to write".
+    /// Only the uploader's calls and the worker write the state.
     pub async fn update_state<T, E, F>(
         &self,
         video_id: &str,
-        mut change: F,
+        change: F,
     ) -> Result<Result<T, E>, SessionError>
     where
         F: FnMut(&mut SessionState) -> Result<(T, bool), E>,
     {
-        let key = state_key(video_id);
-        for attempt in 0..MAX_STATE_ATTEMPTS {
-            let (mut state, etag) = self.state(video_id).await?;
-            let (value, dirty) = match change(&mut state) {
+        self.update_json(&state_key(video_id), MAX_STATE_ATTEMPTS, None, change)
+            .await
+    }
+
+    /// Like [`Sessions::update_state`] for the viewers' windows (created on the first hint).
+    pub async fn update_windows<T, F>(
+        &self,
+        video_id: &str,
+        mut change: F,
+    ) -> Result<T, SessionError>
+    where
+        F: FnMut(&mut ViewerWindows) -> (T, bool),
+    {
+        self.update_json(
+            &windows_key(video_id),
+            MAX_WINDOWS_ATTEMPTS,
+            Some(ViewerWindows::default),
+            |w: &mut ViewerWindows| Ok::<_, std::convert::Infallible>(change(w)),
+        )
+        .await?
+        .map_err(|never| match never {})
+    }
+
+    /// The optimistic-concurrency loop: read, apply, write If-Match (or
+    /// If-None-Match when the object is absent and `absent` makes a fresh one),
+    /// at most `attempts` times, then [`SessionError::Contention`].
+    async fn update_json<S, T, E, F>(
+        &self,
+        key: &str,
+        attempts: u32,
+        absent: Option<fn() -> S>,
+        mut change: F,
+    ) -> Result<Result<T, E>, SessionError>
+    where
+        S: Serialize + DeserializeOwned,
+        F: FnMut(&mut S) -> Result<(T, bool), E>,
+    {
+        for attempt in 0..attempts {
+            let (mut value, condition) = match (self.read_json(key).await?, absent) {
+                (Some((value, etag)), _) => (value, PutCondition::IfMatch(etag)),
+                (None, Some(fresh)) => (fresh(), PutCondition::IfAbsent),
+                (None, None) => return Err(SessionError::NotFound),
+            };
+            let (result, dirty) = match change(&mut value) {
                 Ok(v) => v,
                 Err(e) => return Ok(Err(e)),
             };
             if !dirty {
-                return Ok(Ok(value));
+                return Ok(Ok(result));
             }
-            match self
-                .put_json(&key, &state, PutCondition::IfMatch(etag))
-                .await
-            {
-                Ok(_) => return Ok(Ok(value)),
+            match self.put_json(key, &value, condition).await {
+                Ok(_) => return Ok(Ok(result)),
                 Err(SessionError::Store(StoreError::PreconditionFailed(_))) => {
                     // Back off a little, with jitter, before re-reading.
                     let jitter = rand::random::<u64>() % (5 + 5 * u64::from(attempt));
@@ -365,7 +433,7 @@ impl Sessions {
                 Err(e) => return Err(e),
             }
         }
-        Err(SessionError::Contention(key))
+        Err(SessionError::Contention(key.to_string()))
     }
 }
 

@@ -67,6 +67,7 @@ impl Fakes {
             sessions: sessions.clone(),
             queue: Arc::new(FaultyQueue::new(queue.clone(), faults.clone())),
             events: Default::default(),
+            hints: Default::default(),
         };
         Self {
             memory,
@@ -646,10 +647,11 @@ async fn a_report_and_a_job_cost_a_pinned_number_of_s3_requests() {
     f.memory.reset_calls();
     report_uploaded(&f, &id, &secret, 1).await;
     let report: BTreeMap<&str, u64> = f.memory.calls();
-    // One HEAD per track, one state read, one conditional state write.
+    // One HEAD per track, the windows read (the job's lane), one state read,
+    // one conditional state write.
     assert_eq!(
         report,
-        BTreeMap::from([("get", 1), ("head", 2), ("put", 1)]),
+        BTreeMap::from([("get", 2), ("head", 2), ("put", 1)]),
         "per report"
     );
     f.memory.reset_calls();
@@ -660,4 +662,134 @@ async fn a_report_and_a_job_cost_a_pinned_number_of_s3_requests() {
         BTreeMap::from([("copy", 2), ("get", 2), ("get_head", 2), ("put", 1)]),
         "per job"
     );
+}
+
+/// A prioritize with a viewer id and a client address (X-Forwarded-For).
+async fn prioritize_as(
+    f: &Fakes,
+    id: &str,
+    slot: usize,
+    viewer: &str,
+    addr: &str,
+) -> (StatusCode, Option<String>, Value) {
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri(format!("/api/videos/{id}/prioritize"))
+        .header("content-type", "application/json")
+        .header("x-forwarded-for", addr)
+        .body(axum::body::Body::from(
+            serde_json::json!({"slot": slot, "viewer": viewer}).to_string(),
+        ))
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(f.app_router(), req)
+        .await
+        .unwrap();
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (
+        status,
+        retry_after,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn priority_slots(status: &Value) -> Vec<u64> {
+    let mut v: Vec<u64> = status["priority_slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+#[tokio::test]
+async fn each_viewer_has_its_own_window_and_viewers_never_write_the_state() {
+    let f = Fakes::new();
+    let (id, _, _) = create_session(&f, &synthetic_plan(40)).await;
+    let state_etag = f.memory.etag_of(&sessions::state_key(&id)).unwrap();
+    for (slot, viewer) in [(10, "a"), (20, "b"), (30, "a")] {
+        let (code, _, body) = prioritize_as(&f, &id, slot, viewer, "").await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+    }
+    assert_eq!(
+        priority_slots(&status(&f, &id).await),
+        vec![20, 21, 22, 23, 30, 31, 32, 33],
+        "a's seek to 30 replaced a's window at 10 only"
+    );
+    // Misses inside a viewer's fresh window cost no S3 read or write at all
+    // (only the published-segment lookups of the held miss).
+    f.memory.reset_calls();
+    let uris: Vec<String> = (0..20)
+        .map(|i| format!("/v/{id}/seg/{}/{}.m4s?viewer=a", i % 2, 30 + i % 4))
+        .collect();
+    let misses = uris.iter().map(|uri| f.call("GET", uri, None, None));
+    for (code, _) in futures::future::join_all(misses).await {
+        assert_eq!(code, StatusCode::NOT_FOUND);
+    }
+    let calls = f.memory.calls();
+    assert_eq!(
+        calls.keys().copied().collect::<Vec<_>>(),
+        vec!["get_stream"],
+        "{calls:?}"
+    );
+    // A miss outside a's window moves a's window there.
+    f.call("GET", &format!("/v/{id}/seg/0/2.m4s?viewer=a"), None, None)
+        .await;
+    assert_eq!(
+        priority_slots(&status(&f, &id).await),
+        vec![2, 3, 4, 5, 20, 21, 22, 23]
+    );
+    assert_eq!(
+        f.memory.etag_of(&sessions::state_key(&id)).unwrap(),
+        state_etag,
+        "no viewer call wrote state.json"
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_viewer_ids_from_one_client_keeps_its_own_windows_and_is_rate_limited() {
+    let f = Fakes::new();
+    let (id, _, _) = create_session(&f, &synthetic_plan(200)).await;
+    let (code, _, _) = prioritize_as(&f, &id, 5, "real", "198.51.100.1").await;
+    assert_eq!(code, StatusCode::OK);
+    let mut limited = 0;
+    for i in 0..60 {
+        let (code, retry_after, body) =
+            prioritize_as(&f, &id, 50 + i, &format!("flood{i}"), "203.0.113.9").await;
+        match code {
+            StatusCode::OK => {}
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(body["error"], "rate_limited");
+                assert_eq!(retry_after.as_deref(), Some("1"));
+                limited += 1;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert!(limited >= 30, "{limited} of 60 limited");
+    let windows = f.sessions().windows(&id).await.unwrap();
+    let flooders = windows
+        .windows
+        .iter()
+        .filter(|w| w.client == "203.0.113.9")
+        .count();
+    assert_eq!(flooders, 2, "{windows:?}");
+    assert!(
+        windows.windows.iter().any(|w| w.viewer == "real"),
+        "{windows:?}"
+    );
+    // Another viewer elsewhere is not limited by the flood.
+    let (code, _, _) = prioritize_as(&f, &id, 150, "other", "198.51.100.2").await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _, body) = prioritize_as(&f, &id, 1, "bad/id", "").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
 }

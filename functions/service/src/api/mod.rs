@@ -30,6 +30,8 @@ pub struct AppState {
     pub sessions: Sessions,
     pub queue: Arc<dyn JobQueue>,
     pub events: PriorityEvents,
+    /// Deduplicates and rate-limits viewers' hints before they cost S3 requests.
+    pub hints: Arc<crate::hints::HintGate>,
 }
 
 /// Wakes uploaders long-polling `/priority` in this process the moment a
@@ -63,8 +65,6 @@ pub(crate) const MAX_ASSIGNMENTS: usize = 16;
 /// publication within one poll, not one player retry interval.
 pub(crate) const SEGMENT_HOLD: std::time::Duration = std::time::Duration::from_millis(1_200);
 pub(crate) const SEGMENT_HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(50);
-/// A viewer's repeated misses on the same slot refresh its window at most this often.
-pub(crate) const HINT_REFRESH_MS: u64 = 2_000;
 
 pub fn app(state: AppState) -> Router {
     Router::new()

@@ -6,10 +6,12 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::viewers::apply_priority;
+use super::viewers::{apply_hint, hinter};
 use super::*;
 use crate::error::ApiError;
 use crate::sessions;
+use axum::http::HeaderMap;
+use chunkstream_domain::windows::HintKind;
 
 pub(crate) async fn stream_object(
     state: &AppState,
@@ -87,7 +89,13 @@ pub(crate) async fn init_segment(
 pub(crate) struct SegmentQuery {
     /// `nohint=1`: a miss is not a priority hint (benchmarks' natural-order baseline).
     nohint: Option<String>,
+    /// The watch page's viewer id: the miss refreshes or moves that viewer's window only.
+    viewer: Option<String>,
 }
+
+/// A segment miss may be kept this long by an edge cache (a burst of misses
+/// from many viewers costs the origin one), never by the browser.
+pub(crate) const MISS_CACHE: &str = "public, max-age=0, s-maxage=1";
 
 /// A published media segment (immutable once public), if it is there.
 pub(crate) async fn published_segment(
@@ -106,6 +114,7 @@ pub(crate) async fn published_segment(
 pub(crate) async fn media_segment(
     State(state): State<AppState>,
     Path((id, track, file)): Path<(String, String, String)>,
+    headers: HeaderMap,
     axum::extract::Query(query): axum::extract::Query<SegmentQuery>,
 ) -> Result<Response, ApiError> {
     let hint = query.nohint.as_deref() != Some("1");
@@ -121,17 +130,21 @@ pub(crate) async fn media_segment(
     if let Some(response) = published_segment(&state, &key).await? {
         return Ok(response);
     }
-    // A viewer wants this slot and it is not there: that is a priority hint.
-    let hinted = if hint {
-        apply_priority(&state, &id, slot, HINT_REFRESH_MS).await
-    } else {
-        Ok((Vec::new(), Vec::new()))
-    };
-    match hinted {
-        Ok(_) => {}
-        Err(ApiError::Client { .. }) => {}
-        Err(ApiError::Internal(e)) => {
-            tracing::warn!(video_id = %id, slot, error = %e, "priority hint failed")
+    // A viewer wants this slot and it is not there: that is a priority hint
+    // (free when the viewer's window already covers it).
+    if hint {
+        let who = hinter(&headers, query.viewer.as_deref());
+        let hinted = match state.sessions.load(&id).await {
+            Ok(record) => apply_hint(&state, &record, &who, slot, HintKind::Miss)
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e.into()),
+        };
+        match hinted {
+            Ok(()) | Err(ApiError::Client { .. }) => {}
+            Err(ApiError::Internal(e)) => {
+                tracing::warn!(video_id = %id, slot, error = %e, "priority hint failed")
+            }
         }
     }
     // A viewer waiting on this slot gets it the moment it is published instead
@@ -148,7 +161,7 @@ pub(crate) async fn media_segment(
     let mut response = ApiError::not_found("segment not published yet").into_response();
     response
         .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(MISS_CACHE));
     Ok(response)
 }
 

@@ -15,7 +15,7 @@ use serde_json::json;
 use super::*;
 use crate::error::ApiError;
 use crate::queue::Job;
-use crate::sessions::{self, now_ms, SessionRecord};
+use crate::sessions::{self, SessionRecord};
 use crate::store::PresignedUpload;
 
 #[derive(Serialize)]
@@ -167,19 +167,15 @@ pub(crate) async fn next_assignments(
         )));
     }
     let policy = state.config.policy;
+    let now = state.sessions.now_ms();
+    let windows = state.sessions.windows(&id).await?.active(now, &policy);
     let (picks, complete, remaining, priority_slots) = state
         .sessions
         .update_state(&id, |s: &mut SessionState| {
-            let now = now_ms();
-            let picks = s.assign(max, now, &policy);
+            let picks = s.assign(max, now, &policy, &windows);
             let dirty = !picks.is_empty();
             Ok::<_, std::convert::Infallible>((
-                (
-                    picks,
-                    s.complete,
-                    s.remaining(),
-                    s.priority_slots(now, &policy),
-                ),
+                (picks, s.complete, s.remaining(), s.priority_slots(&windows)),
                 dirty,
             ))
         })
@@ -290,14 +286,18 @@ pub(crate) async fn slot_uploaded(
             Some(meta) => etags.push(meta.etag),
         }
     }
-    let policy = state.config.policy;
     let now = state.sessions.now_ms();
+    let windows = state
+        .sessions
+        .windows(&id)
+        .await?
+        .active(now, &state.config.policy);
     let reported = etags.clone();
     let (lane, send) = state
         .sessions
         .update_state(&id, |s: &mut SessionState| {
             Ok::<_, StateError>(
-                match s.mark_uploaded(slot, reported.clone(), now, &policy)? {
+                match s.mark_uploaded(slot, reported.clone(), now, &windows)? {
                     Some(lane) => ((lane, true), true),
                     // A repeat of a fresh report: its job is on its way.
                     None => (

@@ -1,67 +1,149 @@
 //! Viewer calls and the uploader's view of them: prioritize, the priority long poll, status.
+//!
+//! Viewers write only `windows.json` (never `state.json`, which the uploader
+//! and the worker write), and most hints write nothing: the [`HintGate`]
+//! answers those a viewer's window already covers, and rate-limits the rest.
+//!
+//! [`HintGate`]: crate::hints::HintGate
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chunkstream_domain::state::{Lane, SessionState, SlotState, StateError};
+use chunkstream_domain::windows::{is_valid_viewer_id, HintKind, HintOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::uploads::{presign_assignments, Assignment};
 use super::*;
 use crate::error::ApiError;
+use crate::hints::{Gate, Hinter};
 use crate::queue::Job;
-use crate::sessions::now_ms;
+use crate::sessions;
+
+/// What viewers read (status) may be kept this long by an edge cache; browsers revalidate.
+pub(crate) const VIEWER_READ_CACHE: &str = "public, max-age=1";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PrioritizeRequest {
     position: Option<f64>,
     slot: Option<usize>,
+    /// The watch page's viewer id: its seek replaces its own window only.
+    viewer: Option<String>,
 }
 
-/// Opens (or refreshes) a priority window at `slot` and moves uploaded,
-/// unprocessed slots of it to the priority lane. `min_refresh_ms` lets a
-/// burst of identical hints cost one write.
-pub(crate) async fn apply_priority(
+/// Who sent a hint: the viewer id (when valid) and the client's address
+/// (the first `X-Forwarded-For` hop, which CloudFront and API Gateway set).
+pub(crate) fn hinter(headers: &HeaderMap, viewer: Option<&str>) -> Hinter {
+    let viewer = viewer
+        .filter(|v| is_valid_viewer_id(v))
+        .unwrap_or_default()
+        .to_string();
+    let client = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && c.len() <= 64)
+        .unwrap_or_default()
+        .to_string();
+    Hinter { viewer, client }
+}
+
+/// What a hint did.
+pub(crate) struct Hinted {
+    /// The viewer's window (slots).
+    pub window: Vec<usize>,
+    /// Uploaded, unprocessed slots of a new window moved to the priority lane.
+    pub requeued: Vec<usize>,
+    /// Dropped by the rate limit.
+    pub limited: bool,
+}
+
+/// A viewer needs `slot` soon: opens, moves or refreshes that viewer's
+/// window, unless the gate or the viewer's own window says it is not needed.
+/// Costs: nothing when covered or limited; 1 GET + (at most) 1 conditional
+/// PUT of `windows.json` otherwise, plus a GET of `state.json` and one SQS send
+/// per requeued slot when a window opens or moves.
+pub(crate) async fn apply_hint(
     state: &AppState,
-    id: &str,
+    record: &SessionRecord,
+    who: &Hinter,
     slot: usize,
-    min_refresh_ms: u64,
-) -> Result<(Vec<usize>, Vec<usize>), ApiError> {
+    kind: HintKind,
+) -> Result<Hinted, ApiError> {
+    let id = record.video_id.as_str();
+    let count = record.plan.slots.len();
+    if slot >= count {
+        return Err(StateError::SlotOutOfRange { slot, count }.into());
+    }
     let policy = state.config.policy;
-    let prioritized = state
+    let now = state.sessions.now_ms();
+    let span = |from: usize| from..from.saturating_add(policy.window_len).min(count);
+    let unchanged = |limited| Hinted {
+        window: span(slot).collect(),
+        requeued: Vec::new(),
+        limited,
+    };
+    match state.hints.check(id, who, slot, kind, now, &policy) {
+        Gate::Covered => return Ok(unchanged(false)),
+        Gate::Limited => return Ok(unchanged(true)),
+        Gate::Pass => {}
+    }
+    // A seek to a published slot needs no window (its next miss opens one);
+    // a miss already knows the slot is not public.
+    if kind == HintKind::Seek
+        && state
+            .sessions
+            .store()
+            .head(&sessions::published_key(id, 0, slot))
+            .await?
+            .is_some()
+    {
+        return Ok(unchanged(false));
+    }
+    let (outcome, own) = state
         .sessions
-        .update_state(id, |s: &mut SessionState| {
-            let now = now_ms();
-            let fresh = s.windows.iter().any(|w| {
-                w.playhead_slot == slot && now.saturating_sub(w.updated_ms) < min_refresh_ms
-            });
-            if fresh {
-                return Ok::<_, StateError>(((Vec::new(), Vec::new()), false));
-            }
-            let p = s.prioritize(slot, now, &policy)?;
-            Ok(((p.window, p.requeue), true))
+        .update_windows(id, |w| {
+            let outcome = w.hint(&who.viewer, &who.client, slot, kind, now, &policy);
+            let own = w.own(&who.viewer, slot).map(|i| w.windows[i].clone());
+            ((outcome, own), outcome != HintOutcome::Unchanged)
         })
-        .await?
-        .map_err(ApiError::from)?;
-    for &requeued in &prioritized.1 {
-        state
-            .queue
-            .enqueue(&Job {
-                video_id: id.to_string(),
-                slot: requeued,
-                lane: Lane::Priority,
-                etags: Vec::new(),
-            })
-            .await?;
-    }
-    if !prioritized.0.is_empty() {
+        .await?;
+    state.hints.remember(id, who, own.clone());
+    let window: Vec<usize> = own
+        .as_ref()
+        .map_or_else(|| span(slot), |w| span(w.playhead_slot))
+        .collect();
+    let mut requeued = Vec::new();
+    if outcome == HintOutcome::Moved {
         state.events.changed(id);
+        let (s, _) = state.sessions.state(id).await?;
+        requeued = s.uploaded_among(window[0]..window[0] + window.len());
+        for &slot in &requeued {
+            state
+                .queue
+                .enqueue(&Job {
+                    video_id: id.to_string(),
+                    slot,
+                    lane: Lane::Priority,
+                    etags: s
+                        .uploads
+                        .get(&slot)
+                        .map(|u| u.etags.clone())
+                        .unwrap_or_default(),
+                })
+                .await?;
+        }
     }
-    Ok(prioritized)
+    Ok(Hinted {
+        window,
+        requeued,
+        limited: false,
+    })
 }
 
 #[derive(Deserialize)]
@@ -84,7 +166,8 @@ pub(crate) struct PriorityAnswer {
 }
 
 /// Long poll for uploaders: answers at once when the priority windows differ
-/// from version `after`, otherwise when they change or `wait_ms` runs out.
+/// from version `after` (or the video is complete), otherwise when they
+/// change or `wait_ms` runs out. While it waits it reads only `windows.json`.
 pub(crate) async fn priority_feed(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -104,19 +187,23 @@ pub(crate) async fn priority_feed(
     let deadline = tokio::time::Instant::now() + wait;
     let mut wake = state.events.0.subscribe();
     let policy = state.config.policy;
+    let complete_at_start = state.sessions.state(&id).await?.0.complete;
     loop {
-        let (s, _) = state.sessions.state(&id).await?;
+        let windows = state.sessions.windows(&id).await?;
         let changed = query
             .after
-            .is_none_or(|after| after != s.windows_version as i64);
+            .is_none_or(|after| after != windows.version as i64);
         let now = tokio::time::Instant::now();
-        if changed || now >= deadline || s.complete {
-            let priority_slots = s.priority_slots(now_ms(), &policy);
+        if changed || now >= deadline || complete_at_start {
+            let now_ms = state.sessions.now_ms();
+            let active = windows.active(now_ms, &policy);
+            let (s, _) = state.sessions.state(&id).await?;
+            let priority_slots = s.priority_slots(&active);
             let picks = if changed && lease > 0 && !s.complete && !priority_slots.is_empty() {
                 state
                     .sessions
                     .update_state(&id, |s: &mut SessionState| {
-                        let picks = s.assign_priority(lease, now_ms(), &policy);
+                        let picks = s.assign_priority(lease, now_ms, &policy, &active);
                         let dirty = !picks.is_empty();
                         Ok::<_, std::convert::Infallible>((picks, dirty))
                     })
@@ -126,7 +213,7 @@ pub(crate) async fn priority_feed(
                 Vec::new()
             };
             let body = PriorityAnswer {
-                version: s.windows_version,
+                version: windows.version,
                 priority_slots,
                 complete: s.complete,
                 assignments: presign_assignments(&state, &record, picks).await?,
@@ -154,9 +241,19 @@ pub(crate) async fn priority_feed(
 pub(crate) async fn prioritize(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let request: PrioritizeRequest = parse_json(&body)?;
+    if request
+        .viewer
+        .as_deref()
+        .is_some_and(|v| !is_valid_viewer_id(v))
+    {
+        return Err(ApiError::bad_request(
+            "viewer must be 1..=64 characters of A-Z a-z 0-9 - _",
+        ));
+    }
     let record = state.sessions.load(&id).await?;
     let slot = match (request.slot, request.position) {
         (Some(slot), None) => slot,
@@ -174,9 +271,19 @@ pub(crate) async fn prioritize(
             ))
         }
     };
-    let (window, requeued) = apply_priority(&state, &id, slot, 0).await?;
-    tracing::info!(video_id = %id, slot, ?requeued, "prioritized");
-    Ok(Json(json!({"window": window, "requeued": requeued})))
+    let who = hinter(&headers, request.viewer.as_deref());
+    let hinted = apply_hint(&state, &record, &who, slot, HintKind::Seek).await?;
+    if hinted.limited {
+        return Err(ApiError::client(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many priority hints for this video or from this viewer; retry after a second",
+        ));
+    }
+    tracing::info!(video_id = %id, slot, requeued = ?hinted.requeued, "prioritized");
+    Ok(Json(
+        json!({"window": hinted.window, "requeued": hinted.requeued}),
+    ))
 }
 
 pub(crate) async fn status(
@@ -185,6 +292,8 @@ pub(crate) async fn status(
 ) -> Result<Response, ApiError> {
     let record = state.sessions.load(&id).await?;
     let (s, _) = state.sessions.state(&id).await?;
+    let windows = state.sessions.windows(&id).await?;
+    let active = windows.active(state.sessions.now_ms(), &state.config.policy);
     let times = record.plan.slot_times();
     let slots: Vec<serde_json::Value> = s
         .slots
@@ -206,7 +315,7 @@ pub(crate) async fn status(
         "counts": s.counts(),
         "slots": slots,
         "inits": s.inits,
-        "priority_slots": s.priority_slots(now_ms(), &state.config.policy),
+        "priority_slots": s.priority_slots(&active),
     });
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
+    Ok(([(header::CACHE_CONTROL, VIEWER_READ_CACHE)], Json(body)).into_response())
 }

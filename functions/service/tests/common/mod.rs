@@ -92,6 +92,7 @@ impl TestStack {
                 queues.normal_queue_url.clone(),
             )),
             events: Default::default(),
+            hints: Default::default(),
         };
         Self {
             clients,

@@ -8,6 +8,7 @@ pub mod hls;
 pub mod init_check;
 pub mod manifest;
 pub mod plan;
+pub mod published;
 pub mod scheduler;
 pub mod segment_check;
 pub mod state;

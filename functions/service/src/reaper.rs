@@ -189,22 +189,11 @@ async fn reap_one(
         return Ok(());
     }
     if state.is_abandoned(now, ttl_ms) {
-        // Re-check right before deleting: the same state written back only if
-        // nobody wrote in between, so a reap never races a live upload.
-        let body = serde_json::to_vec(&state)?;
-        match sessions
-            .store()
-            .put(
-                &sessions::state_key(id),
-                Bytes::from(body),
-                "application/json",
-                PutCondition::IfMatch(etag),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(StoreError::PreconditionFailed(_)) => return Ok(()),
-            Err(e) => return Err(e.into()),
+        // Re-check right before deleting: the uploader's record written back
+        // unchanged only if nobody wrote in between, so a reap never races a
+        // live upload.
+        if !sessions.confirm_unchanged(id, &etag).await? {
+            return Ok(());
         }
         let deleted = delete_session(sessions, id).await?;
         tracing::info!(video_id = %id, deleted, "reaped abandoned session");

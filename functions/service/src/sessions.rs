@@ -4,6 +4,8 @@
 //! v/{id}/session.json          immutable: plan, hash of the upload secret (written If-None-Match)
 //! v/{id}/state.json            mutable: slot states, leases, uploads, inits — written (If-Match ETag)
 //!                              by the uploader's calls and the worker only
+//! v/{id}/published.json        mutable: which slots/inits are public, refusals, complete,
+//!                              finalised — written (If-Match ETag) by the worker only
 //! v/{id}/windows.json          mutable: the viewers' priority windows — written (If-Match /
 //!                              If-None-Match) by viewers' hints only; absent until the first hint
 //! v/{id}/manifest.mpd          written once at creation
@@ -29,6 +31,7 @@ use std::sync::Arc;
 use base64::Engine;
 use bytes::Bytes;
 use chunkstream_domain::plan::SegmentPlan;
+use chunkstream_domain::published::PublishState;
 use chunkstream_domain::state::SessionState;
 use chunkstream_domain::windows::ViewerWindows;
 use chunkstream_domain::{hls, manifest};
@@ -53,6 +56,9 @@ pub fn session_key(id: &str) -> String {
 }
 pub fn state_key(id: &str) -> String {
     format!("{VIDEOS_PREFIX}{id}/state.json")
+}
+pub fn published_state_key(id: &str) -> String {
+    format!("{VIDEOS_PREFIX}{id}/published.json")
 }
 pub fn windows_key(id: &str) -> String {
     format!("{VIDEOS_PREFIX}{id}/windows.json")
@@ -244,6 +250,13 @@ impl Sessions {
             .await?;
         self.put_json(&state_key(&video_id), &state, PutCondition::IfAbsent)
             .await?;
+        let published = PublishState::new(record.plan.slots.len(), record.plan.tracks.len(), now);
+        self.put_json(
+            &published_state_key(&video_id),
+            &published,
+            PutCondition::IfAbsent,
+        )
+        .await?;
         self.put_json(&session_key(&video_id), &record, PutCondition::IfAbsent)
             .await?;
         let plan = &record.plan;
@@ -322,9 +335,9 @@ impl Sessions {
         // The flag goes last: once it is set, nothing is left to clean.
         let removed = self.store.delete_prefix(&incoming_prefix(video_id)).await?;
         self.store.delete_prefix(&live_key(video_id)).await?;
-        self.update_state(video_id, |s: &mut SessionState| {
-            let dirty = !s.finalised;
-            s.finalised = true;
+        self.update_published(video_id, |p: &mut PublishState| {
+            let dirty = !p.finalised;
+            p.finalised = true;
             Ok::<_, std::convert::Infallible>(((), dirty))
         })
         .await?
@@ -346,10 +359,71 @@ impl Sessions {
         Ok(Some((value, obj.etag)))
     }
 
-    pub async fn state(&self, video_id: &str) -> Result<(SessionState, String), SessionError> {
+    /// The uploader's record as stored (no merge), with its ETag.
+    async fn upload_state(&self, video_id: &str) -> Result<(SessionState, String), SessionError> {
         self.read_json(&state_key(video_id))
             .await?
             .ok_or(SessionError::NotFound)
+    }
+
+    /// The worker's record; for a session stored before the split, derived from `uploader`.
+    async fn publish_state_or(
+        &self,
+        video_id: &str,
+        uploader: &SessionState,
+    ) -> Result<(PublishState, Option<String>), SessionError> {
+        Ok(
+            match self.read_json(&published_state_key(video_id)).await? {
+                Some((p, etag)) => (p, Some(etag)),
+                None => (PublishState::from_legacy(uploader), None),
+            },
+        )
+    }
+
+    /// The worker's record (`published.json`).
+    pub async fn publish_state(&self, video_id: &str) -> Result<PublishState, SessionError> {
+        if let Some((p, _)) = self.read_json(&published_state_key(video_id)).await? {
+            return Ok(p);
+        }
+        let (uploader, _) = self.upload_state(video_id).await?;
+        Ok(PublishState::from_legacy(&uploader))
+    }
+
+    /// The merged view of both records (2 GETs), with the ETag of `state.json`.
+    pub async fn state(&self, video_id: &str) -> Result<(SessionState, String), SessionError> {
+        let (uploader, etag) = self.upload_state(video_id).await?;
+        let (worker, _) = self.publish_state_or(video_id, &uploader).await?;
+        Ok((uploader.merged(&worker), etag))
+    }
+
+    /// Rewrites `state.json` unchanged if its ETag is still `etag`: false if
+    /// someone wrote in between (the reaper's re-check before deleting).
+    pub async fn confirm_unchanged(
+        &self,
+        video_id: &str,
+        etag: &str,
+    ) -> Result<bool, SessionError> {
+        let key = state_key(video_id);
+        let Some(obj) = self.store.get(&key).await? else {
+            return Ok(false);
+        };
+        if obj.etag != etag {
+            return Ok(false);
+        }
+        match self
+            .store
+            .put(
+                &key,
+                obj.body,
+                "application/json",
+                PutCondition::IfMatch(obj.etag),
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::PreconditionFailed(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The viewers' priority windows (none until the first hint).
@@ -364,16 +438,77 @@ impl Sessions {
     /// Applies `change` to the current state and writes it back if nothing else
     /// wrote in between; otherwise re-reads and re-applies. `change` returning
     /// `Err` aborts without writing; `Ok((value, false))` means "nothing to write".
-    /// Only the uploader's calls and the worker write the state.
+    ///
+    /// `change` sees the merged view (the worker's record read on each
+    /// attempt); only the uploader's share is written, to `state.json`, which
+    /// only the uploader's calls write.
     pub async fn update_state<T, E, F>(
+        &self,
+        video_id: &str,
+        mut change: F,
+    ) -> Result<Result<T, E>, SessionError>
+    where
+        F: FnMut(&mut SessionState) -> Result<(T, bool), E>,
+    {
+        let key = state_key(video_id);
+        for attempt in 0..MAX_STATE_ATTEMPTS {
+            let (uploader, etag) = self.upload_state(video_id).await?;
+            let (worker, _) = self.publish_state_or(video_id, &uploader).await?;
+            let mut merged = uploader.clone().merged(&worker);
+            let (value, dirty) = match change(&mut merged) {
+                Ok(v) => v,
+                Err(e) => return Ok(Err(e)),
+            };
+            if !dirty {
+                return Ok(Ok(value));
+            }
+            let written = merged.upload_part(&uploader);
+            match self
+                .put_json(&key, &written, PutCondition::IfMatch(etag))
+                .await
+            {
+                Ok(_) => return Ok(Ok(value)),
+                Err(SessionError::Store(StoreError::PreconditionFailed(_))) => {
+                    backoff(attempt).await
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(SessionError::Contention(key))
+    }
+
+    /// Changes the worker's record (`published.json`), which only the worker
+    /// writes; created from a pre-split `state.json` the first time if missing.
+    pub async fn update_published<T, E, F>(
         &self,
         video_id: &str,
         change: F,
     ) -> Result<Result<T, E>, SessionError>
     where
-        F: FnMut(&mut SessionState) -> Result<(T, bool), E>,
+        F: FnMut(&mut PublishState) -> Result<(T, bool), E>,
     {
-        self.update_json(&state_key(video_id), MAX_STATE_ATTEMPTS, None, change)
+        let key = published_state_key(video_id);
+        let mut change = change;
+        match self
+            .update_json(&key, MAX_STATE_ATTEMPTS, None, &mut change)
+            .await
+        {
+            Err(SessionError::NotFound) => {}
+            done => return done,
+        }
+        let (uploader, _) = self.upload_state(video_id).await?;
+        match self
+            .put_json(
+                &key,
+                &PublishState::from_legacy(&uploader),
+                PutCondition::IfAbsent,
+            )
+            .await
+        {
+            Ok(_) | Err(SessionError::Store(StoreError::PreconditionFailed(_))) => {}
+            Err(e) => return Err(e),
+        }
+        self.update_json(&key, MAX_STATE_ATTEMPTS, None, change)
             .await
     }
 
@@ -426,15 +561,19 @@ impl Sessions {
             match self.put_json(key, &value, condition).await {
                 Ok(_) => return Ok(Ok(result)),
                 Err(SessionError::Store(StoreError::PreconditionFailed(_))) => {
-                    // Back off a little, with jitter, before re-reading.
-                    let jitter = rand::random::<u64>() % (5 + 5 * u64::from(attempt));
-                    tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
+                    backoff(attempt).await
                 }
                 Err(e) => return Err(e),
             }
         }
         Err(SessionError::Contention(key.to_string()))
     }
+}
+
+/// Backs off a little, with jitter, before re-reading after a lost race.
+async fn backoff(attempt: u32) {
+    let jitter = rand::random::<u64>() % (5 + 5 * u64::from(attempt));
+    tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
 }
 
 #[cfg(test)]

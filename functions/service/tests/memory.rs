@@ -297,10 +297,10 @@ async fn a_slot_with_one_bad_track_publishes_no_track_at_all() {
 
 #[tokio::test]
 async fn every_crash_point_of_the_worker_converges_on_redelivery() {
-    // A clean run names the worker's write steps: per init copy and state
-    // write, per slot copy track 0,
-    // copy track 1, state write; after the last one delete incoming, state
-    // leave the live index, state write (finalised).
+    // A clean run names the worker's write steps: per init copy and record
+    // write, per slot copy track 0, copy track 1, write of the worker's record
+    // (published.json); after the last one delete incoming, leave the live
+    // index, record write (finalised).
     let clean = Fakes::new();
     let (_, _) = clean.uploaded_session().await;
     faults::arm(&clean.faults, None);
@@ -326,7 +326,9 @@ async fn every_crash_point_of_the_worker_converges_on_redelivery() {
                 at >= init_steps + slots * 3
                     || (mode == FaultMode::CrashAfter
                         && at >= init_steps
-                        && fired.as_deref().is_some_and(|s| s.ends_with("state.json"))),
+                        && fired
+                            .as_deref()
+                            .is_some_and(|s| s.ends_with("published.json"))),
             );
             let seen: usize = (0..slots)
                 .map(|slot| {
@@ -647,16 +649,17 @@ async fn a_report_and_a_job_cost_a_pinned_number_of_s3_requests() {
     f.memory.reset_calls();
     report_uploaded(&f, &id, &secret, 1).await;
     let report: BTreeMap<&str, u64> = f.memory.calls();
-    // One HEAD per track, the windows read (the job's lane), one state read,
-    // one conditional state write.
+    // One HEAD per track, the windows read (the job's lane), both records
+    // read (state.json, published.json), one conditional write of state.json.
     assert_eq!(
         report,
-        BTreeMap::from([("get", 2), ("head", 2), ("put", 1)]),
+        BTreeMap::from([("get", 3), ("head", 2), ("put", 1)]),
         "per report"
     );
     f.memory.reset_calls();
     f.drain().await;
-    // State read, a ranged GET and a copy per track, then read + write the state.
+    // The worker's record read, a ranged GET and a copy per track, then read +
+    // write of the worker's record (published.json) only.
     assert_eq!(
         f.memory.calls(),
         BTreeMap::from([("copy", 2), ("get", 2), ("get_head", 2), ("put", 1)]),
@@ -792,4 +795,18 @@ async fn a_flood_of_viewer_ids_from_one_client_keeps_its_own_windows_and_is_rate
     assert_eq!(code, StatusCode::OK);
     let (code, _, body) = prioritize_as(&f, &id, 1, "bad/id", "").await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test]
+async fn the_worker_never_writes_the_uploaders_record() {
+    let f = Fakes::new();
+    let (id, _) = f.uploaded_session().await;
+    let uploader_etag = f.memory.etag_of(&sessions::state_key(&id)).unwrap();
+    f.drain().await;
+    assert_converged(&f, &id).await;
+    assert_eq!(
+        f.memory.etag_of(&sessions::state_key(&id)).unwrap(),
+        uploader_etag,
+        "jobs, inits and finalisation wrote only published.json"
+    );
 }

@@ -101,6 +101,11 @@ pub fn published_key(id: &str, track: usize, slot: usize) -> String {
     )
 }
 
+/// Cache-Control of the MPD and the HLS playlists (stored with them and sent
+/// by the API): short, so a CDN re-reads them soon (they are written once,
+/// but a reaped session's must not linger).
+pub const MANIFEST_CACHE: &str = "public, max-age=60";
+
 pub const HLS_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
 
 /// 128 random bits, base64url: 22 characters.
@@ -283,7 +288,7 @@ impl Sessions {
             let store = self.store.clone();
             async move {
                 store
-                    .put(&key, Bytes::from(body), content_type, PutCondition::Always)
+                    .put_cached(&key, Bytes::from(body), content_type, MANIFEST_CACHE)
                     .await
             }
         }))

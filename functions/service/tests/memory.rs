@@ -810,3 +810,64 @@ async fn the_worker_never_writes_the_uploaders_record() {
         "jobs, inits and finalisation wrote only published.json"
     );
 }
+
+/// The Cache-Control header of a GET through the Router.
+async fn cache_control_of_get(f: &Fakes, uri: &str) -> (StatusCode, String) {
+    let req = axum::http::Request::builder()
+        .uri(uri)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(f.app_router(), req)
+        .await
+        .unwrap();
+    let cc = resp
+        .headers()
+        .get("cache-control")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (resp.status(), cc)
+}
+
+#[tokio::test]
+async fn every_object_and_viewer_answer_carries_the_cache_control_of_its_kind() {
+    let f = Fakes::new();
+    let (id, _) = f.uploaded_session().await;
+    for key in [
+        sessions::manifest_key(&id),
+        sessions::hls_master_key(&id),
+        sessions::hls_media_key(&id, 0),
+    ] {
+        assert_eq!(
+            f.memory.cache_control_of(&key).as_deref(),
+            Some(sessions::MANIFEST_CACHE),
+            "{key}"
+        );
+    }
+    let (code, cc) = cache_control_of_get(&f, &format!("/v/{id}/seg/0/0.m4s?nohint=1")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(
+        cc, "public, max-age=0, s-maxage=1",
+        "a miss: edge-cacheable for 1 s"
+    );
+    f.drain().await;
+    for key in [
+        sessions::published_key(&id, 0, 0),
+        sessions::published_key(&id, 1, 0),
+        sessions::init_key(&id, 0),
+    ] {
+        assert_eq!(
+            f.memory.cache_control_of(&key).as_deref(),
+            Some(chunkstream::store::IMMUTABLE),
+            "{key}"
+        );
+    }
+    let (code, cc) = cache_control_of_get(&f, &format!("/v/{id}/seg/0/0.m4s")).await;
+    assert_eq!(
+        (code, cc.as_str()),
+        (StatusCode::OK, chunkstream::store::IMMUTABLE)
+    );
+    let (code, cc) = cache_control_of_get(&f, &format!("/api/videos/{id}/status")).await;
+    assert_eq!((code, cc.as_str()), (StatusCode::OK, "public, max-age=1"));
+    let (_, cc) = cache_control_of_get(&f, &format!("/v/{id}/manifest.mpd")).await;
+    assert_eq!(cc, sessions::MANIFEST_CACHE);
+}

@@ -44,7 +44,7 @@ pub(crate) async fn manifest(
         &state,
         &sessions::manifest_key(&id),
         "application/dash+xml",
-        "public, max-age=60",
+        sessions::MANIFEST_CACHE,
     )
     .await?
     .ok_or_else(ApiError::unknown_video)
@@ -64,7 +64,7 @@ pub(crate) async fn init_segment(
         return Err(ApiError::not_found("no such init segment"));
     }
     let key = sessions::init_key(&id, track);
-    let cache = "public, max-age=31536000, immutable";
+    let cache = crate::store::IMMUTABLE;
     if let Some(response) = stream_object(&state, &key, "video/mp4", cache).await? {
         return Ok(response);
     }
@@ -102,13 +102,7 @@ pub(crate) async fn published_segment(
     state: &AppState,
     key: &str,
 ) -> Result<Option<Response>, ApiError> {
-    stream_object(
-        state,
-        key,
-        "video/mp4",
-        "public, max-age=31536000, immutable",
-    )
-    .await
+    stream_object(state, key, "video/mp4", crate::store::IMMUTABLE).await
 }
 
 pub(crate) async fn media_segment(
@@ -177,7 +171,7 @@ pub(crate) async fn hls_master(
         &state,
         &sessions::hls_master_key(&id),
         sessions::HLS_CONTENT_TYPE,
-        "public, max-age=60",
+        sessions::MANIFEST_CACHE,
     )
     .await?
     .ok_or_else(ApiError::unknown_video)
@@ -197,7 +191,7 @@ pub(crate) async fn hls_media_playlist(
         &state,
         &sessions::hls_media_key(&id, track),
         sessions::HLS_CONTENT_TYPE,
-        "public, max-age=60",
+        sessions::MANIFEST_CACHE,
     )
     .await?
     .ok_or_else(|| ApiError::not_found("no such playlist"))

@@ -871,3 +871,161 @@ async fn every_object_and_viewer_answer_carries_the_cache_control_of_its_kind() 
     let (_, cc) = cache_control_of_get(&f, &format!("/v/{id}/manifest.mpd")).await;
     assert_eq!(cc, sessions::MANIFEST_CACHE);
 }
+
+/// S3 calls (by kind) and SQS sends of one step.
+fn cost(f: &Fakes, sent_before: u64) -> (BTreeMap<&'static str, u64>, u64) {
+    let mut calls = f.memory.calls();
+    calls.remove("presign_put"); // signing is local: no request
+    (calls, f.queue.sent() - sent_before)
+}
+
+#[tokio::test]
+async fn every_api_path_and_job_costs_a_pinned_number_of_requests() {
+    let f = Fakes::new();
+    let media = media();
+    let mut table: Vec<(&str, BTreeMap<&'static str, u64>, u64)> = Vec::new(); // measured
+    macro_rules! measure {
+        ($name:expr, $step:expr) => {{
+            f.memory.reset_calls();
+            let sent = f.queue.sent();
+            let out = $step;
+            let (calls, sqs) = cost(&f, sent);
+            table.push(($name, calls, sqs));
+            out
+        }};
+    }
+    let (id, secret, created) = measure!("create", create_session(&f, &media.plan).await);
+    for (i, u) in created["init_uploads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        f.upload(u, &media.init[i]);
+    }
+    let batch = measure!("next", next(&f, &id, &secret, 1).await);
+    f.upload_slot(&batch["assignments"][0], media);
+    measure!("uploaded", report_uploaded(&f, &id, &secret, 0).await);
+    measure!("job (first: publishes the inits)", f.drain().await);
+    let batch = measure!("next", next(&f, &id, &secret, 1).await);
+    f.upload_slot(&batch["assignments"][0], media);
+    measure!("uploaded", report_uploaded(&f, &id, &secret, 1).await);
+    measure!("job", f.drain().await);
+    measure!("status", status(&f, &id).await);
+    let last = media.plan.slots.len() - 1;
+    measure!(
+        "prioritize (new window)",
+        prioritize_as(&f, &id, last, "v1", "").await
+    );
+    measure!(
+        "prioritize (same again)",
+        prioritize_as(&f, &id, last, "v1", "").await
+    );
+    let uri = format!("/v/{id}/seg/0/{last}.m4s?viewer=v1");
+    measure!(
+        "segment miss (in the viewer's window)",
+        f.call("GET", &uri, None, None).await
+    );
+    let hit = format!("/v/{id}/seg/0/0.m4s");
+    measure!("segment hit", f.call("GET", &hit, None, None).await);
+    let poll = format!("/api/videos/{id}/priority?after=999&lease=2");
+    measure!(
+        "priority poll (changed, leases)",
+        f.call("GET", &poll, Some(&secret), None).await
+    );
+    let release = r#"{"release_leases": true}"#;
+    let init = format!("/api/videos/{id}/init");
+    measure!(
+        "init (release leases)",
+        f.call("POST", &init, Some(&secret), Some(release)).await
+    );
+    for slot in 2..media.plan.slots.len() {
+        let batch = next(&f, &id, &secret, 1).await;
+        f.upload_slot(&batch["assignments"][0], media);
+        report_uploaded(&f, &id, &secret, slot as u64).await;
+        if slot + 1 < media.plan.slots.len() {
+            f.drain().await;
+        }
+    }
+    measure!("job (last: finalises)", f.drain().await);
+    assert_converged(&f, &id).await;
+    for (name, calls, sqs) in &mut table {
+        eprintln!("{name:40} {calls:?} sqs {sqs}");
+        if name.starts_with("segment miss") {
+            // The hold re-checks the segment every 50 ms for 1.2 s: ~24 GETs, by the clock.
+            let held = calls.remove("get_stream").unwrap_or(0);
+            assert!((20..=26).contains(&held), "{held} segment lookups");
+        }
+    }
+    let pins = PINNED_COSTS;
+    for ((name, calls, sqs), (pin_name, pin_calls, pin_sqs)) in table.iter().zip(pins) {
+        assert_eq!(name, pin_name);
+        assert_eq!(
+            (calls, *sqs),
+            (
+                &pin_calls.iter().copied().collect::<BTreeMap<_, _>>(),
+                *pin_sqs
+            ),
+            "{name}"
+        );
+    }
+    assert_eq!(table.len(), pins.len());
+}
+
+/// What each path and job costs (S3 calls by kind, SQS sends); docs/api.md lists the same.
+/// (step, S3 calls by kind, SQS sends).
+type Cost = (&'static str, &'static [(&'static str, u64)], u64);
+
+const PINNED_COSTS: &[Cost] = &[
+    // live/ index, state.json, published.json, session.json, MPD, HLS master + 2 media playlists
+    ("create", &[("put", 8)], 0),
+    // windows.json, state.json, published.json; write state.json
+    ("next", &[("get", 3), ("put", 1)], 0),
+    // + HEAD per track, one job
+    ("uploaded", &[("get", 3), ("head", 2), ("put", 1)], 1),
+    // per init: ranged GET, copy, record write; then the slot's job
+    (
+        "job (first: publishes the inits)",
+        &[("copy", 4), ("get", 6), ("get_head", 4), ("put", 3)],
+        0,
+    ),
+    ("next", &[("get", 3), ("put", 1)], 0),
+    ("uploaded", &[("get", 3), ("head", 2), ("put", 1)], 1),
+    // published.json; ranged GET + copy per track; published.json read + write
+    (
+        "job",
+        &[("copy", 2), ("get", 2), ("get_head", 2), ("put", 1)],
+        0,
+    ),
+    // state.json, published.json, windows.json
+    ("status", &[("get", 3)], 0),
+    // HEAD (published?), windows.json read + write, both records (requeue)
+    (
+        "prioritize (new window)",
+        &[("get", 3), ("head", 1), ("put", 1)],
+        0,
+    ),
+    ("prioritize (same again)", &[], 0),
+    // the hint is free: only the hold's segment lookups (counted apart above)
+    ("segment miss (in the viewer's window)", &[], 0),
+    ("segment hit", &[("get_stream", 1)], 0),
+    // published.json (complete?), windows.json, both records; lease write
+    (
+        "priority poll (changed, leases)",
+        &[("get", 4), ("put", 1)],
+        0,
+    ),
+    ("init (release leases)", &[("get", 3), ("put", 1)], 0),
+    // + clean-up: incoming/ and live/ (LIST + DELETE each in S3), finalised write
+    (
+        "job (last: finalises)",
+        &[
+            ("copy", 2),
+            ("delete_prefix", 2),
+            ("get", 3),
+            ("get_head", 2),
+            ("put", 2),
+        ],
+        0,
+    ),
+];

@@ -100,7 +100,7 @@ pub(crate) async fn init_uploads(
     } else {
         parse_json(&body)?
     };
-    if state.sessions.state(&id).await?.0.complete {
+    if state.sessions.publish_state(&id).await?.complete {
         return Err(ApiError::client(
             StatusCode::CONFLICT,
             "already_complete",

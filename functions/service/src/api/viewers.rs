@@ -187,7 +187,7 @@ pub(crate) async fn priority_feed(
     let deadline = tokio::time::Instant::now() + wait;
     let mut wake = state.events.0.subscribe();
     let policy = state.config.policy;
-    let complete_at_start = state.sessions.state(&id).await?.0.complete;
+    let complete_at_start = state.sessions.publish_state(&id).await?.complete;
     loop {
         let windows = state.sessions.windows(&id).await?;
         let changed = query
@@ -197,25 +197,28 @@ pub(crate) async fn priority_feed(
         if changed || now >= deadline || complete_at_start {
             let now_ms = state.sessions.now_ms();
             let active = windows.active(now_ms, &policy);
-            let (s, _) = state.sessions.state(&id).await?;
-            let priority_slots = s.priority_slots(&active);
-            let picks = if changed && lease > 0 && !s.complete && !priority_slots.is_empty() {
-                state
-                    .sessions
-                    .update_state(&id, |s: &mut SessionState| {
-                        let picks = s.assign_priority(lease, now_ms, &policy, &active);
-                        let dirty = !picks.is_empty();
-                        Ok::<_, std::convert::Infallible>((picks, dirty))
-                    })
-                    .await?
-                    .unwrap_or_else(|never| match never {})
-            } else {
-                Vec::new()
-            };
+            let lease_now = changed && lease > 0 && !active.is_empty();
+            // Leasing reads the state anyway: the answer comes from that read.
+            let (picks, priority_slots, complete) = state
+                .sessions
+                .update_state(&id, |s: &mut SessionState| {
+                    let picks = if lease_now && !s.complete {
+                        s.assign_priority(lease, now_ms, &policy, &active)
+                    } else {
+                        Vec::new()
+                    };
+                    let dirty = !picks.is_empty();
+                    Ok::<_, std::convert::Infallible>((
+                        (picks, s.priority_slots(&active), s.complete),
+                        dirty,
+                    ))
+                })
+                .await?
+                .unwrap_or_else(|never| match never {});
             let body = PriorityAnswer {
                 version: windows.version,
                 priority_slots,
-                complete: s.complete,
+                complete,
                 assignments: presign_assignments(&state, &record, picks).await?,
             };
             return Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response());

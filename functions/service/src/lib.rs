@@ -6,6 +6,7 @@ pub mod api;
 pub mod aws;
 pub mod clock;
 pub mod config;
+pub mod counting;
 pub mod error;
 pub mod faults;
 pub mod hints;

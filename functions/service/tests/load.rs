@@ -105,7 +105,14 @@ struct Sizing {
     part_secs: u32,
 }
 
-async fn upload_video(http: &Http, media: &Media, id: &str, secret: &str, created: &Value) {
+async fn upload_video(
+    http: &Http,
+    media: &Media,
+    id: &str,
+    secret: &str,
+    created: &Value,
+    deadline: Instant,
+) {
     for (i, u) in created["init_uploads"]
         .as_array()
         .unwrap()
@@ -118,7 +125,6 @@ async fn upload_video(http: &Http, media: &Media, id: &str, secret: &str, create
             .is_success());
     }
     let post = reqwest::Method::POST;
-    let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         assert!(Instant::now() < deadline, "{id}: upload did not finish");
         http.stats.uploader_calls.fetch_add(1, Ordering::Relaxed);
@@ -362,6 +368,8 @@ async fn run_load(size: Sizing) {
     }
     let counts_before = store.counts.snapshot();
     let started = Instant::now();
+    // Generous: one local worker process (Lambda would scale out) on a shared machine.
+    let deadline = started + Duration::from_secs(120 + (size.uploaders * size.parts) as u64 / 2);
     let mut tasks = Vec::new();
     for (id, secret, created, done) in videos.clone() {
         let (http, media) = (http.clone(), media.clone());
@@ -371,7 +379,7 @@ async fn run_load(size: Sizing) {
                     (http.clone(), id.clone(), secret.clone(), done.clone());
                 tokio::spawn(async move { priority_feed(&http, &id, &secret, &done).await })
             };
-            upload_video(&http, &media, &id, &secret, &created).await;
+            upload_video(&http, &media, &id, &secret, &created, deadline).await;
             done.store(true, Ordering::Relaxed);
             feed.await.unwrap();
         }));

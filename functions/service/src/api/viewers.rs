@@ -122,7 +122,12 @@ pub(crate) async fn apply_hint(
     if outcome == HintOutcome::Moved {
         state.events.changed(id);
         let (s, _) = state.sessions.state(id).await?;
-        requeued = s.uploaded_among(window[0]..window[0] + window.len());
+        // Only jobs that went to the normal lane need a priority copy.
+        requeued = s
+            .uploaded_among(window[0]..window[0] + window.len())
+            .into_iter()
+            .filter(|slot| s.uploads.get(slot).is_none_or(|u| u.lane == Lane::Normal))
+            .collect();
         for &slot in &requeued {
             state
                 .queue

@@ -9,6 +9,8 @@ pub mod init_check;
 pub mod manifest;
 pub mod plan;
 pub mod previews;
+pub mod published;
 pub mod scheduler;
 pub mod segment_check;
 pub mod state;
+pub mod windows;

@@ -123,6 +123,8 @@ mod tests {
             playhead_slot,
             len,
             updated_ms,
+            viewer: String::new(),
+            client: String::new(),
         }
     }
 

@@ -29,19 +29,7 @@ impl SlotState {
     }
 }
 
-/// Slots a viewer is about to need: `playhead_slot` and the `len - 1` after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PriorityWindow {
-    pub playhead_slot: usize,
-    pub len: usize,
-    pub updated_ms: u64,
-}
-
-impl PriorityWindow {
-    pub fn contains(&self, slot: usize) -> bool {
-        slot >= self.playhead_slot && slot - self.playhead_slot < self.len
-    }
-}
+pub use crate::windows::PriorityWindow;
 
 /// Which processing queue a job goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -78,7 +66,9 @@ pub struct SchedulePolicy {
     pub lease_ms: u64,
     pub window_len: usize,
     pub window_ttl_ms: u64,
+    /// Windows per video, and per client (address): see [`crate::windows`].
     pub max_windows: usize,
+    pub max_windows_per_client: usize,
     /// While viewers keep windows busy, natural order still gets a slot this often.
     pub natural_every_ms: u64,
 }
@@ -89,7 +79,8 @@ impl Default for SchedulePolicy {
             lease_ms: 120_000,
             window_len: 4,
             window_ttl_ms: 120_000,
-            max_windows: 8,
+            max_windows: 16,
+            max_windows_per_client: 2,
             natural_every_ms: 20_000,
         }
     }
@@ -107,8 +98,6 @@ pub enum StateError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionState {
     pub slots: Vec<SlotState>,
-    #[serde(default)]
-    pub windows: Vec<PriorityWindow>,
     pub created_ms: u64,
     /// Last time an uploader made progress (assignment, upload, publication).
     pub progress_ms: u64,
@@ -117,9 +106,6 @@ pub struct SessionState {
     /// Set once the incoming objects of a complete video are cleaned up.
     #[serde(default)]
     pub finalised: bool,
-    /// Bumped whenever the set of priority windows changes (uploaders long-poll it).
-    #[serde(default)]
-    pub windows_version: u64,
     /// Last time a natural-order slot was assigned (starvation guard).
     #[serde(default)]
     pub last_natural_ms: u64,
@@ -132,24 +118,14 @@ pub struct SessionState {
     pub inits: Vec<InitState>,
 }
 
-/// Result of a prioritize call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Prioritized {
-    pub window: Vec<usize>,
-    /// Slots of the window that are uploaded but not yet processed.
-    pub requeue: Vec<usize>,
-}
-
 impl SessionState {
     pub fn new(slot_count: usize, now_ms: u64) -> Self {
         Self {
             slots: vec![SlotState::Pending; slot_count],
-            windows: Vec::new(),
             created_ms: now_ms,
             progress_ms: now_ms,
             complete: false,
             finalised: false,
-            windows_version: 0,
             last_natural_ms: now_ms,
             uploads: Default::default(),
             inits: Vec::new(),
@@ -214,54 +190,34 @@ impl SessionState {
         }
     }
 
-    /// Drops windows that are stale or whose slots are all published.
-    pub fn expire_windows(&mut self, now_ms: u64, policy: &SchedulePolicy) {
-        let slots = &self.slots;
-        self.windows.retain(|w| {
-            now_ms.saturating_sub(w.updated_ms) < policy.window_ttl_ms
-                && (w.playhead_slot..w.playhead_slot.saturating_add(w.len)).any(|s| {
-                    slots
-                        .get(s)
-                        .is_some_and(|st| !matches!(st, SlotState::Published { .. }))
-                })
-        });
-    }
-
-    /// Active windows at `now_ms`.
-    pub fn active_windows(&self, now_ms: u64, policy: &SchedulePolicy) -> Vec<PriorityWindow> {
-        self.windows
-            .iter()
-            .filter(|w| now_ms.saturating_sub(w.updated_ms) < policy.window_ttl_ms)
-            .copied()
-            .collect()
-    }
-
-    /// The lane a job for `slot` belongs in right now.
-    pub fn lane_for(&self, slot: usize, now_ms: u64, policy: &SchedulePolicy) -> Lane {
-        if self
-            .active_windows(now_ms, policy)
-            .iter()
-            .any(|w| w.contains(slot))
-        {
+    /// The lane a job for `slot` belongs in, given the viewers' active windows.
+    pub fn lane_for(slot: usize, windows: &[PriorityWindow]) -> Lane {
+        if windows.iter().any(|w| w.contains(slot)) {
             Lane::Priority
         } else {
             Lane::Normal
         }
     }
 
-    /// Slots covered by active windows, nearest a playhead first.
-    pub fn priority_slots(&self, now_ms: u64, policy: &SchedulePolicy) -> Vec<usize> {
-        scheduler::window_order(&self.active_windows(now_ms, policy), self.slots.len())
+    /// Slots covered by the active `windows` not yet published, nearest a playhead first.
+    pub fn priority_slots(&self, windows: &[PriorityWindow]) -> Vec<usize> {
+        scheduler::window_order(windows, self.slots.len())
             .into_iter()
             .filter(|s| !matches!(self.slots[*s], SlotState::Published { .. }))
             .collect()
     }
 
     /// Leases up to `max` slots to the uploader.
-    pub fn assign(&mut self, max: usize, now_ms: u64, policy: &SchedulePolicy) -> Vec<Pick> {
-        self.expire_windows(now_ms, policy);
+    /// `windows`: the viewers' active windows.
+    pub fn assign(
+        &mut self,
+        max: usize,
+        now_ms: u64,
+        policy: &SchedulePolicy,
+        windows: &[PriorityWindow],
+    ) -> Vec<Pick> {
         let natural_due = now_ms.saturating_sub(self.last_natural_ms) >= policy.natural_every_ms;
-        let picks = scheduler::pick_next(&self.slots, &self.windows, now_ms, max, natural_due);
+        let picks = scheduler::pick_next(&self.slots, windows, now_ms, max, natural_due);
         if picks.iter().any(|p| !p.priority) {
             self.last_natural_ms = now_ms;
         }
@@ -283,10 +239,10 @@ impl SessionState {
         max: usize,
         now_ms: u64,
         policy: &SchedulePolicy,
+        windows: &[PriorityWindow],
     ) -> Vec<Pick> {
-        self.expire_windows(now_ms, policy);
         let lease_expires_ms = now_ms.saturating_add(policy.lease_ms);
-        let picks: Vec<Pick> = scheduler::window_order(&self.windows, self.slots.len())
+        let picks: Vec<Pick> = scheduler::window_order(windows, self.slots.len())
             .into_iter()
             .filter(|s| scheduler::is_assignable(&self.slots[*s], now_ms))
             .take(max)
@@ -316,7 +272,7 @@ impl SessionState {
         slot: usize,
         etags: Vec<String>,
         now_ms: u64,
-        policy: &SchedulePolicy,
+        windows: &[PriorityWindow],
     ) -> Result<Option<Lane>, StateError> {
         self.check_slot(slot)?;
         match &self.slots[slot] {
@@ -333,7 +289,7 @@ impl SessionState {
             }
             _ => {}
         }
-        let lane = self.lane_for(slot, now_ms, policy);
+        let lane = Self::lane_for(slot, windows);
         self.slots[slot] = SlotState::Uploaded { at_ms: now_ms };
         self.uploads.insert(slot, UploadRecord { etags, lane });
         self.progress_ms = now_ms;
@@ -342,53 +298,22 @@ impl SessionState {
 
     /// The lane a re-driven job for `slot` goes to: the one it had, or the
     /// priority lane if a viewer's window covers it now.
-    pub fn redrive_lane(&self, slot: usize, now_ms: u64, policy: &SchedulePolicy) -> Lane {
+    pub fn redrive_lane(&self, slot: usize, windows: &[PriorityWindow]) -> Lane {
         match (
             self.uploads.get(&slot).map(|u| u.lane),
-            self.lane_for(slot, now_ms, policy),
+            Self::lane_for(slot, windows),
         ) {
             (Some(Lane::Priority), _) | (_, Lane::Priority) => Lane::Priority,
             _ => Lane::Normal,
         }
     }
 
-    /// A viewer needs `slot` soon: opens (or moves) a window starting there.
-    pub fn prioritize(
-        &mut self,
-        slot: usize,
-        now_ms: u64,
-        policy: &SchedulePolicy,
-    ) -> Result<Prioritized, StateError> {
-        self.check_slot(slot)?;
-        self.expire_windows(now_ms, policy);
-        let fresh = PriorityWindow {
-            playhead_slot: slot,
-            len: policy.window_len,
-            updated_ms: now_ms,
-        };
-        // A viewer playing on moves its window forward; a seek elsewhere opens a new one.
-        if let Some(existing) = self.windows.iter_mut().find(|w| w.contains(slot)) {
-            if existing.playhead_slot != slot {
-                self.windows_version += 1;
-            }
-            *existing = fresh;
-        } else {
-            self.windows_version += 1;
-            self.windows.push(fresh);
-            if self.windows.len() > policy.max_windows {
-                self.windows
-                    .sort_by_key(|w| std::cmp::Reverse(w.updated_ms));
-                self.windows.truncate(policy.max_windows);
-            }
-        }
-        let window: Vec<usize> =
-            (slot..slot.saturating_add(policy.window_len).min(self.slots.len())).collect();
-        let requeue = window
-            .iter()
-            .copied()
-            .filter(|s| matches!(self.slots[*s], SlotState::Uploaded { .. }))
-            .collect();
-        Ok(Prioritized { window, requeue })
+    /// Slots of `window` that are uploaded but not processed yet (their jobs
+    /// move to the priority lane when a viewer's window opens on them).
+    pub fn uploaded_among(&self, window: std::ops::Range<usize>) -> Vec<usize> {
+        window
+            .filter(|s| matches!(self.slots.get(*s), Some(SlotState::Uploaded { .. })))
+            .collect()
     }
 
     /// The worker accepted the slot's segments. Returns false if it already was published.
@@ -461,12 +386,19 @@ impl SessionState {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::windows::{HintKind, ViewerWindows};
+
+    /// An anonymous viewer's seek to `slot` at `now`.
+    fn seek(w: &mut ViewerWindows, slot: usize, now: u64) {
+        w.hint("", "", slot, HintKind::Seek, now, &P);
+    }
 
     const P: SchedulePolicy = SchedulePolicy {
         lease_ms: 1_000,
         window_len: 3,
         window_ttl_ms: 10_000,
         max_windows: 2,
+        max_windows_per_client: 2,
         natural_every_ms: 5_000,
     };
 
@@ -477,22 +409,33 @@ mod tests {
     #[test]
     fn only_the_first_report_of_a_version_gets_a_job_and_a_new_version_supersedes() {
         let mut s = SessionState::new(4, 0);
-        s.prioritize(1, 0, &P).unwrap();
+        let mut w = ViewerWindows::default();
+        seek(&mut w, 1, 0);
         assert_eq!(
-            s.mark_uploaded(1, v("a"), 5, &P).unwrap(),
+            s.mark_uploaded(1, v("a"), 5, &w.active(5, &P)).unwrap(),
             Some(Lane::Priority)
         );
-        assert_eq!(s.mark_uploaded(1, v("a"), 6, &P).unwrap(), None, "a repeat");
+        assert_eq!(
+            s.mark_uploaded(1, v("a"), 6, &w.active(6, &P)).unwrap(),
+            None,
+            "a repeat"
+        );
         assert_eq!(s.slots[1], SlotState::Uploaded { at_ms: 5 });
         // A repeat a while later re-sends (the first send may have been lost), keeping the lane.
         let later = 5 + REPEAT_REPORT_MS + P.window_ttl_ms;
         assert_eq!(
-            s.mark_uploaded(1, v("a"), later, &P).unwrap(),
+            s.mark_uploaded(1, v("a"), later, &w.active(later, &P))
+                .unwrap(),
             Some(Lane::Priority)
         );
-        assert_eq!(s.mark_uploaded(1, v("a"), later + 1, &P).unwrap(), None);
         assert_eq!(
-            s.mark_uploaded(1, v("b"), later + 2, &P).unwrap(),
+            s.mark_uploaded(1, v("a"), later + 1, &w.active(later + 1, &P))
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            s.mark_uploaded(1, v("b"), later + 2, &w.active(later + 2, &P))
+                .unwrap(),
             Some(Lane::Normal),
             "a new version gets the lane of now"
         );
@@ -500,7 +443,8 @@ mod tests {
         s.mark_failed(1, "bad".into()).unwrap();
         assert!(s.uploads.is_empty());
         assert_eq!(
-            s.mark_uploaded(1, v("b"), later + 3, &P).unwrap(),
+            s.mark_uploaded(1, v("b"), later + 3, &w.active(later + 3, &P))
+                .unwrap(),
             Some(Lane::Normal),
             "after a failure the same bytes may be reported again"
         );
@@ -511,16 +455,20 @@ mod tests {
     #[test]
     fn a_redrive_keeps_the_priority_lane_after_the_window_is_gone() {
         let mut s = SessionState::new(8, 0);
-        s.prioritize(1, 0, &P).unwrap();
-        s.mark_uploaded(1, v("a"), 1, &P).unwrap();
-        s.mark_uploaded(5, v("a"), 1, &P).unwrap();
+        let mut w = ViewerWindows::default();
+        seek(&mut w, 1, 0);
+        s.mark_uploaded(1, v("a"), 1, &w.active(1, &P)).unwrap();
+        s.mark_uploaded(5, v("a"), 1, &w.active(1, &P)).unwrap();
         let later = 1 + P.window_ttl_ms;
-        assert_eq!(s.lane_for(1, later, &P), Lane::Normal);
-        assert_eq!(s.redrive_lane(1, later, &P), Lane::Priority);
-        assert_eq!(s.redrive_lane(5, later, &P), Lane::Normal);
-        s.prioritize(5, later, &P).unwrap();
         assert_eq!(
-            s.redrive_lane(5, later, &P),
+            SessionState::lane_for(1, &w.active(later, &P)),
+            Lane::Normal
+        );
+        assert_eq!(s.redrive_lane(1, &w.active(later, &P)), Lane::Priority);
+        assert_eq!(s.redrive_lane(5, &w.active(later, &P)), Lane::Normal);
+        seek(&mut w, 5, later);
+        assert_eq!(
+            s.redrive_lane(5, &w.active(later, &P)),
             Lane::Priority,
             "a window covers it now"
         );
@@ -529,15 +477,16 @@ mod tests {
     #[test]
     fn assign_priority_leases_only_window_slots_nearest_first_and_skips_leased_ones() {
         let mut s = SessionState::new(20, 0);
+        let mut w = ViewerWindows::default();
         assert!(
-            s.assign_priority(2, 0, &P).is_empty(),
+            s.assign_priority(2, 0, &P, &[]).is_empty(),
             "no window, nothing leased"
         );
-        s.prioritize(10, 0, &P).unwrap();
+        seek(&mut w, 10, 0);
         s.slots[10] = SlotState::Assigned {
             lease_expires_ms: 500,
         };
-        let picks = s.assign_priority(5, 100, &P);
+        let picks = s.assign_priority(5, 100, &P, &w.active(100, &P));
         let slots: Vec<usize> = picks.iter().map(|p| p.slot).collect();
         assert_eq!(
             slots,
@@ -552,7 +501,7 @@ mod tests {
         );
         // the lease on slot 10 runs out: it is handed out again
         let again: Vec<usize> = s
-            .assign_priority(5, 2_000, &P)
+            .assign_priority(5, 2_000, &P, &w.active(2_000, &P))
             .iter()
             .map(|p| p.slot)
             .collect();
@@ -586,12 +535,13 @@ mod tests {
     #[test]
     fn a_viewer_keeping_windows_busy_cannot_starve_natural_order_forever() {
         let mut s = SessionState::new(100, 0);
+        let mut w = ViewerWindows::default();
         let mut natural_at = Vec::new();
         // A viewer re-prioritizes a fresh far window before every single-slot request.
         for step in 0..40u64 {
             let now = step * 1_000;
-            s.prioritize(50 + step as usize, now, &P).unwrap();
-            let pick = s.assign(1, now, &P);
+            seek(&mut w, 50 + step as usize, now);
+            let pick = s.assign(1, now, &P, &w.active(now, &P));
             if !pick[0].priority {
                 natural_at.push(now);
             }
@@ -607,36 +557,23 @@ mod tests {
     }
 
     #[test]
-    fn the_windows_version_changes_only_when_windows_move() {
-        let mut s = SessionState::new(50, 0);
-        s.prioritize(10, 0, &P).unwrap();
-        let v1 = s.windows_version;
-        s.prioritize(10, 1, &P).unwrap();
-        assert_eq!(s.windows_version, v1, "a refresh is not a change");
-        s.prioritize(11, 2, &P).unwrap();
-        assert!(s.windows_version > v1);
-        let v2 = s.windows_version;
-        s.prioritize(40, 3, &P).unwrap();
-        assert!(s.windows_version > v2);
-    }
-
-    #[test]
     fn assignment_leases_slots_and_expired_leases_come_back() {
         let mut s = SessionState::new(3, 0);
-        let first: Vec<usize> = s.assign(2, 0, &P).iter().map(|p| p.slot).collect();
+        let first: Vec<usize> = s.assign(2, 0, &P, &[]).iter().map(|p| p.slot).collect();
         assert_eq!(first, vec![0, 1]);
-        let second: Vec<usize> = s.assign(5, 10, &P).iter().map(|p| p.slot).collect();
+        let second: Vec<usize> = s.assign(5, 10, &P, &[]).iter().map(|p| p.slot).collect();
         assert_eq!(second, vec![2]);
-        assert!(s.assign(5, 999, &P).is_empty());
-        let again: Vec<usize> = s.assign(5, 1_010, &P).iter().map(|p| p.slot).collect();
+        assert!(s.assign(5, 999, &P, &[]).is_empty());
+        let again: Vec<usize> = s.assign(5, 1_010, &P, &[]).iter().map(|p| p.slot).collect();
         assert_eq!(again, vec![0, 1, 2]);
     }
 
     #[test]
     fn after_prioritize_next_assignments_start_at_that_slot() {
         let mut s = SessionState::new(10, 0);
-        s.prioritize(6, 0, &P).unwrap();
-        let picks = s.assign(4, 1, &P);
+        let mut w = ViewerWindows::default();
+        seek(&mut w, 6, 0);
+        let picks = s.assign(4, 1, &P, &w.active(1, &P));
         assert_eq!(
             picks.iter().map(|p| p.slot).collect::<Vec<_>>(),
             vec![6, 7, 8, 0]
@@ -647,48 +584,35 @@ mod tests {
     #[test]
     fn uploads_inside_a_window_go_to_the_priority_lane() {
         let mut s = SessionState::new(10, 0);
-        s.prioritize(6, 0, &P).unwrap();
+        let mut w = ViewerWindows::default();
+        seek(&mut w, 6, 0);
         assert_eq!(
-            s.mark_uploaded(7, v("a"), 1, &P).unwrap(),
+            s.mark_uploaded(7, v("a"), 1, &w.active(1, &P)).unwrap(),
             Some(Lane::Priority)
         );
         assert_eq!(
-            s.mark_uploaded(2, v("a"), 1, &P).unwrap(),
+            s.mark_uploaded(2, v("a"), 1, &w.active(1, &P)).unwrap(),
             Some(Lane::Normal)
         );
         assert_eq!(
-            s.mark_uploaded(9, v("a"), 1, &P).unwrap(),
+            s.mark_uploaded(9, v("a"), 1, &w.active(1, &P)).unwrap(),
             Some(Lane::Normal)
         );
         // The window goes stale after its ttl.
         assert_eq!(
-            s.mark_uploaded(8, v("a"), 20_000, &P).unwrap(),
+            s.mark_uploaded(8, v("a"), 20_000, &w.active(20_000, &P))
+                .unwrap(),
             Some(Lane::Normal)
         );
     }
 
     #[test]
-    fn prioritize_requeues_uploaded_unprocessed_slots_of_the_window() {
+    fn a_windows_uploaded_unprocessed_slots_are_found_for_requeueing() {
         let mut s = SessionState::new(10, 0);
-        s.mark_uploaded(4, v("a"), 0, &P).unwrap();
-        s.mark_uploaded(5, v("a"), 0, &P).unwrap();
+        s.mark_uploaded(4, v("a"), 0, &[]).unwrap();
+        s.mark_uploaded(5, v("a"), 0, &[]).unwrap();
         s.mark_published(5, 0).unwrap();
-        let p = s.prioritize(3, 1, &P).unwrap();
-        assert_eq!(p.window, vec![3, 4, 5]);
-        assert_eq!(p.requeue, vec![4]);
-    }
-
-    #[test]
-    fn a_viewer_playing_on_moves_its_window_and_old_windows_are_capped() {
-        let mut s = SessionState::new(50, 0);
-        s.prioritize(10, 0, &P).unwrap();
-        s.prioritize(11, 1, &P).unwrap(); // same viewer, one slot on
-        assert_eq!(s.windows.len(), 1);
-        assert_eq!(s.windows[0].playhead_slot, 11);
-        s.prioritize(30, 2, &P).unwrap();
-        s.prioritize(40, 3, &P).unwrap();
-        assert_eq!(s.windows.len(), 2, "capped at max_windows, oldest dropped");
-        assert!(s.windows.iter().all(|w| w.playhead_slot != 11));
+        assert_eq!(s.uploaded_among(3..6), vec![4]);
     }
 
     #[test]
@@ -702,7 +626,7 @@ mod tests {
         assert!(!s.mark_failed(1, "late duplicate".into()).unwrap());
         assert_eq!(s.slots[1].name(), "published");
         assert_eq!(
-            s.mark_uploaded(1, v("a"), 4, &P),
+            s.mark_uploaded(1, v("a"), 4, &[]),
             Err(StateError::AlreadyPublished(1))
         );
     }
@@ -710,10 +634,10 @@ mod tests {
     #[test]
     fn released_leases_are_assignable_again_at_once() {
         let mut s = SessionState::new(3, 0);
-        s.assign(2, 0, &P);
-        s.mark_uploaded(1, v("a"), 1, &P).unwrap();
+        s.assign(2, 0, &P, &[]);
+        s.mark_uploaded(1, v("a"), 1, &[]).unwrap();
         assert_eq!(s.release_leases(), 1);
-        let again: Vec<usize> = s.assign(3, 2, &P).iter().map(|p| p.slot).collect();
+        let again: Vec<usize> = s.assign(3, 2, &P, &[]).iter().map(|p| p.slot).collect();
         assert_eq!(again, vec![0, 2], "the uploaded slot stays uploaded");
     }
 
@@ -721,10 +645,9 @@ mod tests {
     fn out_of_range_slots_are_refused() {
         let mut s = SessionState::new(2, 0);
         assert!(matches!(
-            s.mark_uploaded(2, v("a"), 0, &P),
+            s.mark_uploaded(2, v("a"), 0, &[]),
             Err(StateError::SlotOutOfRange { .. })
         ));
-        assert!(s.prioritize(99, 0, &P).is_err());
         assert!(s.mark_published(2, 0).is_err());
     }
 
@@ -733,7 +656,7 @@ mod tests {
         let mut s = SessionState::new(2, 0);
         assert!(!s.is_abandoned(999, 1_000));
         assert!(s.is_abandoned(1_000, 1_000));
-        s.assign(1, 900, &P);
+        s.assign(1, 900, &P, &[]);
         assert!(!s.is_abandoned(1_000, 1_000));
         s.mark_published(0, 1).unwrap();
         s.mark_published(1, 1).unwrap();
@@ -747,7 +670,6 @@ mod tests {
     fn state_round_trips_through_json() {
         let mut s = SessionState::new(3, 5);
         s.mark_failed(1, "wrong tfdt".into()).unwrap();
-        s.prioritize(2, 6, &P).unwrap();
         let json = serde_json::to_string(&s).unwrap();
         assert!(json.contains("\"state\":\"failed\""));
         let back: SessionState = serde_json::from_str(&json).unwrap();

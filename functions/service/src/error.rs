@@ -64,7 +64,9 @@ impl IntoResponse for ApiError {
             } => {
                 let mut response =
                     (status, Json(json!({"error": code, "message": message}))).into_response();
-                if status == StatusCode::SERVICE_UNAVAILABLE {
+                if status == StatusCode::SERVICE_UNAVAILABLE
+                    || status == StatusCode::TOO_MANY_REQUESTS
+                {
                     response.headers_mut().insert(
                         axum::http::header::RETRY_AFTER,
                         axum::http::HeaderValue::from(RETRY_AFTER_SECS),

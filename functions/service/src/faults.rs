@@ -150,6 +150,21 @@ impl ObjectStore for FaultyStore {
         )
         .await
     }
+    async fn put_cached(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        cache_control: &str,
+    ) -> Result<String, StoreError> {
+        guarded(
+            &self.plan,
+            format!("put {key}"),
+            self.inner
+                .put_cached(key, body, content_type, cache_control),
+        )
+        .await
+    }
     async fn copy(&self, from: &str, to: &str, source_etag: &str) -> Result<(), StoreError> {
         guarded(
             &self.plan,

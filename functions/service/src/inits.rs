@@ -5,7 +5,8 @@
 //! videos whose last job ended before the inits arrived.
 
 use chunkstream_domain::init_check::check_init_segment;
-use chunkstream_domain::state::{InitState, SessionState};
+use chunkstream_domain::published::PublishState;
+use chunkstream_domain::state::InitState;
 
 use crate::sessions::{self, SessionError, SessionRecord, Sessions};
 use crate::store::StoreError;
@@ -20,7 +21,7 @@ pub async fn publish_inits(
     record: &SessionRecord,
 ) -> Result<bool, SessionError> {
     let id = record.video_id.as_str();
-    let (state, _) = sessions.state(id).await?;
+    let state = sessions.publish_state(id).await?;
     let store = sessions.store();
     let mut complete = state.complete;
     for (track, plan) in record.plan.tracks.iter().enumerate() {
@@ -56,7 +57,7 @@ pub async fn publish_inits(
             Err(reason) => Err(reason),
         };
         complete = sessions
-            .update_state(id, |s: &mut SessionState| {
+            .update_published(id, |s: &mut PublishState| {
                 let changed = match &outcome {
                     Ok(()) => s.mark_init_published(track),
                     Err(reason) => s.mark_init_failed(track, format!("init {track}: {reason}")),

@@ -6,8 +6,10 @@ pub mod api;
 pub mod aws;
 pub mod clock;
 pub mod config;
+pub mod counting;
 pub mod error;
 pub mod faults;
+pub mod hints;
 pub mod inits;
 pub mod local;
 pub mod memory;
@@ -39,5 +41,6 @@ pub fn app_state(config: config::Config, clients: &aws::AwsClients) -> api::AppS
         sessions: sessions::Sessions::new(store),
         queue,
         events: api::PriorityEvents::default(),
+        hints: Default::default(),
     }
 }

@@ -26,6 +26,7 @@ struct Object {
     body: Bytes,
     etag: String,
     content_type: String,
+    cache_control: Option<String>,
 }
 
 /// The object store fake.
@@ -65,6 +66,7 @@ impl MemoryStore {
                 body: body.into(),
                 etag: etag.clone(),
                 content_type: "application/octet-stream".into(),
+                cache_control: None,
             },
         );
         etag
@@ -87,6 +89,11 @@ impl MemoryStore {
 
     pub fn object(&self, key: &str) -> Option<Bytes> {
         lock(&self.objects).get(key).map(|o| o.body.clone())
+    }
+
+    /// The Cache-Control stored with an object.
+    pub fn cache_control_of(&self, key: &str) -> Option<String> {
+        lock(&self.objects).get(key)?.cache_control.clone()
     }
 
     pub fn etag_of(&self, key: &str) -> Option<String> {
@@ -177,6 +184,28 @@ impl ObjectStore for MemoryStore {
                 body,
                 etag: etag.clone(),
                 content_type: content_type.to_string(),
+                cache_control: None,
+            },
+        );
+        Ok(etag)
+    }
+
+    async fn put_cached(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        cache_control: &str,
+    ) -> Result<String, StoreError> {
+        self.count("put");
+        let etag = self.etag();
+        lock(&self.objects).insert(
+            key.to_string(),
+            Object {
+                body,
+                etag: etag.clone(),
+                content_type: content_type.to_string(),
+                cache_control: Some(cache_control.to_string()),
             },
         );
         Ok(etag)
@@ -206,6 +235,7 @@ impl ObjectStore for MemoryStore {
                 body: source,
                 etag,
                 content_type: "video/mp4".into(),
+                cache_control: Some(crate::store::IMMUTABLE.into()),
             },
         );
         Ok(())

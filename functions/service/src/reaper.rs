@@ -189,22 +189,11 @@ async fn reap_one(
         return Ok(());
     }
     if state.is_abandoned(now, ttl_ms) {
-        // Re-check right before deleting: the same state written back only if
-        // nobody wrote in between, so a reap never races a live upload.
-        let body = serde_json::to_vec(&state)?;
-        match sessions
-            .store()
-            .put(
-                &sessions::state_key(id),
-                Bytes::from(body),
-                "application/json",
-                PutCondition::IfMatch(etag),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(StoreError::PreconditionFailed(_)) => return Ok(()),
-            Err(e) => return Err(e.into()),
+        // Re-check right before deleting: the uploader's record written back
+        // unchanged only if nobody wrote in between, so a reap never races a
+        // live upload.
+        if !sessions.confirm_unchanged(id, &etag).await? {
+            return Ok(());
         }
         let deleted = delete_session(sessions, id).await?;
         tracing::info!(video_id = %id, deleted, "reaped abandoned session");
@@ -213,6 +202,7 @@ async fn reap_one(
         return Ok(());
     }
     let redrive_ms = settings.redrive_after.as_millis() as u64;
+    let mut windows = None;
     for (slot, s) in state.slots.iter().enumerate() {
         let SlotState::Uploaded { at_ms } = s else {
             continue;
@@ -220,11 +210,15 @@ async fn reap_one(
         if now.saturating_sub(*at_ms) < redrive_ms {
             continue;
         }
+        if windows.is_none() {
+            windows = Some(sessions.windows(id).await?.active(now, &settings.policy));
+        }
+        let active = windows.as_deref().unwrap_or_default();
         queue
             .enqueue(&Job {
                 video_id: id.to_string(),
                 slot,
-                lane: state.redrive_lane(slot, now, &settings.policy),
+                lane: state.redrive_lane(slot, active),
                 etags: state
                     .uploads
                     .get(&slot)

@@ -2,7 +2,12 @@
 //!
 //! ```text
 //! v/{id}/session.json          immutable: plan, hash of the upload secret (written If-None-Match)
-//! v/{id}/state.json            mutable: slot states, priority windows (written If-Match ETag)
+//! v/{id}/state.json            mutable: slot states, leases, uploads, inits — written (If-Match ETag)
+//!                              by the uploader's calls and the worker only
+//! v/{id}/published.json        mutable: which slots/inits are public, refusals, complete,
+//!                              finalised — written (If-Match ETag) by the worker only
+//! v/{id}/windows.json          mutable: the viewers' priority windows — written (If-Match /
+//!                              If-None-Match) by viewers' hints only; absent until the first hint
 //! v/{id}/manifest.mpd          written once at creation
 //! v/{id}/master.m3u8, v/{id}/hls/{track}.m3u8   HLS playlists, written with the MPD
 //! v/{id}/init/{track}.mp4      ({track}: the track's index in the plan)      checked and published (server-side copy)
@@ -26,9 +31,12 @@ use std::sync::Arc;
 use base64::Engine;
 use bytes::Bytes;
 use chunkstream_domain::plan::SegmentPlan;
+use chunkstream_domain::published::PublishState;
 use chunkstream_domain::state::SessionState;
+use chunkstream_domain::windows::ViewerWindows;
 use chunkstream_domain::{hls, manifest};
 use rand::RngCore;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -48,6 +56,12 @@ pub fn session_key(id: &str) -> String {
 }
 pub fn state_key(id: &str) -> String {
     format!("{VIDEOS_PREFIX}{id}/state.json")
+}
+pub fn published_state_key(id: &str) -> String {
+    format!("{VIDEOS_PREFIX}{id}/published.json")
+}
+pub fn windows_key(id: &str) -> String {
+    format!("{VIDEOS_PREFIX}{id}/windows.json")
 }
 pub fn manifest_key(id: &str) -> String {
     format!("{VIDEOS_PREFIX}{id}/manifest.mpd")
@@ -86,6 +100,11 @@ pub fn published_key(id: &str, track: usize, slot: usize) -> String {
         manifest::segment_path(track, slot)
     )
 }
+
+/// Cache-Control of the MPD and the HLS playlists (stored with them and sent
+/// by the API): short, so a CDN re-reads them soon (they are written once,
+/// but a reaped session's must not linger).
+pub const MANIFEST_CACHE: &str = "public, max-age=60";
 
 pub const HLS_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
 
@@ -168,7 +187,10 @@ pub struct Sessions {
 
 const MAX_CACHED_RECORDS: usize = 256;
 
+/// Conditional-write attempts on `state.json` before the caller gets a 503.
 const MAX_STATE_ATTEMPTS: u32 = 25;
+/// … and on `windows.json` (a hint lost to another viewer's is cheap to drop).
+const MAX_WINDOWS_ATTEMPTS: u32 = 8;
 
 impl Sessions {
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
@@ -233,6 +255,13 @@ impl Sessions {
             .await?;
         self.put_json(&state_key(&video_id), &state, PutCondition::IfAbsent)
             .await?;
+        let published = PublishState::new(record.plan.slots.len(), record.plan.tracks.len(), now);
+        self.put_json(
+            &published_state_key(&video_id),
+            &published,
+            PutCondition::IfAbsent,
+        )
+        .await?;
         self.put_json(&session_key(&video_id), &record, PutCondition::IfAbsent)
             .await?;
         let plan = &record.plan;
@@ -259,7 +288,7 @@ impl Sessions {
             let store = self.store.clone();
             async move {
                 store
-                    .put(&key, Bytes::from(body), content_type, PutCondition::Always)
+                    .put_cached(&key, Bytes::from(body), content_type, MANIFEST_CACHE)
                     .await
             }
         }))
@@ -311,9 +340,9 @@ impl Sessions {
         // The flag goes last: once it is set, nothing is left to clean.
         let removed = self.store.delete_prefix(&incoming_prefix(video_id)).await?;
         self.store.delete_prefix(&live_key(video_id)).await?;
-        self.update_state(video_id, |s: &mut SessionState| {
-            let dirty = !s.finalised;
-            s.finalised = true;
+        self.update_published(video_id, |p: &mut PublishState| {
+            let dirty = !p.finalised;
+            p.finalised = true;
             Ok::<_, std::convert::Infallible>(((), dirty))
         })
         .await?
@@ -321,19 +350,103 @@ impl Sessions {
         Ok(removed)
     }
 
-    pub async fn state(&self, video_id: &str) -> Result<(SessionState, String), SessionError> {
-        let key = state_key(video_id);
-        let obj = self.store.get(&key).await?.ok_or(SessionError::NotFound)?;
-        let state = serde_json::from_slice(&obj.body).map_err(|e| SessionError::Corrupt {
-            key,
+    async fn read_json<S: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<(S, String)>, SessionError> {
+        let Some(obj) = self.store.get(key).await? else {
+            return Ok(None);
+        };
+        let value = serde_json::from_slice(&obj.body).map_err(|e| SessionError::Corrupt {
+            key: key.to_string(),
             detail: e.to_string(),
         })?;
-        Ok((state, obj.etag))
+        Ok(Some((value, obj.etag)))
+    }
+
+    /// The uploader's record as stored (no merge), with its ETag.
+    async fn upload_state(&self, video_id: &str) -> Result<(SessionState, String), SessionError> {
+        self.read_json(&state_key(video_id))
+            .await?
+            .ok_or(SessionError::NotFound)
+    }
+
+    /// The worker's record; for a session stored before the split, derived from `uploader`.
+    async fn publish_state_or(
+        &self,
+        video_id: &str,
+        uploader: &SessionState,
+    ) -> Result<(PublishState, Option<String>), SessionError> {
+        Ok(
+            match self.read_json(&published_state_key(video_id)).await? {
+                Some((p, etag)) => (p, Some(etag)),
+                None => (PublishState::from_legacy(uploader), None),
+            },
+        )
+    }
+
+    /// The worker's record (`published.json`).
+    pub async fn publish_state(&self, video_id: &str) -> Result<PublishState, SessionError> {
+        if let Some((p, _)) = self.read_json(&published_state_key(video_id)).await? {
+            return Ok(p);
+        }
+        let (uploader, _) = self.upload_state(video_id).await?;
+        Ok(PublishState::from_legacy(&uploader))
+    }
+
+    /// The merged view of both records (2 GETs), with the ETag of `state.json`.
+    pub async fn state(&self, video_id: &str) -> Result<(SessionState, String), SessionError> {
+        let (uploader, etag) = self.upload_state(video_id).await?;
+        let (worker, _) = self.publish_state_or(video_id, &uploader).await?;
+        Ok((uploader.merged(&worker), etag))
+    }
+
+    /// Rewrites `state.json` unchanged if its ETag is still `etag`: false if
+    /// someone wrote in between (the reaper's re-check before deleting).
+    pub async fn confirm_unchanged(
+        &self,
+        video_id: &str,
+        etag: &str,
+    ) -> Result<bool, SessionError> {
+        let key = state_key(video_id);
+        let Some(obj) = self.store.get(&key).await? else {
+            return Ok(false);
+        };
+        if obj.etag != etag {
+            return Ok(false);
+        }
+        match self
+            .store
+            .put(
+                &key,
+                obj.body,
+                "application/json",
+                PutCondition::IfMatch(obj.etag),
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::PreconditionFailed(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The viewers' priority windows (none until the first hint).
+    pub async fn windows(&self, video_id: &str) -> Result<ViewerWindows, SessionError> {
+        Ok(self
+            .read_json(&windows_key(video_id))
+            .await?
+            .map(|(w, _)| w)
+            .unwrap_or_default())
     }
 
     /// Applies `change` to the current state and writes it back if nothing else
     /// wrote in between; otherwise re-reads and re-applies. `change` returning
     /// `Err` aborts without writing; `Ok((value, false))` means "nothing to write".
+    ///
+    /// `change` sees the merged view (the worker's record read on each
+    /// attempt); only the uploader's share is written, to `state.json`, which
+    /// only the uploader's calls write.
     pub async fn update_state<T, E, F>(
         &self,
         video_id: &str,
@@ -344,29 +457,128 @@ impl Sessions {
     {
         let key = state_key(video_id);
         for attempt in 0..MAX_STATE_ATTEMPTS {
-            let (mut state, etag) = self.state(video_id).await?;
-            let (value, dirty) = match change(&mut state) {
+            let (uploader, etag) = self.upload_state(video_id).await?;
+            let (worker, _) = self.publish_state_or(video_id, &uploader).await?;
+            let mut merged = uploader.clone().merged(&worker);
+            let (value, dirty) = match change(&mut merged) {
                 Ok(v) => v,
                 Err(e) => return Ok(Err(e)),
             };
             if !dirty {
                 return Ok(Ok(value));
             }
+            let written = merged.upload_part(&uploader);
             match self
-                .put_json(&key, &state, PutCondition::IfMatch(etag))
+                .put_json(&key, &written, PutCondition::IfMatch(etag))
                 .await
             {
                 Ok(_) => return Ok(Ok(value)),
                 Err(SessionError::Store(StoreError::PreconditionFailed(_))) => {
-                    // Back off a little, with jitter, before re-reading.
-                    let jitter = rand::random::<u64>() % (5 + 5 * u64::from(attempt));
-                    tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
+                    backoff(attempt).await
                 }
                 Err(e) => return Err(e),
             }
         }
         Err(SessionError::Contention(key))
     }
+
+    /// Changes the worker's record (`published.json`), which only the worker
+    /// writes; created from a pre-split `state.json` the first time if missing.
+    pub async fn update_published<T, E, F>(
+        &self,
+        video_id: &str,
+        change: F,
+    ) -> Result<Result<T, E>, SessionError>
+    where
+        F: FnMut(&mut PublishState) -> Result<(T, bool), E>,
+    {
+        let key = published_state_key(video_id);
+        let mut change = change;
+        match self
+            .update_json(&key, MAX_STATE_ATTEMPTS, None, &mut change)
+            .await
+        {
+            Err(SessionError::NotFound) => {}
+            done => return done,
+        }
+        let (uploader, _) = self.upload_state(video_id).await?;
+        match self
+            .put_json(
+                &key,
+                &PublishState::from_legacy(&uploader),
+                PutCondition::IfAbsent,
+            )
+            .await
+        {
+            Ok(_) | Err(SessionError::Store(StoreError::PreconditionFailed(_))) => {}
+            Err(e) => return Err(e),
+        }
+        self.update_json(&key, MAX_STATE_ATTEMPTS, None, change)
+            .await
+    }
+
+    /// Like [`Sessions::update_state`] for the viewers' windows (created on the first hint).
+    pub async fn update_windows<T, F>(
+        &self,
+        video_id: &str,
+        mut change: F,
+    ) -> Result<T, SessionError>
+    where
+        F: FnMut(&mut ViewerWindows) -> (T, bool),
+    {
+        self.update_json(
+            &windows_key(video_id),
+            MAX_WINDOWS_ATTEMPTS,
+            Some(ViewerWindows::default),
+            |w: &mut ViewerWindows| Ok::<_, std::convert::Infallible>(change(w)),
+        )
+        .await?
+        .map_err(|never| match never {})
+    }
+
+    /// The optimistic-concurrency loop: read, apply, write If-Match (or
+    /// If-None-Match when the object is absent and `absent` makes a fresh one),
+    /// at most `attempts` times, then [`SessionError::Contention`].
+    async fn update_json<S, T, E, F>(
+        &self,
+        key: &str,
+        attempts: u32,
+        absent: Option<fn() -> S>,
+        mut change: F,
+    ) -> Result<Result<T, E>, SessionError>
+    where
+        S: Serialize + DeserializeOwned,
+        F: FnMut(&mut S) -> Result<(T, bool), E>,
+    {
+        for attempt in 0..attempts {
+            let (mut value, condition) = match (self.read_json(key).await?, absent) {
+                (Some((value, etag)), _) => (value, PutCondition::IfMatch(etag)),
+                (None, Some(fresh)) => (fresh(), PutCondition::IfAbsent),
+                (None, None) => return Err(SessionError::NotFound),
+            };
+            let (result, dirty) = match change(&mut value) {
+                Ok(v) => v,
+                Err(e) => return Ok(Err(e)),
+            };
+            if !dirty {
+                return Ok(Ok(result));
+            }
+            match self.put_json(key, &value, condition).await {
+                Ok(_) => return Ok(Ok(result)),
+                Err(SessionError::Store(StoreError::PreconditionFailed(_))) => {
+                    backoff(attempt).await
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(SessionError::Contention(key.to_string()))
+    }
+}
+
+/// Backs off a little, with jitter, before re-reading after a lost race.
+async fn backoff(attempt: u32) {
+    let jitter = rand::random::<u64>() % (5 + 5 * u64::from(attempt));
+    tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
 }
 
 #[cfg(test)]

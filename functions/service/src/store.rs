@@ -116,6 +116,9 @@ pub struct PresignedUpload {
     pub expires_at: SystemTime,
 }
 
+/// Cache-Control of published init and media segments: they never change.
+pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<StoredObject>, StoreError>;
@@ -130,7 +133,17 @@ pub trait ObjectStore: Send + Sync {
         content_type: &str,
         condition: PutCondition,
     ) -> Result<String, StoreError>;
-    /// Server-side copy, only if the source still has `source_etag`.
+    /// Like [`ObjectStore::put`] (unconditional), storing `cache_control` as
+    /// the object's Cache-Control, which S3 (and a CDN in front) serves with it.
+    async fn put_cached(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        cache_control: &str,
+    ) -> Result<String, StoreError>;
+    /// Server-side copy, only if the source still has `source_etag`. The copy
+    /// is published: it gets [`IMMUTABLE`] as its Cache-Control.
     async fn copy(&self, from: &str, to: &str, source_etag: &str) -> Result<(), StoreError>;
     /// Deletes every object under `prefix`; fails (without looping) if S3
     /// refuses any key. Returns how many were deleted.
@@ -399,6 +412,29 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn put_cached(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        cache_control: &str,
+    ) -> Result<String, StoreError> {
+        match self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .cache_control(cache_control)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+        {
+            Ok(out) => Ok(clean_etag(out.e_tag())),
+            Err(e) => Err(backend("put", key, e)),
+        }
+    }
+
     async fn copy(&self, from: &str, to: &str, source_etag: &str) -> Result<(), StoreError> {
         let source = format!("{}/{}", self.bucket, from);
         match self
@@ -410,7 +446,7 @@ impl ObjectStore for S3Store {
             .copy_source_if_match(source_etag)
             .content_type("video/mp4")
             // Published segments never change: CDNs and players may keep them.
-            .cache_control("public, max-age=31536000, immutable")
+            .cache_control(IMMUTABLE)
             .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
             .send()
             .await

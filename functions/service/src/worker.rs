@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chunkstream_domain::plan::TrackKind;
+use chunkstream_domain::published::PublishState;
 use chunkstream_domain::segment_check::{check_media_segment, ExpectedFragment};
-use chunkstream_domain::state::{InitState, Lane, SessionState, SlotState};
+use chunkstream_domain::state::{InitState, Lane};
 
 use crate::inits;
 use crate::queue::Job;
@@ -86,41 +87,26 @@ impl Worker {
             Err(SessionError::NotFound) => return Ok(Outcome::Dropped("no such video".into())),
             Err(e) => return Err(e.into()),
         };
-        let (mut state, _) = self.sessions.state(id).await?;
+        // Only the worker's record is read: whether a job is current is
+        // decided by the objects themselves (their ETags against the job's).
+        let mut state = self.sessions.publish_state(id).await?;
         if state.inits.iter().any(|i| *i != InitState::Published) {
             inits::publish_inits(&self.sessions, &record).await?;
-            state = self.sessions.state(id).await?.0;
+            state = self.sessions.publish_state(id).await?;
         }
-        let Some(current) = state.slots.get(job.slot) else {
+        if job.slot >= state.slot_count() {
             return Ok(Outcome::Dropped(format!("slot {} out of range", job.slot)));
-        };
-        match current {
-            SlotState::Published { .. } => {
-                // Redelivered after a crash between publishing the last slot
-                // and finalising: finish the finalisation.
-                if state.complete && !state.finalised {
-                    self.finalise(id).await?;
-                }
-                if !state.complete && state.all_slots_published() {
-                    return Err(waiting_for_inits());
-                }
-                return Ok(Outcome::AlreadyPublished);
+        }
+        if state.is_published(job.slot) {
+            // Redelivered after a crash between publishing the last slot
+            // and finalising: finish the finalisation.
+            if state.complete && !state.finalised {
+                self.finalise(id).await?;
             }
-            SlotState::Uploaded { .. } => {
-                let reported = state.uploads.get(&job.slot).map(|u| &u.etags);
-                if !job.etags.is_empty() && reported.is_some_and(|r| *r != job.etags) {
-                    return Ok(Outcome::Dropped(
-                        "stale job: superseded by a newer upload".into(),
-                    ));
-                }
+            if !state.complete && state.all_slots_published() {
+                return Err(waiting_for_inits());
             }
-            other => {
-                // Only a reported upload is processed: the uploader is (re)uploading.
-                return Ok(Outcome::Dropped(format!(
-                    "stale job: the slot is {}",
-                    other.name()
-                )));
-            }
+            return Ok(Outcome::AlreadyPublished);
         }
         let plan = &record.plan;
         let store = self.sessions.store();
@@ -133,10 +119,19 @@ impl Worker {
         {
             let from = sessions::incoming_key(id, job.slot, index);
             let refusal = match store.get_head(&from, MAX_CHECK_BYTES).await? {
-                None => Err(format!(
-                    "track {}: segment not found in upload area",
-                    track.id
-                )),
+                // `uploaded` checked it was there: removed since (reaped, or a
+                // new upload is on its way): nothing to do for this job.
+                None => {
+                    return Ok(Outcome::Dropped(format!(
+                        "stale job: track {} is not in the upload area",
+                        track.id
+                    )))
+                }
+                Some(head) if job.etags.get(index).is_some_and(|e| *e != head.etag) => {
+                    return Ok(Outcome::Dropped(
+                        "stale job: superseded by a newer upload".into(),
+                    ))
+                }
                 Some(head) => {
                     let expected = ExpectedFragment {
                         track_id: track.id,
@@ -155,7 +150,7 @@ impl Worker {
                 Ok(etag) => {
                     checked.push((from, sessions::published_key(id, index, job.slot), etag))
                 }
-                Err(reason) => return self.refuse(id, job.slot, reason).await,
+                Err(reason) => return self.refuse(id, job, reason).await,
             }
         }
         // Every track is validated before any goes public, and each copy is
@@ -176,7 +171,7 @@ impl Worker {
         let now = self.sessions.now_ms();
         let (newly, complete, inits_missing) = self
             .sessions
-            .update_state(id, |s: &mut SessionState| {
+            .update_published(id, |s: &mut PublishState| {
                 let newly = s.mark_published(slot, now)?;
                 Ok::<_, chunkstream_domain::state::StateError>((
                     (
@@ -203,18 +198,17 @@ impl Worker {
         })
     }
 
-    async fn refuse(&self, id: &str, slot: usize, reason: String) -> Result<Outcome, JobError> {
+    async fn refuse(&self, id: &str, job: &Job, reason: String) -> Result<Outcome, JobError> {
         let recorded = reason.clone();
+        let slot = job.slot;
+        // The refusal names the version refused: a newer upload of the slot
+        // is never shown as failed because of it.
+        let etags = job.etags.clone();
         let marked = self
             .sessions
-            .update_state(id, move |s: &mut SessionState| {
-                // Only an upload the uploader reported is failed: a stale job for a
-                // slot that is being re-uploaded must not cancel that upload.
-                if !matches!(s.slots.get(slot), Some(SlotState::Uploaded { .. })) {
-                    return Ok::<_, chunkstream_domain::state::StateError>((false, false));
-                }
-                let changed = s.mark_failed(slot, recorded.clone())?;
-                Ok((changed, changed))
+            .update_published(id, move |s: &mut PublishState| {
+                let changed = s.mark_failed(slot, recorded.clone(), etags.clone())?;
+                Ok::<_, chunkstream_domain::state::StateError>((changed, changed))
             })
             .await?
             .map_err(|e| JobError::Fatal(e.into()))?;

@@ -1047,3 +1047,37 @@ async fn the_s3_adapter_types_its_errors_and_deletes_a_large_prefix_in_one_pass(
     assert!(store.list_keys("big/", None, 10).await.unwrap().is_empty());
     assert!(store.get("bigger").await.unwrap().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_stores_the_cache_control_of_manifests_and_published_segments() {
+    let stack = TestStack::new().await;
+    let media = media();
+    let (id, secret, created) = create_session(&stack, &media.plan).await;
+    upload_inits(&created, media).await;
+    let head = |key: String| {
+        let s3 = stack.clients.s3.clone();
+        let bucket = stack.state.config.bucket.clone();
+        async move {
+            s3.head_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap()
+                .cache_control()
+                .map(str::to_string)
+        }
+    };
+    assert_eq!(
+        head(sessions::manifest_key(&id)).await.as_deref(),
+        Some(sessions::MANIFEST_CACHE)
+    );
+    let batch = next(&stack, &id, &secret, 1).await;
+    upload_assignment(&batch["assignments"][0], media).await;
+    report_uploaded(&stack, &id, &secret, 0).await;
+    drain(&stack).await;
+    assert_eq!(
+        head(sessions::published_key(&id, 0, 0)).await.as_deref(),
+        Some(chunkstream::store::IMMUTABLE)
+    );
+}

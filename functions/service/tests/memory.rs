@@ -67,6 +67,7 @@ impl Fakes {
             sessions: sessions.clone(),
             queue: Arc::new(FaultyQueue::new(queue.clone(), faults.clone())),
             events: Default::default(),
+            hints: Default::default(),
         };
         Self {
             memory,
@@ -296,10 +297,10 @@ async fn a_slot_with_one_bad_track_publishes_no_track_at_all() {
 
 #[tokio::test]
 async fn every_crash_point_of_the_worker_converges_on_redelivery() {
-    // A clean run names the worker's write steps: per init copy and state
-    // write, per slot copy track 0,
-    // copy track 1, state write; after the last one delete incoming, state
-    // leave the live index, state write (finalised).
+    // A clean run names the worker's write steps: per init copy and record
+    // write, per slot copy track 0, copy track 1, write of the worker's record
+    // (published.json); after the last one delete incoming, leave the live
+    // index, record write (finalised).
     let clean = Fakes::new();
     let (_, _) = clean.uploaded_session().await;
     faults::arm(&clean.faults, None);
@@ -325,7 +326,9 @@ async fn every_crash_point_of_the_worker_converges_on_redelivery() {
                 at >= init_steps + slots * 3
                     || (mode == FaultMode::CrashAfter
                         && at >= init_steps
-                        && fired.as_deref().is_some_and(|s| s.ends_with("state.json"))),
+                        && fired
+                            .as_deref()
+                            .is_some_and(|s| s.ends_with("published.json"))),
             );
             let seen: usize = (0..slots)
                 .map(|slot| {
@@ -646,18 +649,383 @@ async fn a_report_and_a_job_cost_a_pinned_number_of_s3_requests() {
     f.memory.reset_calls();
     report_uploaded(&f, &id, &secret, 1).await;
     let report: BTreeMap<&str, u64> = f.memory.calls();
-    // One HEAD per track, one state read, one conditional state write.
+    // One HEAD per track, the windows read (the job's lane), both records
+    // read (state.json, published.json), one conditional write of state.json.
     assert_eq!(
         report,
-        BTreeMap::from([("get", 1), ("head", 2), ("put", 1)]),
+        BTreeMap::from([("get", 3), ("head", 2), ("put", 1)]),
         "per report"
     );
     f.memory.reset_calls();
     f.drain().await;
-    // State read, a ranged GET and a copy per track, then read + write the state.
+    // The worker's record read, a ranged GET and a copy per track, then read +
+    // write of the worker's record (published.json) only.
     assert_eq!(
         f.memory.calls(),
         BTreeMap::from([("copy", 2), ("get", 2), ("get_head", 2), ("put", 1)]),
         "per job"
     );
 }
+
+/// A prioritize with a viewer id and a client address (X-Forwarded-For).
+async fn prioritize_as(
+    f: &Fakes,
+    id: &str,
+    slot: usize,
+    viewer: &str,
+    addr: &str,
+) -> (StatusCode, Option<String>, Value) {
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri(format!("/api/videos/{id}/prioritize"))
+        .header("content-type", "application/json")
+        .header("x-forwarded-for", addr)
+        .body(axum::body::Body::from(
+            serde_json::json!({"slot": slot, "viewer": viewer}).to_string(),
+        ))
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(f.app_router(), req)
+        .await
+        .unwrap();
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (
+        status,
+        retry_after,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn priority_slots(status: &Value) -> Vec<u64> {
+    let mut v: Vec<u64> = status["priority_slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+#[tokio::test]
+async fn each_viewer_has_its_own_window_and_viewers_never_write_the_state() {
+    let f = Fakes::new();
+    let (id, _, _) = create_session(&f, &synthetic_plan(40)).await;
+    let state_etag = f.memory.etag_of(&sessions::state_key(&id)).unwrap();
+    for (slot, viewer) in [(10, "a"), (20, "b"), (30, "a")] {
+        let (code, _, body) = prioritize_as(&f, &id, slot, viewer, "").await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+    }
+    assert_eq!(
+        priority_slots(&status(&f, &id).await),
+        vec![20, 21, 22, 23, 30, 31, 32, 33],
+        "a's seek to 30 replaced a's window at 10 only"
+    );
+    // Misses inside a viewer's fresh window cost no S3 read or write at all
+    // (only the published-segment lookups of the held miss).
+    f.memory.reset_calls();
+    let uris: Vec<String> = (0..20)
+        .map(|i| format!("/v/{id}/seg/{}/{}.m4s?viewer=a", i % 2, 30 + i % 4))
+        .collect();
+    let misses = uris.iter().map(|uri| f.call("GET", uri, None, None));
+    for (code, _) in futures::future::join_all(misses).await {
+        assert_eq!(code, StatusCode::NOT_FOUND);
+    }
+    let calls = f.memory.calls();
+    assert_eq!(
+        calls.keys().copied().collect::<Vec<_>>(),
+        vec!["get_stream"],
+        "{calls:?}"
+    );
+    // A miss outside a's window moves a's window there.
+    f.call("GET", &format!("/v/{id}/seg/0/2.m4s?viewer=a"), None, None)
+        .await;
+    assert_eq!(
+        priority_slots(&status(&f, &id).await),
+        vec![2, 3, 4, 5, 20, 21, 22, 23]
+    );
+    assert_eq!(
+        f.memory.etag_of(&sessions::state_key(&id)).unwrap(),
+        state_etag,
+        "no viewer call wrote state.json"
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_viewer_ids_from_one_client_keeps_its_own_windows_and_is_rate_limited() {
+    let f = Fakes::new();
+    let (id, _, _) = create_session(&f, &synthetic_plan(200)).await;
+    let (code, _, _) = prioritize_as(&f, &id, 5, "real", "198.51.100.1").await;
+    assert_eq!(code, StatusCode::OK);
+    let mut limited = 0;
+    for i in 0..60 {
+        let (code, retry_after, body) =
+            prioritize_as(&f, &id, 50 + i, &format!("flood{i}"), "203.0.113.9").await;
+        match code {
+            StatusCode::OK => {}
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(body["error"], "rate_limited");
+                assert_eq!(retry_after.as_deref(), Some("1"));
+                limited += 1;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert!(limited >= 30, "{limited} of 60 limited");
+    let windows = f.sessions().windows(&id).await.unwrap();
+    let flooders = windows
+        .windows
+        .iter()
+        .filter(|w| w.client == "203.0.113.9")
+        .count();
+    assert_eq!(flooders, 2, "{windows:?}");
+    assert!(
+        windows.windows.iter().any(|w| w.viewer == "real"),
+        "{windows:?}"
+    );
+    // Another viewer elsewhere is not limited by the flood.
+    let (code, _, _) = prioritize_as(&f, &id, 150, "other", "198.51.100.2").await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _, body) = prioritize_as(&f, &id, 1, "bad/id", "").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test]
+async fn the_worker_never_writes_the_uploaders_record() {
+    let f = Fakes::new();
+    let (id, _) = f.uploaded_session().await;
+    let uploader_etag = f.memory.etag_of(&sessions::state_key(&id)).unwrap();
+    f.drain().await;
+    assert_converged(&f, &id).await;
+    assert_eq!(
+        f.memory.etag_of(&sessions::state_key(&id)).unwrap(),
+        uploader_etag,
+        "jobs, inits and finalisation wrote only published.json"
+    );
+}
+
+/// The Cache-Control header of a GET through the Router.
+async fn cache_control_of_get(f: &Fakes, uri: &str) -> (StatusCode, String) {
+    let req = axum::http::Request::builder()
+        .uri(uri)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(f.app_router(), req)
+        .await
+        .unwrap();
+    let cc = resp
+        .headers()
+        .get("cache-control")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (resp.status(), cc)
+}
+
+#[tokio::test]
+async fn every_object_and_viewer_answer_carries_the_cache_control_of_its_kind() {
+    let f = Fakes::new();
+    let (id, _) = f.uploaded_session().await;
+    for key in [
+        sessions::manifest_key(&id),
+        sessions::hls_master_key(&id),
+        sessions::hls_media_key(&id, 0),
+    ] {
+        assert_eq!(
+            f.memory.cache_control_of(&key).as_deref(),
+            Some(sessions::MANIFEST_CACHE),
+            "{key}"
+        );
+    }
+    let (code, cc) = cache_control_of_get(&f, &format!("/v/{id}/seg/0/0.m4s?nohint=1")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(
+        cc, "public, max-age=0, s-maxage=1",
+        "a miss: edge-cacheable for 1 s"
+    );
+    f.drain().await;
+    for key in [
+        sessions::published_key(&id, 0, 0),
+        sessions::published_key(&id, 1, 0),
+        sessions::init_key(&id, 0),
+    ] {
+        assert_eq!(
+            f.memory.cache_control_of(&key).as_deref(),
+            Some(chunkstream::store::IMMUTABLE),
+            "{key}"
+        );
+    }
+    let (code, cc) = cache_control_of_get(&f, &format!("/v/{id}/seg/0/0.m4s")).await;
+    assert_eq!(
+        (code, cc.as_str()),
+        (StatusCode::OK, chunkstream::store::IMMUTABLE)
+    );
+    let (code, cc) = cache_control_of_get(&f, &format!("/api/videos/{id}/status")).await;
+    assert_eq!((code, cc.as_str()), (StatusCode::OK, "public, max-age=1"));
+    let (_, cc) = cache_control_of_get(&f, &format!("/v/{id}/manifest.mpd")).await;
+    assert_eq!(cc, sessions::MANIFEST_CACHE);
+}
+
+/// S3 calls (by kind) and SQS sends of one step.
+fn cost(f: &Fakes, sent_before: u64) -> (BTreeMap<&'static str, u64>, u64) {
+    let mut calls = f.memory.calls();
+    calls.remove("presign_put"); // signing is local: no request
+    (calls, f.queue.sent() - sent_before)
+}
+
+#[tokio::test]
+async fn every_api_path_and_job_costs_a_pinned_number_of_requests() {
+    let f = Fakes::new();
+    let media = media();
+    let mut table: Vec<(&str, BTreeMap<&'static str, u64>, u64)> = Vec::new(); // measured
+    macro_rules! measure {
+        ($name:expr, $step:expr) => {{
+            f.memory.reset_calls();
+            let sent = f.queue.sent();
+            let out = $step;
+            let (calls, sqs) = cost(&f, sent);
+            table.push(($name, calls, sqs));
+            out
+        }};
+    }
+    let (id, secret, created) = measure!("create", create_session(&f, &media.plan).await);
+    for (i, u) in created["init_uploads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        f.upload(u, &media.init[i]);
+    }
+    let batch = measure!("next", next(&f, &id, &secret, 1).await);
+    f.upload_slot(&batch["assignments"][0], media);
+    measure!("uploaded", report_uploaded(&f, &id, &secret, 0).await);
+    measure!("job (first: publishes the inits)", f.drain().await);
+    let batch = measure!("next", next(&f, &id, &secret, 1).await);
+    f.upload_slot(&batch["assignments"][0], media);
+    measure!("uploaded", report_uploaded(&f, &id, &secret, 1).await);
+    measure!("job", f.drain().await);
+    measure!("status", status(&f, &id).await);
+    let last = media.plan.slots.len() - 1;
+    measure!(
+        "prioritize (new window)",
+        prioritize_as(&f, &id, last, "v1", "").await
+    );
+    measure!(
+        "prioritize (same again)",
+        prioritize_as(&f, &id, last, "v1", "").await
+    );
+    let uri = format!("/v/{id}/seg/0/{last}.m4s?viewer=v1");
+    measure!(
+        "segment miss (in the viewer's window)",
+        f.call("GET", &uri, None, None).await
+    );
+    let hit = format!("/v/{id}/seg/0/0.m4s");
+    measure!("segment hit", f.call("GET", &hit, None, None).await);
+    let poll = format!("/api/videos/{id}/priority?after=999&lease=2");
+    measure!(
+        "priority poll (changed, leases)",
+        f.call("GET", &poll, Some(&secret), None).await
+    );
+    let release = r#"{"release_leases": true}"#;
+    let init = format!("/api/videos/{id}/init");
+    measure!(
+        "init (release leases)",
+        f.call("POST", &init, Some(&secret), Some(release)).await
+    );
+    for slot in 2..media.plan.slots.len() {
+        let batch = next(&f, &id, &secret, 1).await;
+        f.upload_slot(&batch["assignments"][0], media);
+        report_uploaded(&f, &id, &secret, slot as u64).await;
+        if slot + 1 < media.plan.slots.len() {
+            f.drain().await;
+        }
+    }
+    measure!("job (last: finalises)", f.drain().await);
+    assert_converged(&f, &id).await;
+    for (name, calls, sqs) in &mut table {
+        eprintln!("{name:40} {calls:?} sqs {sqs}");
+        if name.starts_with("segment miss") {
+            // The hold re-checks the segment every 50 ms for 1.2 s: ~24 GETs, by the clock.
+            let held = calls.remove("get_stream").unwrap_or(0);
+            assert!((20..=26).contains(&held), "{held} segment lookups");
+        }
+    }
+    let pins = PINNED_COSTS;
+    for ((name, calls, sqs), (pin_name, pin_calls, pin_sqs)) in table.iter().zip(pins) {
+        assert_eq!(name, pin_name);
+        assert_eq!(
+            (calls, *sqs),
+            (
+                &pin_calls.iter().copied().collect::<BTreeMap<_, _>>(),
+                *pin_sqs
+            ),
+            "{name}"
+        );
+    }
+    assert_eq!(table.len(), pins.len());
+}
+
+/// What each path and job costs (S3 calls by kind, SQS sends); docs/api.md lists the same.
+/// (step, S3 calls by kind, SQS sends).
+type Cost = (&'static str, &'static [(&'static str, u64)], u64);
+
+const PINNED_COSTS: &[Cost] = &[
+    // live/ index, state.json, published.json, session.json, MPD, HLS master + 2 media playlists
+    ("create", &[("put", 8)], 0),
+    // windows.json, state.json, published.json; write state.json
+    ("next", &[("get", 3), ("put", 1)], 0),
+    // + HEAD per track, one job
+    ("uploaded", &[("get", 3), ("head", 2), ("put", 1)], 1),
+    // per init: ranged GET, copy, record write; then the slot's job
+    (
+        "job (first: publishes the inits)",
+        &[("copy", 4), ("get", 6), ("get_head", 4), ("put", 3)],
+        0,
+    ),
+    ("next", &[("get", 3), ("put", 1)], 0),
+    ("uploaded", &[("get", 3), ("head", 2), ("put", 1)], 1),
+    // published.json; ranged GET + copy per track; published.json read + write
+    (
+        "job",
+        &[("copy", 2), ("get", 2), ("get_head", 2), ("put", 1)],
+        0,
+    ),
+    // state.json, published.json, windows.json
+    ("status", &[("get", 3)], 0),
+    // HEAD (published?), windows.json read + write, both records (requeue)
+    (
+        "prioritize (new window)",
+        &[("get", 3), ("head", 1), ("put", 1)],
+        0,
+    ),
+    ("prioritize (same again)", &[], 0),
+    // the hint is free: only the hold's segment lookups (counted apart above)
+    ("segment miss (in the viewer's window)", &[], 0),
+    ("segment hit", &[("get_stream", 1)], 0),
+    // published.json (complete?), windows.json, both records; lease write
+    (
+        "priority poll (changed, leases)",
+        &[("get", 4), ("put", 1)],
+        0,
+    ),
+    ("init (release leases)", &[("get", 3), ("put", 1)], 0),
+    // + clean-up: incoming/ and live/ (LIST + DELETE each in S3), finalised write
+    (
+        "job (last: finalises)",
+        &[
+            ("copy", 2),
+            ("delete_prefix", 2),
+            ("get", 3),
+            ("get_head", 2),
+            ("put", 2),
+        ],
+        0,
+    ),
+];

@@ -1,4 +1,5 @@
 /** Client for the Chunkstream HTTP API (docs/api.md), with retries on network errors. */
+import { viewerId } from './viewer-id.ts';
 
 export interface PresignedUpload {
   track_id: number;
@@ -94,10 +95,30 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** the server's Retry-After (503 under contention, 429), in ms */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
     this.name = 'ApiError';
   }
+}
+
+/** A Retry-After header value (delta-seconds or an HTTP date) in ms; undefined if absent or bad. */
+export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
+  if (!value) return undefined;
+  const v = value.trim();
+  if (/^\d+$/.test(v)) return Math.min(Number(v), 3600) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.min(at - now, 3_600_000));
+}
+
+/**
+ * How long to wait before retrying after `e`: the server's Retry-After when it sent one (never
+ * less), else `fallbackMs`. For loops that retry on their own (e.g. the uploader's priority feed).
+ */
+export function retryDelayMs(e: unknown, fallbackMs: number): number {
+  const asked = e instanceof ApiError ? e.retryAfterMs : undefined;
+  return asked === undefined ? fallbackMs : Math.max(asked, fallbackMs);
 }
 
 export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
@@ -146,7 +167,8 @@ export async function withRetry<T>(fn: () => Promise<T>, opts: RetryOptions = {}
       attempt++;
       if (!isTransient(e) || (opts.maxAttempts !== undefined && attempt >= opts.maxAttempts) || opts.signal?.aborted) throw e;
       const base = Math.min(opts.maxDelayMs ?? 15_000, 500 * 2 ** Math.min(attempt - 1, 10));
-      const delay = Math.round(base * (0.75 + Math.random() * 0.5));
+      // a 503/429 says when to come back: never sooner (jitter on top spreads the herd)
+      const delay = Math.round(retryDelayMs(e, base) * (0.75 + Math.random() * 0.5));
       opts.onRetry?.(e, attempt, delay);
       await sleep(delay, opts.signal);
     }
@@ -163,7 +185,7 @@ async function errorFrom(res: Response): Promise<ApiError> {
   } catch {
     /* not JSON */
   }
-  return new ApiError(res.status, code, message);
+  return new ApiError(res.status, code, message, parseRetryAfter(res.headers.get('retry-after')));
 }
 
 /** Headers a page may not set itself (the browser derives them). */
@@ -175,8 +197,8 @@ export class Api {
     private readonly retry: RetryOptions = {},
   ) {}
 
-  private call<T>(method: string, path: string, body?: unknown, secret?: string, signal?: AbortSignal): Promise<T> {
-    return withRetry(() => this.callOnce<T>(method, path, body, secret, signal), { ...this.retry, ...(signal ? { signal } : {}) });
+  private call<T>(method: string, path: string, body?: unknown, secret?: string, signal?: AbortSignal, retry: RetryOptions = {}): Promise<T> {
+    return withRetry(() => this.callOnce<T>(method, path, body, secret, signal), { ...this.retry, ...retry, ...(signal ? { signal } : {}) });
   }
 
   private async callOnce<T>(method: string, path: string, body?: unknown, secret?: string, signal?: AbortSignal): Promise<T> {
@@ -215,8 +237,10 @@ export class Api {
     if (lease > 0) q.set('lease', String(Math.min(16, Math.round(lease))));
     return this.callOnce('GET', `/api/videos/${encodeURIComponent(id)}/priority?${q}`, undefined, secret, signal);
   }
-  prioritize(id: string, target: { position: number } | { slot: number }): Promise<PrioritizeResponse> {
-    return this.call('POST', `/api/videos/${encodeURIComponent(id)}/prioritize`, target);
+  /** A viewer's seek: `viewer` (default: this tab's id) names the window it replaces. */
+  prioritize(id: string, target: { position: number } | { slot: number }, viewer: string = viewerId()): Promise<PrioritizeResponse> {
+    // a hint retried much later would move the window back to an old position: one retry at most
+    return this.call('POST', `/api/videos/${encodeURIComponent(id)}/prioritize`, { ...target, viewer }, undefined, undefined, { maxAttempts: 2 });
   }
   status(id: string, signal?: AbortSignal): Promise<StatusResponse> {
     return this.call('GET', `/api/videos/${encodeURIComponent(id)}/status`, undefined, undefined, signal);

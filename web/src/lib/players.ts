@@ -10,6 +10,7 @@
 import { Debug, MediaPlayer } from 'dashjs';
 import type { MediaInfo, MediaPlayerClass } from 'dashjs';
 import type { ErrorData, LoaderResponse, RetryConfig } from 'hls.js';
+import { withViewer } from './viewer-id.ts';
 
 export type PlayerKind = 'dash' | 'hls' | 'native';
 
@@ -84,12 +85,11 @@ export function startDash(video: HTMLVideoElement, manifestUrl: string, hooks: P
       retryIntervals: { MediaSegment: RETRY_MS, InitializationSegment: RETRY_MS, MPD: 1000 },
     },
   });
-  if (hooks.noHint) {
-    player.addRequestInterceptor(async (request) => {
-      if (SEGMENT_URL.test(request.url)) request.url += '?nohint=1';
-      return request;
-    });
-  }
+  // every part request names this viewer (its misses move only its own window), or says nohint
+  player.addRequestInterceptor(async (request) => {
+    if (SEGMENT_URL.test(request.url)) request.url = withViewer(request.url, hooks.noHint);
+    return request;
+  });
   player.addResponseInterceptor(async (response) => {
     const seg = segmentOf(response.request.url);
     if (seg) {
@@ -166,11 +166,9 @@ export async function startHls(video: HTMLVideoElement, masterUrl: string, hooks
         errorRetry: { maxNumRetry: 10, retryDelayMs: 1000, maxRetryDelayMs: 1000 },
       },
     },
-    xhrSetup: hooks.noHint
-      ? (xhr, url) => {
-          if (SEGMENT_URL.test(url)) xhr.open('GET', `${url}?nohint=1`, true);
-        }
-      : undefined,
+    xhrSetup: (xhr, url) => {
+      if (SEGMENT_URL.test(url)) xhr.open('GET', withViewer(url, hooks.noHint), true);
+    },
   });
   hls.on(Hls.Events.FRAG_LOADED, (_e, data) => {
     const seg = segmentOf(data.frag.url);

@@ -92,6 +92,7 @@ impl TestStack {
                 queues.normal_queue_url.clone(),
             )),
             events: Default::default(),
+            hints: Default::default(),
         };
         Self {
             clients,
@@ -248,7 +249,13 @@ fn segment_files(dir: &Path, stream: usize) -> Vec<PathBuf> {
 }
 
 pub fn media() -> &'static Media {
-    MEDIA.get_or_init(|| {
+    MEDIA.get_or_init(|| make_media(25, 10))
+}
+
+/// `seconds` of test video + audio, keyframe every 2 s, cut by ffmpeg's DASH
+/// muxer into parts of `part_secs` (a multiple of 2).
+pub fn make_media(seconds: u32, part_secs: u32) -> Media {
+    {
         let dir = std::env::temp_dir().join(unique("chunkstream-media"));
         std::fs::create_dir_all(&dir).unwrap();
         let source = dir.join("source.mp4");
@@ -265,7 +272,7 @@ pub fn media() -> &'static Media {
                 "-i",
                 "sine=frequency=440:sample_rate=48000",
                 "-t",
-                "25",
+                &seconds.to_string(),
                 "-c:v",
                 "libx264",
                 "-preset",
@@ -304,7 +311,7 @@ pub fn media() -> &'static Media {
                 "-f",
                 "dash",
                 "-seg_duration",
-                "10",
+                &part_secs.to_string(),
                 "-use_template",
                 "1",
                 "-use_timeline",
@@ -398,7 +405,7 @@ pub fn media() -> &'static Media {
             init,
             segments,
         }
-    })
+    }
 }
 
 /// Creates a session for `plan` through the API; returns (video_id, secret, response).

@@ -1,0 +1,143 @@
+//! The HTTP API as one axum `Router`: run by `lambda_http::run` in Lambda and
+//! by `axum::serve` in the local runner. See docs/api.md.
+
+mod playback;
+mod uploads;
+mod viewers;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::queue::JobQueue;
+use crate::sessions::{SessionRecord, Sessions};
+
+use playback::{hls_master, hls_media_playlist, init_segment, manifest, media_segment};
+pub(crate) use playback::stream_object;
+use uploads::{create_video, init_uploads, next_assignments, slot_uploaded};
+use viewers::{prioritize, priority_feed, status};
+
+/// What every handler shares; built once per process.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub sessions: Sessions,
+    pub queue: Arc<dyn JobQueue>,
+    pub events: PriorityEvents,
+    /// Deduplicates and rate-limits viewers' hints before they cost S3 requests.
+    pub hints: Arc<crate::hints::HintGate>,
+}
+
+/// Wakes uploaders long-polling `/priority` in this process the moment a
+/// prioritize lands here. Other processes (other Lambda instances) are noticed
+/// by the long poll re-reading the state every [`PRIORITY_POLL_MS`].
+#[derive(Clone)]
+pub struct PriorityEvents(pub(crate) tokio::sync::broadcast::Sender<String>);
+
+impl Default for PriorityEvents {
+    fn default() -> Self {
+        Self(tokio::sync::broadcast::channel(1024).0)
+    }
+}
+
+impl PriorityEvents {
+    pub(crate) fn changed(&self, video_id: &str) {
+        // No receiver is fine: nobody is waiting.
+        let _ = self.0.send(video_id.to_string());
+    }
+}
+
+/// How often a waiting long poll re-reads the state (changes made by other processes).
+pub(crate) const PRIORITY_POLL_MS: u64 = 250;
+pub(crate) const MAX_PRIORITY_WAIT_MS: u64 = 25_000;
+
+/// Largest request body accepted: a plan of `max_slots` slots fits easily.
+pub(crate) const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+pub(crate) const MAX_ASSIGNMENTS: usize = 16;
+/// How long a hinted segment miss is held, re-checking every [`SEGMENT_HOLD_POLL`],
+/// before it answers 404 (the player then retries): a viewer learns of the
+/// publication within one poll, not one player retry interval.
+pub(crate) const SEGMENT_HOLD: std::time::Duration = std::time::Duration::from_millis(1_200);
+pub(crate) const SEGMENT_HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/api/health", get(|| async { Json(json!({"ok": true})) }))
+        .route("/api/videos", post(create_video))
+        .route("/api/videos/{id}/init", post(init_uploads))
+        .route("/api/videos/{id}/next", post(next_assignments))
+        .route(
+            "/api/videos/{id}/slots/{slot}/uploaded",
+            post(slot_uploaded),
+        )
+        .route("/api/videos/{id}/prioritize", post(prioritize))
+        .route("/api/videos/{id}/status", get(status))
+        .route("/api/videos/{id}/priority", get(priority_feed))
+        .route("/v/{id}/manifest.mpd", get(manifest))
+        .route("/v/{id}/init/{file}", get(init_segment))
+        .route("/v/{id}/seg/{track}/{file}", get(media_segment))
+        .route("/v/{id}/master.m3u8", get(hls_master))
+        .route("/v/{id}/hls/{file}", get(hls_media_playlist))
+        .merge(crate::previews::router())
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(tower_http::cors::Any)
+                .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+                .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION]),
+        )
+        .with_state(state)
+}
+
+/// Parses a JSON body, turning every failure into a 400 that says what is wrong.
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            format!("request body: {e}"),
+        )
+    })
+}
+
+fn check_secret(headers: &HeaderMap, record: &SessionRecord) -> Result<(), ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            ApiError::client(
+                StatusCode::UNAUTHORIZED,
+                "missing_secret",
+                "send the session's upload secret as 'Authorization: Bearer <upload_secret>'",
+            )
+        })?;
+    if record.secret_matches(presented) {
+        Ok(())
+    } else {
+        Err(ApiError::client(
+            StatusCode::FORBIDDEN,
+            "wrong_secret",
+            "the upload secret does not match this video",
+        ))
+    }
+}
+
+pub(crate) async fn load_authorized(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Arc<SessionRecord>, ApiError> {
+    let record = state.sessions.load(id).await?;
+    check_secret(headers, &record)?;
+    Ok(record)
+}

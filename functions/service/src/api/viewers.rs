@@ -1,0 +1,329 @@
+//! Viewer calls and the uploader's view of them: prioritize, the priority long poll, status.
+//!
+//! Viewers write only `windows.json` (never `state.json`, which the uploader
+//! and the worker write), and most hints write nothing: the [`HintGate`]
+//! answers those a viewer's window already covers, and rate-limits the rest.
+//!
+//! [`HintGate`]: crate::hints::HintGate
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chunkstream_domain::state::{Lane, SessionState, SlotState, StateError};
+use chunkstream_domain::windows::{is_valid_viewer_id, HintKind, HintOutcome};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::uploads::{presign_assignments, Assignment};
+use super::*;
+use crate::error::ApiError;
+use crate::hints::{Gate, Hinter};
+use crate::queue::Job;
+use crate::sessions;
+
+/// What viewers read (status) may be kept this long by an edge cache; browsers revalidate.
+pub(crate) const VIEWER_READ_CACHE: &str = "public, max-age=1";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PrioritizeRequest {
+    position: Option<f64>,
+    slot: Option<usize>,
+    /// The watch page's viewer id: its seek replaces its own window only.
+    viewer: Option<String>,
+}
+
+/// Who sent a hint: the viewer id (when valid) and the client's address
+/// (the first `X-Forwarded-For` hop, which CloudFront and API Gateway set).
+pub(crate) fn hinter(headers: &HeaderMap, viewer: Option<&str>) -> Hinter {
+    let viewer = viewer
+        .filter(|v| is_valid_viewer_id(v))
+        .unwrap_or_default()
+        .to_string();
+    let client = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && c.len() <= 64)
+        .unwrap_or_default()
+        .to_string();
+    Hinter { viewer, client }
+}
+
+/// What a hint did.
+pub(crate) struct Hinted {
+    /// The viewer's window (slots).
+    pub window: Vec<usize>,
+    /// Uploaded, unprocessed slots of a new window moved to the priority lane.
+    pub requeued: Vec<usize>,
+    /// Dropped by the rate limit.
+    pub limited: bool,
+}
+
+/// A viewer needs `slot` soon: opens, moves or refreshes that viewer's
+/// window, unless the gate or the viewer's own window says it is not needed.
+/// Costs: nothing when covered or limited; 1 GET + (at most) 1 conditional
+/// PUT of `windows.json` otherwise, plus a GET of `state.json` and one SQS send
+/// per requeued slot when a window opens or moves.
+pub(crate) async fn apply_hint(
+    state: &AppState,
+    record: &SessionRecord,
+    who: &Hinter,
+    slot: usize,
+    kind: HintKind,
+) -> Result<Hinted, ApiError> {
+    let id = record.video_id.as_str();
+    let count = record.plan.slots.len();
+    if slot >= count {
+        return Err(StateError::SlotOutOfRange { slot, count }.into());
+    }
+    let policy = state.config.policy;
+    let now = state.sessions.now_ms();
+    let span = |from: usize| from..from.saturating_add(policy.window_len).min(count);
+    let unchanged = |limited| Hinted {
+        window: span(slot).collect(),
+        requeued: Vec::new(),
+        limited,
+    };
+    match state.hints.check(id, who, slot, kind, now, &policy) {
+        Gate::Covered => return Ok(unchanged(false)),
+        Gate::Limited => return Ok(unchanged(true)),
+        Gate::Pass => {}
+    }
+    // A seek to a published slot needs no window (its next miss opens one);
+    // a miss already knows the slot is not public.
+    if kind == HintKind::Seek
+        && state
+            .sessions
+            .store()
+            .head(&sessions::published_key(id, 0, slot))
+            .await?
+            .is_some()
+    {
+        return Ok(unchanged(false));
+    }
+    let (outcome, own) = state
+        .sessions
+        .update_windows(id, |w| {
+            let outcome = w.hint(&who.viewer, &who.client, slot, kind, now, &policy);
+            let own = w.own(&who.viewer, slot).map(|i| w.windows[i].clone());
+            ((outcome, own), outcome != HintOutcome::Unchanged)
+        })
+        .await?;
+    state.hints.remember(id, who, own.clone());
+    let window: Vec<usize> = own
+        .as_ref()
+        .map_or_else(|| span(slot), |w| span(w.playhead_slot))
+        .collect();
+    let mut requeued = Vec::new();
+    if outcome == HintOutcome::Moved {
+        state.events.changed(id);
+        let (s, _) = state.sessions.state(id).await?;
+        // Only jobs that went to the normal lane need a priority copy.
+        requeued = s
+            .uploaded_among(window[0]..window[0] + window.len())
+            .into_iter()
+            .filter(|slot| s.uploads.get(slot).is_none_or(|u| u.lane == Lane::Normal))
+            .collect();
+        for &slot in &requeued {
+            state
+                .queue
+                .enqueue(&Job {
+                    video_id: id.to_string(),
+                    slot,
+                    lane: Lane::Priority,
+                    etags: s
+                        .uploads
+                        .get(&slot)
+                        .map(|u| u.etags.clone())
+                        .unwrap_or_default(),
+                })
+                .await?;
+        }
+    }
+    Ok(Hinted {
+        window,
+        requeued,
+        limited: false,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PriorityQuery {
+    after: Option<i64>,
+    wait_ms: Option<u64>,
+    /// Lease up to this many not-yet-leased window slots and return their
+    /// presigned assignments with the answer (saves the uploader a `next`).
+    lease: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct PriorityAnswer {
+    version: u64,
+    priority_slots: Vec<usize>,
+    complete: bool,
+    /// Window slots leased to the caller by this answer (`lease` > 0).
+    assignments: Vec<Assignment>,
+}
+
+/// Long poll for uploaders: answers at once when the priority windows differ
+/// from version `after` (or the video is complete), otherwise when they
+/// change or `wait_ms` runs out. While it waits it reads only `windows.json`.
+pub(crate) async fn priority_feed(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<PriorityQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let axum::extract::Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let record = load_authorized(&state, &id, &headers).await?;
+    let lease = query.lease.unwrap_or(0);
+    if lease > MAX_ASSIGNMENTS {
+        return Err(ApiError::bad_request(format!(
+            "lease must be between 0 and {MAX_ASSIGNMENTS}"
+        )));
+    }
+    let wait =
+        std::time::Duration::from_millis(query.wait_ms.unwrap_or(0).min(MAX_PRIORITY_WAIT_MS));
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut wake = state.events.0.subscribe();
+    let policy = state.config.policy;
+    let complete_at_start = state.sessions.publish_state(&id).await?.complete;
+    loop {
+        let windows = state.sessions.windows(&id).await?;
+        let changed = query
+            .after
+            .is_none_or(|after| after != windows.version as i64);
+        let now = tokio::time::Instant::now();
+        if changed || now >= deadline || complete_at_start {
+            let now_ms = state.sessions.now_ms();
+            let active = windows.active(now_ms, &policy);
+            let lease_now = changed && lease > 0 && !active.is_empty();
+            // Leasing reads the state anyway: the answer comes from that read.
+            let (picks, priority_slots, complete) = state
+                .sessions
+                .update_state(&id, |s: &mut SessionState| {
+                    let picks = if lease_now && !s.complete {
+                        s.assign_priority(lease, now_ms, &policy, &active)
+                    } else {
+                        Vec::new()
+                    };
+                    let dirty = !picks.is_empty();
+                    Ok::<_, std::convert::Infallible>((
+                        (picks, s.priority_slots(&active), s.complete),
+                        dirty,
+                    ))
+                })
+                .await?
+                .unwrap_or_else(|never| match never {});
+            let body = PriorityAnswer {
+                version: windows.version,
+                priority_slots,
+                complete,
+                assignments: presign_assignments(&state, &record, picks).await?,
+            };
+            return Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response());
+        }
+        let poll = std::time::Duration::from_millis(PRIORITY_POLL_MS).min(deadline - now);
+        // Wake on a change to this video in this process, or re-read after `poll`.
+        let _ = tokio::time::timeout(poll, async {
+            loop {
+                match wake.recv().await {
+                    Ok(changed_id) if changed_id == id => return,
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        std::future::pending::<()>().await
+                    }
+                }
+            }
+        })
+        .await;
+    }
+}
+
+pub(crate) async fn prioritize(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let request: PrioritizeRequest = parse_json(&body)?;
+    if request
+        .viewer
+        .as_deref()
+        .is_some_and(|v| !is_valid_viewer_id(v))
+    {
+        return Err(ApiError::bad_request(
+            "viewer must be 1..=64 characters of A-Z a-z 0-9 - _",
+        ));
+    }
+    let record = state.sessions.load(&id).await?;
+    let slot = match (request.slot, request.position) {
+        (Some(slot), None) => slot,
+        (None, Some(position)) if position.is_finite() && position >= 0.0 => {
+            record.plan.slot_at(position)
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "position must be a finite number of seconds >= 0",
+            ))
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "send exactly one of 'position' (seconds) or 'slot'",
+            ))
+        }
+    };
+    let who = hinter(&headers, request.viewer.as_deref());
+    let hinted = apply_hint(&state, &record, &who, slot, HintKind::Seek).await?;
+    if hinted.limited {
+        return Err(ApiError::client(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many priority hints for this video or from this viewer; retry after a second",
+        ));
+    }
+    tracing::info!(video_id = %id, slot, requeued = ?hinted.requeued, "prioritized");
+    Ok(Json(
+        json!({"window": hinted.window, "requeued": hinted.requeued}),
+    ))
+}
+
+pub(crate) async fn status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let record = state.sessions.load(&id).await?;
+    let (s, _) = state.sessions.state(&id).await?;
+    let windows = state.sessions.windows(&id).await?;
+    let active = windows.active(state.sessions.now_ms(), &state.config.policy);
+    let times = record.plan.slot_times();
+    let slots: Vec<serde_json::Value> = s
+        .slots
+        .iter()
+        .zip(&times)
+        .map(|(slot, (start, duration))| {
+            let mut v = json!({"start": start, "duration": duration, "state": slot.name()});
+            if let SlotState::Failed { reason } = slot {
+                v["reason"] = json!(reason);
+            }
+            v
+        })
+        .collect();
+    let body = json!({
+        "video_id": id,
+        "complete": s.complete,
+        "slot_count": s.slots.len(),
+        "duration": record.plan.duration_secs(),
+        "counts": s.counts(),
+        "slots": slots,
+        "inits": s.inits,
+        "priority_slots": s.priority_slots(&active),
+    });
+    Ok(([(header::CACHE_CONTROL, VIEWER_READ_CACHE)], Json(body)).into_response())
+}

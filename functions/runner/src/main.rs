@@ -1,6 +1,7 @@
-//! The local runner: provisions LocalStack, serves the API Router plus the
-//! static web pages on 127.0.0.1, plays Lambda's SQS event source mappings
-//! (priority queue first) and runs the reaper periodically.
+//! The local runner: deploys the storage stack (infra/storage.yaml) on
+//! LocalStack, serves the API Router plus the static web pages on 127.0.0.1,
+//! plays Lambda's SQS event source mappings (priority queue first) and runs
+//! the reaper periodically.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -39,9 +40,18 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let clients = aws::clients_from_env().await;
-    let queues = provision(&clients, &bucket, &queue_prefix, &QueueSettings::default())
-        .await
-        .context("provisioning LocalStack (is it running? see localstack/start.sh)")?;
+    let cloudformation = aws::cloudformation_from_env().await;
+    let queues = provision(
+        &cloudformation,
+        &bucket,
+        &queue_prefix,
+        &QueueSettings::default(),
+    )
+    .await
+    .context(
+        "deploying infra/storage.yaml on LocalStack (is it running with cloudformation? \
+         see localstack/start.sh)",
+    )?;
     let config = Config::from_env_with(&[
         ("CHUNKSTREAM_BUCKET", bucket.clone()),
         (

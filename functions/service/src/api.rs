@@ -52,7 +52,9 @@ impl PriorityEvents {
 
 /// How often a waiting long poll re-reads the state (changes made by other processes).
 const PRIORITY_POLL_MS: u64 = 250;
-const MAX_PRIORITY_WAIT_MS: u64 = 25_000;
+/// The longest request the API serves: a priority long poll's cap. The API
+/// Lambda's timeout (infra/template.yaml) must be above it (pinned by a test).
+pub const MAX_PRIORITY_WAIT_MS: u64 = 25_000;
 
 /// Largest request body accepted: a plan of `max_slots` slots fits easily.
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;

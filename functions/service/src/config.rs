@@ -68,6 +68,28 @@ impl Config {
         Self::from_lookup(&|name: &str| std::env::var(name).ok())
     }
 
+    /// Every variable [`Config::from_env`] reads, with whether it is required
+    /// (its absence stops the process). Found by reading a config through a
+    /// recording lookup, so it cannot drift from the code above; the template
+    /// test checks the cloud stack against it.
+    pub fn variables() -> Vec<(String, bool)> {
+        let seen = std::sync::Mutex::new(Vec::<String>::new());
+        let _ = Self::from_lookup(&|name: &str| {
+            if let Ok(mut seen) = seen.lock() {
+                seen.push(name.to_string());
+            }
+            Some("1".into())
+        });
+        let names = seen.into_inner().unwrap_or_default();
+        names
+            .iter()
+            .map(|name| {
+                let without = Self::from_lookup(&|n: &str| (n != name).then(|| "1".into()));
+                (name.clone(), without.is_err())
+            })
+            .collect()
+    }
+
     fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let vars = Vars { lookup };
         let defaults = PlanLimits::default();

@@ -7,6 +7,7 @@ pub mod aws;
 pub mod config;
 pub mod error;
 pub mod local;
+#[cfg(feature = "provision")]
 pub mod provision;
 pub mod queue;
 pub mod reaper;

@@ -24,7 +24,8 @@ unset CARGO_PROFILE_RELEASE_LTO CARGO_PROFILE_RELEASE_OPT_LEVEL
 if [ "$build" = 1 ]; then
   start=$SECONDS
   nice -n 15 cargo lambda build --release -p chunkstream-api -p chunkstream-worker
-  echo "deploy-profile build: $((SECONDS - start)) s" >&2
+  mkdir -p "$root/target/lambda-figures"
+  echo "Deploy-profile build of both functions: $((SECONDS - start)) s at nice 15." | tee "$root/target/lambda-figures/build.txt" >&2
 fi
 out="$root/target/lambda-figures"
 mkdir -p "$out"
@@ -37,5 +38,8 @@ for f in api worker; do
   python3 -c 'import os, sys; b, z = (os.path.getsize(p) for p in sys.argv[2:]); print(f"{sys.argv[1]:7} bootstrap {b / 1e6:6.2f} MB ({b} bytes), zipped {z / 1e6:6.2f} MB")' \
     "$f" "$b" "$out/$f.zip"
 done | tee "$out/sizes.txt"
+python3 -c 'import json, os, sys; out = sys.argv[1]; json.dump([{"name": f, "bytes": os.path.getsize(f"target/lambda/{f}/bootstrap"), "zip_bytes": os.path.getsize(f"{out}/{f}.zip")} for f in ("api", "worker")], open(f"{out}/sizes.json", "w"))' "$out"
 python3 scripts/lambda_init.py --api target/lambda/api/bootstrap --worker target/lambda/worker/bootstrap \
   --runs "$runs" --out "$out/init.json" | tee "$out/init.txt"
+python3 scripts/lambda_report.py "$out" docs/benchmarks.md
+echo "wrote docs/benchmarks.md, section 'Lambda functions (deploy profile)'" >&2

@@ -13,6 +13,8 @@ export interface Row {
   target: string | null;
   met: boolean | null;
   note?: string;
+  /** also shown as a row of a side-by-side table (bench_report.py): table name, column → cell */
+  table?: { name: string; cols: Record<string, string> };
 }
 
 export function row(
@@ -80,8 +82,14 @@ export interface UploaderPage {
  * The real uploader page with URL params, a fresh localStorage (no resume of an earlier run of
  * the same file) and `file` picked through its file input.
  */
-export async function openUploader(context: BrowserContext, file: string, params: Record<string, string | number> = {}): Promise<UploaderPage> {
+export async function openUploader(
+  context: BrowserContext,
+  file: string,
+  params: Record<string, string | number> = {},
+  prepare?: (page: Page) => Promise<void>,
+): Promise<UploaderPage> {
   const page = await context.newPage();
+  await prepare?.(page);
   const logs: string[] = [];
   page.on('console', (m) => {
     logs.push(`[${m.type()}] ${m.text()}`);

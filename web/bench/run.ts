@@ -1,13 +1,17 @@
 /**
- * Browser benchmarks (issue 4): real Chromium (Debian's) driving the real pages against a running
- * backend at CHUNKSTREAM_URL. A benchmark, not a test: it prints figures, each with a baseline
- * measured in this same run on this machine, and writes the rows to `--out <file>` (JSON list of
- * {id, name, value, unit, baseline, ratio, target, met, note?}; scripts/bench.sh merges them into
- * docs/benchmarks.md). See bench/README.md for what each figure means.
+ * Browser benchmarks (issues 4 and 7): real Chromium (Debian's) driving the real pages against a
+ * running backend at CHUNKSTREAM_URL. A benchmark, not a test: it prints figures, each with a
+ * baseline measured in this same run on this machine, and writes the rows to `--out <file>` (JSON
+ * list of {id, name, value, unit, baseline, ratio, target, met, note?, table?}; scripts/bench.sh
+ * merges them into docs/benchmarks.md). See bench/README.md for what each figure means.
  *
- *   node --import tsx bench/run.ts [--quick] [--out results.json] [--only 1,2,3,4,5]
+ * The uploader's uplink is shaped below the application (bench/link.ts: a network namespace with a
+ * tbf uplink when CHUNKSTREAM_LINK=netns, else Chromium's CDP throttling); the uploader runs with
+ * its default settings. Viewers run in a second Chromium on the host.
+ *
+ *   node --import tsx bench/run.ts [--quick] [--out results.json] [--only 0,1,2,3,4,5,9]
  */
-import { writeFile, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -15,6 +19,8 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { getStatus, rendererRss } from '../e2e/helpers/app.ts';
 import { BASE_URL, launch } from '../e2e/helpers/browser.ts';
 import { loopToSize, makeClip, makeTempDir, sh } from '../test/helpers/media.ts';
+import { LINK_MODE, linkId, linkLabel, measureLink, NETNS_CHROMIUM, QUEUE_MS, setLink, shapePage, waitLinkIdle } from './link.ts';
+import type { Link } from './link.ts';
 import {
   clearTrace,
   clockOffset,
@@ -29,7 +35,7 @@ import {
   waitForLink,
   waitForState,
 } from './lib.ts';
-import type { Row, TraceEntry } from './lib.ts';
+import type { Row, TraceEntry, UploaderPage } from './lib.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -37,56 +43,110 @@ const QUICK = args.includes('--quick');
 const OUT = args.includes('--out') ? args[args.indexOf('--out') + 1] : undefined;
 const ONLY = args.includes('--only') ? new Set(args[args.indexOf('--only') + 1]!.split(',')) : null;
 const enabled = (n: string): boolean => !ONLY || ONLY.has(n);
+/** the counting pass-through in front of LocalStack (bench/s3-counter.ts), if the runner uses one */
+const COUNTER = process.env.CHUNKSTREAM_S3_COUNTER?.replace(/\/$/, '') ?? null;
+const BUCKET = process.env.CHUNKSTREAM_BENCH_BUCKET ?? 'chunkstream-bench';
+/** where the made media is kept between runs (ffmpeg output is deterministic for these inputs) */
+const MEDIA_CACHE = process.env.CHUNKSTREAM_BENCH_MEDIA ?? join(here, '..', '..', 'target', 'bench-media');
+const RUNNER_LOG = process.env.CHUNKSTREAM_RUNNER_LOG ?? null;
 
-/** the throttled uplink of benchmarks 1, 3 and 4 (bits/s) */
-const BW = 8_000_000;
-const SEG = 10;
+/** the links of issue 7: the main one first */
+const LINKS: Link[] = [
+  { mbit: 8, rttMs: 20 },
+  { mbit: 2, rttMs: 60 },
+  { mbit: 50, rttMs: 10 },
+];
+const MAIN = LINKS[0]!;
 const POSITIONS = [0.25, 0.5, 0.75];
+const trialsOn = (l: Link): number => (QUICK ? 1 : l.mbit <= 2 ? 1 : 3);
+const positionsOn = (l: Link): number[] => (QUICK && l !== MAIN ? [0.5] : POSITIONS);
+/** candidate part durations (issue 7 item 3); the page's `seg=` parameter */
+const SEGS = [2, 4, 6, 10];
 
 const log = (m: string): void => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${m}`);
 
 const rows: Row[] = [];
+/** measured payload rate of each link (raw PUT through it), bits/s */
+const linkRate = new Map<Link, number>();
+const rateOf = (l: Link): number => linkRate.get(l) ?? l.mbit * 1e6;
+
+interface Browsers {
+  /** the uploader's Chromium: inside the namespace (netns mode) */
+  up: BrowserContext;
+  /** viewers' Chromium: on the host */
+  view: BrowserContext;
+  viewDataDir: string;
+}
+
+/** The uploader page in the shaped browser, on a quiet link. */
+async function openShapedUploader(b: Browsers, file: string, l: Link, params: Record<string, string | number> = {}): Promise<UploaderPage> {
+  await waitLinkIdle();
+  return openUploader(b.up, file, params, (p) => shapePage(b.up, p, l));
+}
 
 // ---- media ---------------------------------------------------------------------------------
 
 interface Media {
   dir: string;
   cleanup(): Promise<void>;
-  /** 60 s, 640x360 noise at ~1.2 Mbit/s + AAC 64k, 2 s GOP */
-  base360: string | null;
-  /** 30 min of base360 (stream_loop -c copy) */
-  long360: string | null;
+  cache: Map<string, string>;
 }
 
 async function media(): Promise<Media> {
   const { dir, cleanup } = await makeTempDir('chunkstream-bench-');
-  return { dir, cleanup, base360: null, long360: null };
+  await mkdir(MEDIA_CACHE, { recursive: true });
+  return { dir, cleanup, cache: new Map() };
 }
 
-async function base360(m: Media): Promise<string> {
-  if (!m.base360) {
-    log('encoding the 640x360 base clip…');
-    m.base360 = await makeClip(join(m.dir, 'base360.mp4'), {
-      seconds: 60,
-      width: 640,
-      height: 360,
-      noise: true,
-      bitrate: '1200k',
-      x264params: 'keyint=60:min-keyint=60:scenecut=0',
-    });
+/** A file kept in MEDIA_CACHE under `name`, made once by `make(tmpPath)`. */
+async function cached(m: Media, name: string, make: (path: string) => Promise<void>): Promise<string> {
+  const hit = m.cache.get(name);
+  if (hit) return hit;
+  const path = join(MEDIA_CACHE, name);
+  const ok = await stat(path).then((s) => s.size > 0).catch(() => false);
+  if (!ok) {
+    log(`making ${name} (cached in ${MEDIA_CACHE})…`);
+    const tmp = `${path}.part.mp4`;
+    await make(tmp);
+    await rename(tmp, path);
   }
-  return m.base360;
+  m.cache.set(name, path);
+  return path;
 }
 
 async function loops(src: string, dst: string, times: number): Promise<string> {
-  await sh('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-stream_loop', String(times - 1), '-i', src, '-c', 'copy', dst]);
+  await sh('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-stream_loop', String(times - 1), '-i', src, '-c', 'copy', dst], { timeoutMs: 900_000 });
   return dst;
 }
 
-async function long360(m: Media): Promise<string> {
-  if (!m.long360) m.long360 = await loops(await base360(m), join(m.dir, 'long360.mp4'), 30);
-  return m.long360;
-}
+/** 60 s 1280×720 H.264 with B-frames (bframes=3), 2 s GOPs (30 fps, keyint 60), ~2.8 Mbit/s + AAC 64k */
+const base720 = (m: Media): Promise<string> =>
+  cached(m, 'b720-60s-bf3-2800k.mp4', async (p) => {
+    await makeClip(p, { seconds: 60, width: 1280, height: 720, noise: true, bitrate: '2800k', x264params: 'keyint=60:min-keyint=60:scenecut=0:bframes=3:b-adapt=0' });
+  });
+/** issue 7's source: 30 min of base720 (stream_loop -c copy; moov at the end), ~180 parts of ~3.5 MB */
+const long720 = async (m: Media): Promise<string> => {
+  const base = await base720(m);
+  return cached(m, 'b720-30min-bf3-2800k.mp4', async (p) => void (await loops(base, p, 30)));
+};
+const cut720 = async (m: Media, minutes: number): Promise<string> => {
+  const base = await base720(m);
+  return cached(m, `b720-${minutes}min-bf3-2800k.mp4`, async (p) => void (await loops(base, p, minutes)));
+};
+/** issue 4's noise source: 60 s 640×360 at ~1.2 Mbit/s + AAC 64k, 2 s GOPs (no B-frames) */
+const base360 = (m: Media): Promise<string> =>
+  cached(m, 'n360-60s-1200k.mp4', async (p) => {
+    await makeClip(p, { seconds: 60, width: 640, height: 360, noise: true, bitrate: '1200k', x264params: 'keyint=60:min-keyint=60:scenecut=0' });
+  });
+const long360 = async (m: Media): Promise<string> => {
+  const base = await base360(m);
+  return cached(m, 'n360-30min-1200k.mp4', async (p) => void (await loops(base, p, 30)));
+};
+/** a 3-hour file for the manifest/state sizes (320×180, small: only its timeline matters) */
+const long3h = async (m: Media): Promise<string> => {
+  const clip = await cached(m, 's180-60s.mp4', async (p) => void (await makeClip(p, { seconds: 60, x264params: 'keyint=60:min-keyint=60:scenecut=0' })));
+  return cached(m, 's180-3h.mp4', async (p) => void (await loops(clip, p, 180)));
+};
 
 // ---- page helpers --------------------------------------------------------------------------
 
@@ -133,28 +193,96 @@ interface OnTrial {
   firstUploadMs: number | null;
   firstFloorMs: number;
   stages: Record<string, number | null>;
+  /** ms of the prioritized part's PUT during which another part's PUT was in flight, and how many */
+  sharedMs: number | null;
+  sharedWith: number;
 }
 
 const STAGES = [
-  'prioritize acked',
-  'uploader got priority (long poll)',
-  'assigned (POST next)',
-  'PUT started (on the link)',
-  'bytes across the link',
+  'prioritize acked (viewer)',
+  'uploader got the priority',
+  'assigned (POST next, or leased by the priority answer)',
+  'PUT started',
   'PUT done',
   'reported uploaded',
+  'runner: slot uploaded (log)',
+  'runner: job done (log)',
   'published (status poll)',
   'viewer loaded the segment',
   'first frame at the new position',
 ] as const;
 
-async function seekTrialOn(context: BrowserContext, file: string, fraction: number): Promise<OnTrial> {
-  const up = await openUploader(context, file, { seg: SEG, bw: BW });
-  const viewer = await context.newPage();
+/** Runner log events `msg` for a video: slot → first time (epoch ms) at or after `since`. */
+async function runnerEvents(videoId: string, msg: string, since: number): Promise<Map<number, number>> {
+  const out = new Map<number, number>();
+  if (!RUNNER_LOG) return out;
+  const text = await readFile(RUNNER_LOG, 'utf8').catch(() => '');
+  for (const raw of text.split('\n')) {
+    if (!raw.includes(videoId) || !raw.includes(msg)) continue;
+    const line = raw.replace(/\x1b\[[0-9;]*m/g, ''); // tracing's colours
+    const t = Date.parse(line.trim().split(/\s+/)[0] ?? '');
+    const slot = /slot[=:]\s*(\d+)/.exec(line)?.[1];
+    if (!Number.isFinite(t) || slot === undefined || t < since) continue;
+    if (!out.has(Number(slot))) out.set(Number(slot), t);
+  }
+  return out;
+}
+
+/** What shared the link with `slot`'s PUT (from `put-start` to `put-done`), from the uploader's own trace. */
+function linkSharing(ut: TraceEntry[], slot: number, t0: number): { sharedMs: number | null; sharedWith: number } {
+  const start = ut.find((e) => e.t >= t0 && e.ev === 'put-start' && e.slot === slot)?.t;
+  const end = ut.find((e) => start !== undefined && e.t >= start && e.ev === 'put-done' && e.slot === slot)?.t;
+  if (start === undefined || end === undefined) return { sharedMs: null, sharedWith: 0 };
+  const intervals: [number, number][] = [];
+  const open = new Map<number, number>();
+  for (const e of ut) {
+    if (typeof e.slot !== 'number' || e.slot === slot) continue;
+    if (e.ev === 'put-start') open.set(e.slot, e.t);
+    else if (/^put-(done|abort|aborted|cancel|cancelled|failed|error)$/.test(e.ev) && open.has(e.slot)) {
+      intervals.push([open.get(e.slot)!, e.t]);
+      open.delete(e.slot);
+    }
+  }
+  for (const s of open.values()) intervals.push([s, end]); // still in flight when the trace was read
+  const overlapping = intervals.map(([a, b]) => [Math.max(a, start), Math.min(b, end)] as const).filter(([a, b]) => b > a);
+  // union of the overlaps
+  let sharedMs = 0;
+  let reach = start;
+  for (const [a, b] of [...overlapping].sort((x, y) => x[0] - y[0])) {
+    if (b > reach) {
+      sharedMs += b - Math.max(a, reach);
+      reach = b;
+    }
+  }
+  return { sharedMs, sharedWith: overlapping.length };
+}
+
+interface PlanInfo {
+  slots: number[];
+  init: number;
+  duration: number;
+}
+async function planInfo(page: Page): Promise<PlanInfo> {
+  return page.evaluate(() => {
+    const cs = (window as unknown as {
+      chunkstream: { plan: { slots: { bytes: number; startTime?: number; durationTime: number }[] }; analysis: { tracks: { initSegment: { byteLength: number } }[] } };
+    }).chunkstream;
+    return {
+      slots: cs.plan.slots.map((s) => s.bytes),
+      init: cs.analysis.tracks.reduce((n, t) => n + t.initSegment.byteLength, 0),
+      duration: cs.plan.slots.reduce((n, s) => n + s.durationTime, 0),
+    };
+  });
+}
+
+async function seekTrialOn(b: Browsers, file: string, fraction: number, l: Link, params: Record<string, string | number> = {}): Promise<OnTrial> {
+  const up = await openShapedUploader(b, file, l, params);
+  const viewer = await b.view.newPage();
+  const bps = rateOf(l);
   try {
     const { link, videoId } = await waitForLink(up);
     await viewer.goto(link);
-    await waitPlaying(viewer, 90_000);
+    await waitPlaying(viewer, 120_000 + ((8 * 8e6) / bps) * 1000 * 5);
     const duration = await viewer.evaluate(() => document.querySelector('video')!.duration);
     const target = duration * fraction;
     const status = await getStatus(videoId);
@@ -173,30 +301,34 @@ async function seekTrialOn(context: BrowserContext, file: string, fraction: numb
       }
     })();
     const t0 = await seek(viewer, target);
-    const frameAt = await waitFrameAt(viewer, target, 120_000);
-    watching = false;
-    await watcher;
+    let frameAt: number;
+    try {
+      frameAt = await waitFrameAt(viewer, target, 180_000 + ((16 * 8e6) / bps) * 1000);
+    } finally {
+      watching = false;
+      await watcher;
+    }
     const [vt, ut] = [await getTrace(viewer), await getTrace(up.page)];
     const snapped = vt.find((e) => e.t >= t0 && e.ev === 'seek-snapped');
     const slot = snapped ? slotOf(snapped.to as number) : candidate;
-    const plan = await up.page.evaluate(() => {
-      const cs = (window as unknown as { chunkstream: { plan: { slots: { bytes: number }[] }; analysis: { tracks: { initSegment: { byteLength: number } }[] } } }).chunkstream;
-      return { slots: cs.plan.slots.map((s) => s.bytes), init: cs.analysis.tracks.reduce((n, t) => n + t.initSegment.byteLength, 0) };
-    });
+    const plan = await planInfo(up.page);
     const after = (e: TraceEntry) => e.t >= t0;
     const isSlot = (e: TraceEntry) => e.slot === slot;
-    const putStart = first(ut, (e) => after(e) && e.ev === 'put-start' && isSlot(e));
-    const linkStarts = ut.filter((e) => after(e) && e.ev === 'link-start' && isSlot(e) && (!putStart || e.t <= putStart.t));
     const loads = [0, 1].map((track) => first(vt, (e) => after(e) && e.ev === 'seg-loaded' && isSlot(e) && e.track === track)?.t);
     const loaded = loads.filter((x): x is number => x !== undefined);
+    // the runner logs in UTC with µs; the host clock is the pages' clock (same machine)
+    const since = t0 - offset - 1000;
+    const [runUploaded, runDone] = [await runnerEvents(videoId, 'slot uploaded', since), await runnerEvents(videoId, 'job done', since)];
+    const inSlots = (e: TraceEntry, k: string) => Array.isArray(e[k]) && (e[k] as number[]).includes(slot);
     const at: Record<(typeof STAGES)[number], number | undefined> = {
-      'prioritize acked': first(vt, (e) => after(e) && e.ev === 'prioritize-acked')?.t,
-      'uploader got priority (long poll)': first(ut, (e) => after(e) && e.ev === 'priority' && (e.slots as number[]).includes(slot))?.t,
-      'assigned (POST next)': first(ut, (e) => after(e) && e.ev === 'next-response' && (e.slots as number[]).includes(slot))?.t,
-      'PUT started (on the link)': linkStarts[linkStarts.length - 1]?.t,
-      'bytes across the link': putStart?.t,
+      'prioritize acked (viewer)': first(vt, (e) => after(e) && e.ev === 'prioritize-acked')?.t,
+      'uploader got the priority': first(ut, (e) => after(e) && e.ev === 'priority' && inSlots(e, 'slots'))?.t,
+      'assigned (POST next, or leased by the priority answer)': first(ut, (e) => after(e) && (e.ev === 'next-response' || e.ev === 'lease') && inSlots(e, 'slots'))?.t,
+      'PUT started': first(ut, (e) => after(e) && e.ev === 'put-start' && isSlot(e))?.t,
       'PUT done': first(ut, (e) => after(e) && e.ev === 'put-done' && isSlot(e))?.t,
       'reported uploaded': first(ut, (e) => after(e) && e.ev === 'reported' && isSlot(e))?.t,
+      'runner: slot uploaded (log)': runUploaded.has(slot) ? runUploaded.get(slot)! + offset : undefined,
+      'runner: job done (log)': runDone.has(slot) ? runDone.get(slot)! + offset : undefined,
       'published (status poll)': publishedAt.get(slot),
       'viewer loaded the segment': loaded.length ? Math.max(...loaded) : undefined,
       'first frame at the new position': frameAt,
@@ -210,11 +342,12 @@ async function seekTrialOn(context: BrowserContext, file: string, fraction: numb
       fraction,
       slot,
       seekMs: frameAt - t0,
-      floorMs: ((plan.slots[slot]! * 8) / BW) * 1000,
+      floorMs: ((plan.slots[slot]! * 8) / bps) * 1000,
       ttffMs: linkShown && firstFrame ? firstFrame - linkShown : null,
       firstUploadMs: linkShown && slot0Done ? slot0Done - linkShown : null,
-      firstFloorMs: (((plan.init + plan.slots[0]!) * 8) / BW) * 1000,
+      firstFloorMs: (((plan.init + plan.slots[0]!) * 8) / bps) * 1000,
       stages,
+      ...linkSharing(ut, slot, t0),
     };
   } finally {
     await viewer.close().catch(() => undefined);
@@ -223,17 +356,17 @@ async function seekTrialOn(context: BrowserContext, file: string, fraction: numb
 }
 
 /** Priority off: one natural-order upload, three viewers (no prioritize, nohint=1) seeking to 25/50/75 %. */
-async function seekRunOff(context: BrowserContext, file: string): Promise<{ fraction: number; ms: number; slot: number }[]> {
-  const up = await openUploader(context, file, { seg: SEG, bw: BW });
+async function seekRunOff(b: Browsers, file: string, l: Link): Promise<{ fraction: number; ms: number; slot: number }[]> {
+  const up = await openShapedUploader(b, file, l);
   const viewers: Page[] = [];
   try {
     const { link, videoId } = await waitForLink(up);
     for (let i = 0; i < POSITIONS.length; i++) {
-      const v = await context.newPage();
+      const v = await b.view.newPage();
       viewers.push(v);
       await v.goto(`${link}&noprioritize=1`);
     }
-    await Promise.all(viewers.map((v) => waitPlaying(v, 90_000)));
+    await Promise.all(viewers.map((v) => waitPlaying(v, 180_000)));
     const status = await getStatus(videoId);
     const seeks = await Promise.all(
       viewers.map(async (v, i) => {
@@ -243,7 +376,7 @@ async function seekRunOff(context: BrowserContext, file: string): Promise<{ frac
       }),
     );
     const totalBytes = (await stat(file)).size;
-    const naturalS = (totalBytes * 8) / BW;
+    const naturalS = (totalBytes * 8) / rateOf(l);
     let windowsSeen = 0;
     const checker = setInterval(() => {
       void getStatus(videoId)
@@ -271,79 +404,136 @@ async function seekRunOff(context: BrowserContext, file: string): Promise<{ frac
   }
 }
 
-async function bench1and3(context: BrowserContext, m: Media): Promise<void> {
-  const file = await long360(m);
-  const size = (await stat(file)).size;
-  const trials = QUICK ? 1 : 3;
-  log(`1: seek-to-play, ${(size / MiB).toFixed(0)} MiB / 30 min source at ${BW / 1e6} Mbit/s, ${trials} trial(s) per position, priority on`);
+/** ≤ 1.3 × floor + 0.3 s (issue 7), and ≤ 2.0 s absolute on the main link */
+function seekTarget(l: Link, v: number | null, floor: number | null): { text: string; met: boolean } {
+  const abs = l === MAIN;
+  const met = v !== null && floor !== null && v <= 1.3 * floor + 300 && (!abs || v <= 2000);
+  return { text: `${abs ? '≤ 2.0 s and ' : ''}≤ 1.3 × floor + 0.3 s`, met };
+}
+
+async function onTrials(b: Browsers, file: string, l: Link, positions: number[], trials: number, params: Record<string, string | number> = {}, what = ''): Promise<OnTrial[]> {
   const on: OnTrial[] = [];
   for (let k = 0; k < trials; k++) {
-    for (const f of POSITIONS) {
+    for (const f of positions) {
       try {
-        const t = await seekTrialOn(context, file, f);
+        const t = await seekTrialOn(b, file, f, l, params);
         on.push(t);
         log(
-          `priority on ${f * 100} % (slot ${t.slot}): ${(t.seekMs / 1000).toFixed(2)} s (floor ${(t.floorMs / 1000).toFixed(2)} s); ` +
+          `${what}${linkLabel(l)} priority on ${f * 100} % (slot ${t.slot}): ${(t.seekMs / 1000).toFixed(2)} s (floor ${(t.floorMs / 1000).toFixed(2)} s; ` +
+            `first frame ${((t.ttffMs ?? NaN) / 1000).toFixed(2)} s; shared ${t.sharedMs?.toFixed(0) ?? '—'} ms with ${t.sharedWith}); ` +
             Object.entries(t.stages)
               .map(([k2, v]) => `${k2} ${v === null ? '—' : (v / 1000).toFixed(2)}`)
               .join(' · '),
         );
       } catch (e) {
-        log(`priority on ${f * 100} % failed: ${(e as Error).message.split('\n')[0]}`);
+        log(`${what}${linkLabel(l)} priority on ${f * 100} % failed: ${(e as Error).message.split('\n')[0]}`);
       }
     }
   }
-  log('1: priority off (natural order, three viewers at 25/50/75 %)…');
-  let off: { fraction: number; ms: number; slot: number }[] = [];
-  try {
-    off = await seekRunOff(context, file);
-  } catch (e) {
-    log(`priority off failed: ${(e as Error).message.split('\n')[0]}`);
-  }
-  for (const f of POSITIONS) {
+  return on;
+}
+
+function seekRows(idBase: string, label: string, l: Link, on: OnTrial[], positions: number[]): Map<number, number | null> {
+  const medians = new Map<number, number | null>();
+  for (const f of positions) {
     const ts = on.filter((t) => t.fraction === f);
-    const pct = `${f * 100} %`;
-    const onMs = ts.length ? median(ts.map((t) => t.seekMs)) : null;
+    const v = ts.length ? median(ts.map((t) => t.seekMs)) : null;
     const floor = ts.length ? median(ts.map((t) => t.floorMs)) : null;
-    const met = onMs !== null && floor !== null && onMs <= 1.2 * floor + 500;
+    const shared = ts.map((t) => t.sharedMs).filter((x): x is number => x !== null);
+    medians.set(f, v);
     rows.push(
       row(
-        `1.${f * 100}`,
-        `Seek-to-play at ${pct}, priority on (median of ${ts.length}; baseline: one segment's bytes / ${BW / 1e6} Mbit/s)`,
-        onMs,
+        `${idBase}.${f * 100}`,
+        `Seek-to-play at ${f * 100} %, ${label}, ${linkLabel(l)}, priority on (median of ${ts.length}; baseline: the part's bytes / link rate)`,
+        v,
         'ms',
         floor,
-        { text: '≤ 1.2 × floor + 0.5 s', met },
+        seekTarget(l, v, floor),
+        shared.length
+          ? `the part's PUT shared the link with other PUTs for ${median(shared).toFixed(0)} ms (median; ${ts.map((t) => t.sharedWith).join('/')} other PUTs overlapping)`
+          : undefined,
       ),
     );
-    const o = off.find((x) => x.fraction === f);
-    const offRow = row(
-      `1.${f * 100}n`,
-      `Seek-to-play at ${pct}, priority off: natural order (baseline: priority on)`,
-      o?.ms ?? null,
-      'ms',
-      onMs,
-      f === 0.75 && o && onMs ? { text: '≥ 50 × priority on', met: o.ms / onMs >= 50 } : null,
-    );
-    rows.push(offRow);
   }
-  // stage breakdown, priority on (all positions), median of the cumulative time since the seek
+  return medians;
+}
+
+function stageRows(idBase: string, l: Link, on: OnTrial[]): void {
   let prev = 0;
   STAGES.forEach((k, i) => {
     const xs = on.map((t) => t.stages[k]).filter((x): x is number => x !== null);
     const v = xs.length ? median(xs) : null;
-    rows.push(row(`1.s${String(i).padStart(2, '0')}`, `Seek stage (priority on, median since the seek): ${k}`, v, 'ms', null, null, v !== null ? `+${(v - prev).toFixed(0)} ms` : undefined));
+    rows.push(row(`${idBase}.s${String(i).padStart(2, '0')}`, `Seek stage, ${linkLabel(l)} (priority on, median since the seek): ${k}`, v, 'ms', null, null, v !== null ? `+${(v - prev).toFixed(0)} ms` : undefined));
     if (v !== null) prev = v;
   });
-  // 3: fresh link → first frame (from the same uploads, before the seek)
-  const tt = on.filter((t) => t.ttffMs !== null && t.firstUploadMs !== null);
-  if (tt.length) {
-    const ttff = median(tt.map((t) => t.ttffMs!));
-    const upl = median(tt.map((t) => t.firstUploadMs!));
-    const physical = median(tt.map((t) => t.firstFloorMs));
-    rows.push(row('3', `Viewer time to first frame on a fresh link (link shown → first frame; median of ${tt.length}; baseline: init + first segment uploaded)`, ttff, 'ms', upl));
-    rows.push(row('3.floor', `Init + first segment bytes / ${BW / 1e6} Mbit/s (physical floor of figure 3; baseline)`, ttff, 'ms', physical));
+}
+
+function firstFrameRows(l: Link, on: OnTrial[]): void {
+  const tt = on.filter((t) => t.ttffMs !== null);
+  if (!tt.length) return;
+  const ttff = median(tt.map((t) => t.ttffMs!));
+  const physical = median(tt.map((t) => t.firstFloorMs));
+  const upl = tt.map((t) => t.firstUploadMs).filter((x): x is number => x !== null);
+  const abs = l === MAIN;
+  rows.push(
+    row(
+      `3.${linkId(l)}`,
+      `First frame on a fresh link, ${linkLabel(l)} (link shown → first frame; median of ${tt.length}; baseline: (init + first part bytes) / link rate)`,
+      ttff,
+      'ms',
+      physical,
+      { text: `${abs ? '≤ 2.0 s and ' : ''}≤ 1.3 × floor + 0.3 s`, met: ttff <= 1.3 * physical + 300 && (!abs || ttff <= 2000) },
+      upl.length ? `part 0 PUT done ${median(upl).toFixed(0)} ms after the link was shown (median)` : undefined,
+    ),
+  );
+}
+
+async function bench1and3(b: Browsers, m: Media): Promise<void> {
+  const file = await long720(m);
+  const size = (await stat(file)).size;
+  const onMain: OnTrial[] = [];
+  for (const l of LINKS) {
+    await setLink(l);
+    const positions = positionsOn(l);
+    log(`1: seek-to-play, ${(size / MiB).toFixed(0)} MiB / 30 min 720p B-frame source, ${linkLabel(l)}, ${trialsOn(l)} trial(s) × ${positions.length} position(s), priority on`);
+    const on = await onTrials(b, file, l, positions, trialsOn(l));
+    const med = seekRows(`1.${linkId(l)}`, '720p B-frames', l, on, positions);
+    stageRows(`1.${linkId(l)}`, l, on);
+    firstFrameRows(l, on);
+    if (l === MAIN) {
+      onMain.push(...on);
+      // the issue-4 noise source on the main link, one trial per position
+      const noise = await long360(m);
+      const onNoise = await onTrials(b, noise, l, positions, 1, {}, 'noise 360p: ');
+      seekRows(`1.${linkId(l)}x`, '360p noise (issue 4 source)', l, onNoise, positions);
+      if (QUICK && !ONLY?.has('1n')) {
+        log('1: priority off (natural order) skipped with --quick (add --only …,1n to run it)');
+        continue;
+      }
+      log(`1: priority off (natural order, three viewers at 25/50/75 %), ${linkLabel(l)}…`);
+      let off: { fraction: number; ms: number; slot: number }[] = [];
+      try {
+        off = await seekRunOff(b, file, l);
+      } catch (e) {
+        log(`priority off failed: ${(e as Error).message.split('\n')[0]}`);
+      }
+      for (const f of POSITIONS) {
+        const o = off.find((x) => x.fraction === f);
+        const onMs = med.get(f) ?? null;
+        rows.push(
+          row(
+            `1.${linkId(l)}.${f * 100}n`,
+            `Seek-to-play at ${f * 100} %, ${linkLabel(l)}, priority off: natural order (baseline: priority on)`,
+            o?.ms ?? null,
+            'ms',
+            onMs,
+            f === 0.75 && o && onMs ? { text: '≥ 50 × priority on', met: o.ms / onMs >= 50 } : null,
+          ),
+        );
+      }
+    }
   }
+  await setLink(MAIN);
 }
 
 // ---- 2: time to share link ------------------------------------------------------------------
@@ -449,113 +639,282 @@ async function bench2(context: BrowserContext, m: Media): Promise<void> {
   }
 }
 
-// ---- 4: upload goodput vs raw presigned PUTs ----------------------------------------------------
+// ---- 0: the link itself ------------------------------------------------------------------------
 
-async function bench4(context: BrowserContext, m: Media): Promise<void> {
-  const minutes = QUICK ? 2 : 4;
-  const file = await loops(await base360(m), join(m.dir, `goodput-${minutes}min.mp4`), minutes);
-  log(`4: goodput, ${minutes} min file at ${BW / 1e6} Mbit/s: the uploader, then raw presigned PUTs of the same bytes`);
-  const up = await openUploader(context, file, { seg: SEG, bw: BW });
+async function bench0(): Promise<void> {
+  for (const l of LINKS) {
+    await setLink(l);
+    const mb = Math.max(2, Math.min(32, Math.round(l.mbit * 0.75)));
+    const r = await measureLink(l, mb);
+    linkRate.set(l, r.mbit * 1e6);
+    rows.push(
+      row(
+        `0.${linkId(l)}`,
+        `Link self-check, ${linkLabel(l)}: one raw PUT of ${mb} MiB through the ${LINK_MODE === 'netns' ? 'namespace uplink (curl)' : 'CDP-throttled link'} (payload rate; baseline: nominal rate)`,
+        r.mbit,
+        'Mbit/s',
+        l.mbit,
+        null,
+        `${r.detail}; ${LINK_MODE === 'netns' ? `tbf ${l.mbit}mbit, queue ${QUEUE_MS} ms; the ${l.rttMs} ms round trip is added in the browser (CDP latency)` : 'CDP throttling'}; every floor below uses this rate`,
+      ),
+    );
+    log(`0: ${linkLabel(l)}: ${r.detail}`);
+  }
+  await setLink(MAIN);
+}
+
+// ---- 4: upload goodput vs a raw single PUT stream ------------------------------------------------
+
+interface Upload {
+  bytes: number;
+  ms: number;
+  duration: number;
+  slots: number;
+  tracks: number;
+  createBody: string;
+}
+
+/** Uploads `file` with the page's defaults (plus `params`) through the shaped link until complete. */
+async function fullUpload(up: UploaderPage, timeoutMs: number): Promise<Upload> {
   const seen: { createBody: string | null } = { createBody: null };
   up.page.on('request', (r) => {
     if (r.method() === 'POST' && new URL(r.url()).pathname === '/api/videos') seen.createBody = r.postData();
   });
-  try {
-    await waitForLink(up);
-    await waitForState(up, ['complete'], 15 * 60_000);
-    const tr = await getTrace(up.page);
-    const t0 = first(tr, (e) => e.ev === 'link-shown')!.t;
-    const reported = tr.filter((e) => e.ev === 'reported');
-    const tEnd = Math.max(...reported.map((e) => e.t));
-    const createBody = seen.createBody;
-    if (!createBody) throw new Error('did not see the POST /api/videos body');
-    // a second session with the same plan: its presigned URLs for the raw PUTs
-    const res = await fetch(`${BASE_URL}/api/videos`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: createBody });
-    if (!res.ok) throw new Error(`create: ${res.status} ${await res.text()}`);
-    const session = (await res.json()) as { video_id: string; upload_secret: string; init_uploads: unknown[]; slot_count: number };
-    const assignments: unknown[] = [];
-    for (let guard = 0; assignments.length < session.slot_count && guard < 1000; guard++) {
-      const r = await fetch(`${BASE_URL}/api/videos/${session.video_id}/next`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${session.upload_secret}` },
-        body: JSON.stringify({ max: 16 }),
-      });
-      const body = (await r.json()) as { assignments: unknown[] };
-      if (!body.assignments.length) break;
-      assignments.push(...body.assignments);
-    }
-    const raw = await up.page.evaluate(
-      async ({ inits, slots, bw, lanes }) => {
-        type Up = { track_id: number; method: string; url: string; headers: Record<string, string> };
-        const cs = (window as unknown as {
-          chunkstream: {
-            analysis: { tracks: { id: number; initSegment: Uint8Array }[] };
-            segmenter: { buildSlot(slot: number, tracks: number[]): Promise<Blob[]> };
-          };
-        }).chunkstream;
-        const trackIndex = (id: number) => cs.analysis.tracks.findIndex((t) => t.id === id);
-        const put = async (u: Up, body: Blob | Uint8Array) => {
-          const headers: Record<string, string> = {};
-          for (const [k, v] of Object.entries(u.headers)) if (k.toLowerCase() !== 'content-length') headers[k] = v;
-          const r = await fetch(u.url, { method: u.method || 'PUT', headers, body: body as BodyInit });
-          if (!r.ok) throw new Error(`PUT ${r.status}`);
-        };
-        // the same segment bytes, built before the clock starts (no generation in the baseline)
-        const work: { bodies: { u: Up; body: Blob | Uint8Array }[] }[] = [];
-        for (const a of slots as { slot: number; uploads: Up[] }[]) {
-          const built = await cs.segmenter.buildSlot(
-            a.slot,
-            a.uploads.map((u) => trackIndex(u.track_id)),
-          );
-          work.push({ bodies: a.uploads.map((u, i) => ({ u, body: built[i]! })) });
-        }
-        work.unshift({ bodies: (inits as Up[]).map((u) => ({ u, body: cs.analysis.tracks[trackIndex(u.track_id)]!.initSegment })) });
-        // the same pacing model: a serial link of `bw` bits/s, each body released when it has crossed it
-        let linkFreeAt = 0;
-        const take = (bytes: number) => {
-          const now = performance.now();
-          const start = Math.max(now, linkFreeAt);
-          linkFreeAt = start + (bytes * 8 * 1000) / bw;
-          return new Promise((r) => setTimeout(r, linkFreeAt - now));
-        };
-        let bytes = 0;
-        const t0 = performance.now();
-        let next = 0;
-        await Promise.all(
-          Array.from({ length: lanes }, async () => {
-            while (next < work.length) {
-              const w = work[next++]!;
-              const n = w.bodies.reduce((s, b) => s + (b.body instanceof Blob ? b.body.size : b.body.byteLength), 0);
-              await take(n);
-              await Promise.all(w.bodies.map((b) => put(b.u, b.body)));
-              bytes += n;
-            }
-          }),
-        );
-        return { ms: performance.now() - t0, bytes };
-      },
-      { inits: session.init_uploads, slots: assignments, bw: BW, lanes: 3 },
-    );
-    const bytes = await up.page.evaluate(() => {
-      const p = (window as unknown as { chunkstreamProgress: { bytesTotal: number } }).chunkstreamProgress;
-      return p.bytesTotal;
+  await waitForLink(up);
+  await waitForState(up, ['complete'], timeoutMs);
+  const tr = await getTrace(up.page);
+  const t0 = first(tr, (e) => e.ev === 'link-shown')!.t;
+  const tEnd = Math.max(...tr.filter((e) => e.ev === 'reported').map((e) => e.t));
+  const bytes = await up.page.evaluate(() => (window as unknown as { chunkstreamProgress: { bytesTotal: number } }).chunkstreamProgress.bytesTotal);
+  const plan = await planInfo(up.page);
+  const tracks = await up.page.evaluate(() => (window as unknown as { chunkstream: { analysis: { tracks: unknown[] } } }).chunkstream.analysis.tracks.length);
+  if (!seen.createBody) throw new Error('did not see the POST /api/videos body');
+  return { bytes, ms: tEnd - t0, duration: plan.duration, slots: plan.slots.length, tracks, createBody: seen.createBody };
+}
+
+/** The baseline: the same segment bytes, built before the clock starts, PUT one after another (one stream) to a second session's presigned URLs from the same page. */
+async function rawPutStream(up: UploaderPage, createBody: string): Promise<{ ms: number; bytes: number }> {
+  const res = await fetch(`${BASE_URL}/api/videos`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: createBody });
+  if (!res.ok) throw new Error(`create: ${res.status} ${await res.text()}`);
+  const session = (await res.json()) as { video_id: string; upload_secret: string; init_uploads: unknown[]; slot_count: number };
+  const assignments: unknown[] = [];
+  for (let guard = 0; assignments.length < session.slot_count && guard < 2000; guard++) {
+    const r = await fetch(`${BASE_URL}/api/videos/${session.video_id}/next`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${session.upload_secret}` },
+      body: JSON.stringify({ max: 16 }),
     });
-    const upMbps = (bytes * 8) / ((tEnd - t0) / 1000) / 1e6;
-    const rawMbps = (raw.bytes * 8) / (raw.ms / 1000) / 1e6;
-    rows.push(
-      row(
-        '4',
-        `Upload goodput, ${(bytes / MiB).toFixed(0)} MiB at ${BW / 1e6} Mbit/s (link shown → last slot reported; baseline: raw presigned PUTs, same bytes and pacing)`,
-        upMbps,
-        'Mbit/s',
-        rawMbps,
-        { text: '≥ 0.95 × raw PUTs', met: upMbps >= 0.95 * rawMbps },
-        raw.bytes !== bytes ? `raw PUTs sent ${raw.bytes} bytes, the uploader ${bytes}` : undefined,
-      ),
-    );
+    const body = (await r.json()) as { assignments: unknown[] };
+    if (!body.assignments.length) break;
+    assignments.push(...body.assignments);
+  }
+  return up.page.evaluate(
+    async ({ inits, slots }) => {
+      type Up = { track_id: number; method: string; url: string; headers: Record<string, string> };
+      const cs = (window as unknown as {
+        chunkstream: {
+          analysis: { tracks: { id: number; initSegment: Uint8Array }[] };
+          segmenter: { buildSlot(slot: number, tracks: number[]): Promise<Blob[]> };
+        };
+      }).chunkstream;
+      const trackIndex = (id: number) => cs.analysis.tracks.findIndex((t) => t.id === id);
+      const bodies: { u: Up; body: Blob | Uint8Array }[] = (inits as Up[]).map((u) => ({ u, body: cs.analysis.tracks[trackIndex(u.track_id)]!.initSegment }));
+      for (const a of slots as { slot: number; uploads: Up[] }[]) {
+        const built = await cs.segmenter.buildSlot(
+          a.slot,
+          a.uploads.map((u) => trackIndex(u.track_id)),
+        );
+        a.uploads.forEach((u, i) => bodies.push({ u, body: built[i]! }));
+      }
+      let bytes = 0;
+      const t0 = performance.now();
+      for (const { u, body } of bodies) {
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(u.headers)) if (k.toLowerCase() !== 'content-length') headers[k] = v;
+        const r = await fetch(u.url, { method: u.method || 'PUT', headers, body: body as BodyInit });
+        if (!r.ok) throw new Error(`PUT ${r.status}`);
+        bytes += body instanceof Blob ? body.size : body.byteLength;
+      }
+      return { ms: performance.now() - t0, bytes };
+    },
+    { inits: session.init_uploads, slots: assignments },
+  );
+}
+
+/** minutes of the 720p source per link for figure 4 (~40-90 s of upload each) */
+const goodputMinutes = (l: Link): number => (QUICK ? 1 : l.mbit <= 2 ? 1 : l.mbit >= 50 ? 6 : 2);
+
+async function bench4(b: Browsers, m: Media): Promise<void> {
+  for (const l of LINKS) {
+    await setLink(l);
+    const minutes = goodputMinutes(l);
+    const file = await cut720(m, minutes);
+    log(`4: goodput, ${minutes} min 720p at ${linkLabel(l)}: the uploader (defaults), then a raw single PUT stream of the same bytes`);
+    let up: UploaderPage | null = null;
+    try {
+      up = await openShapedUploader(b, file, l);
+      const u = await fullUpload(up, 30 * 60_000);
+      const raw = await rawPutStream(up, u.createBody);
+      const upMbps = (u.bytes * 8) / (u.ms / 1000) / 1e6;
+      const rawMbps = (raw.bytes * 8) / (raw.ms / 1000) / 1e6;
+      const linkMbps = rateOf(l) / 1e6;
+      rows.push(
+        row(
+          `4.${linkId(l)}`,
+          `Upload goodput, ${(u.bytes / MiB).toFixed(0)} MiB, ${linkLabel(l)} (link shown → last part reported; baseline: a raw single PUT stream of the same bytes, same page and link)`,
+          upMbps,
+          'Mbit/s',
+          rawMbps,
+          { text: '≥ 0.95 × raw PUT stream', met: upMbps >= 0.95 * rawMbps },
+          `link self-check ${linkMbps.toFixed(2)} Mbit/s (one curl PUT): uploader ${(upMbps / linkMbps).toFixed(3)} of it, raw stream ${(rawMbps / linkMbps).toFixed(3)}` +
+            (raw.bytes !== u.bytes ? `; raw PUTs sent ${raw.bytes} bytes, the uploader ${u.bytes}` : ''),
+        ),
+      );
+      log(`4: ${linkLabel(l)}: uploader ${upMbps.toFixed(2)} Mbit/s, raw stream ${rawMbps.toFixed(2)} Mbit/s, link ${linkMbps.toFixed(2)}`);
+    } catch (e) {
+      log(`4: ${linkLabel(l)} failed: ${(e as Error).message.split('\n')[0]}`);
+      rows.push(row(`4.${linkId(l)}`, `Upload goodput, ${linkLabel(l)}: failed`, null, '', null, null, (e as Error).message.split('\n')[0]));
+    } finally {
+      await up?.close();
+    }
+  }
+  await setLink(MAIN);
+}
+
+// ---- 9: part duration trade-off (issue 7 item 3) -----------------------------------------------
+
+/** us-east-1 list prices, USD per request: S3 Standard PUT/COPY/POST/LIST, GET/HEAD; SQS standard */
+const PRICE = { s3Tier1: 0.005 / 1000, s3Tier2: 0.0004 / 1000, sqs: 0.4 / 1e6 };
+
+async function counts(reset = false): Promise<Record<string, number>> {
+  if (!COUNTER) return {};
+  const r = await fetch(`${COUNTER}/__counts${reset ? '/reset' : ''}`, { method: reset ? 'POST' : 'GET' });
+  return ((await r.json()) as { counts: Record<string, number> }).counts;
+}
+
+function priced(c: Record<string, number>): { tier1: number; tier2: number; sqs: number; usd: number; detail: string } {
+  const sum = (pred: (k: string) => boolean) => Object.entries(c).reduce((n, [k, v]) => n + (pred(k) ? v : 0), 0);
+  const tier1 = sum((k) => /^s3\.(PUT|COPY|POST|LIST)/.test(k));
+  const tier2 = sum((k) => /^s3\.(GET|HEAD|OPTIONS)/.test(k)); // CORS preflights bill as "other requests"
+  const sqs = sum((k) => k.startsWith('sqs.') && !k.endsWith('.empty'));
+  return {
+    tier1,
+    tier2,
+    sqs,
+    usd: tier1 * PRICE.s3Tier1 + tier2 * PRICE.s3Tier2 + sqs * PRICE.sqs,
+    detail: Object.entries(c)
+      .sort()
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', '),
+  };
+}
+
+/** The 3-hour file's create request at part duration `seg` (captured from the page, not sent), then created N times from here. */
+async function threeHour(b: Browsers, file: string, seg: number): Promise<{ slots: number; bodyBytes: number; createMs: number; mpdBytes: number; stateBytes: number | null }> {
+  const page = await b.view.newPage();
+  let body: string | null = null;
+  try {
+    await page.route('**/api/videos', async (route) => {
+      if (route.request().method() === 'POST') {
+        body = route.request().postData();
+        await route.abort();
+      } else await route.continue();
+    });
+    await page.goto(`${BASE_URL}/?seg=${seg}`);
+    await page.evaluate(() => localStorage.clear());
+    await page.setInputFiles('#file', file);
+    for (let i = 0; i < 1200 && body === null; i++) await sleep(100); // the page retries an aborted create: take the first
   } finally {
-    await up.close();
-    await rm(file, { force: true });
+    await page.close().catch(() => undefined);
+  }
+  if (!body) throw new Error('no create request captured');
+  const reqBody: string = body;
+  const times: number[] = [];
+  let created: { video_id: string; manifest_url: string } | null = null;
+  for (let i = 0; i < (QUICK ? 3 : 5); i++) {
+    const t0 = performance.now();
+    const res = await fetch(`${BASE_URL}/api/videos`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: reqBody });
+    const j = (await res.json()) as { video_id: string; manifest_url: string; slot_count?: number };
+    times.push(performance.now() - t0);
+    if (!res.ok) throw new Error(`create ${res.status}: ${JSON.stringify(j)}`);
+    created = j;
+  }
+  const mpd = await fetch(created!.manifest_url.startsWith('http') ? created!.manifest_url : `${BASE_URL}${created!.manifest_url}`).then((r) => r.arrayBuffer());
+  let stateBytes: number | null = null;
+  if (COUNTER) {
+    const r = await fetch(`${COUNTER}/${BUCKET}/v/${created!.video_id}/state.json`);
+    if (r.ok) stateBytes = (await r.arrayBuffer()).byteLength;
+  }
+  const slots = (await getStatus(created!.video_id)).slot_count;
+  return { slots, bodyBytes: Buffer.byteLength(reqBody), createMs: median(times), mpdBytes: mpd.byteLength, stateBytes };
+}
+
+async function bench9(b: Browsers, m: Media): Promise<void> {
+  await setLink(MAIN);
+  const file = await long720(m);
+  const countFile = await cut720(m, QUICK ? 1 : 2);
+  const big = await long3h(m);
+  const positions = QUICK ? [0.5] : POSITIONS;
+  for (const seg of SEGS) {
+    const params = { seg };
+    log(`9: part duration ${seg} s: seeks at ${linkLabel(MAIN)}, a counted full upload, a 3-hour file's create`);
+    const on = await onTrials(b, file, MAIN, positions, 1, params, `seg ${seg}: `);
+    const seekMs = on.length ? median(on.map((t) => t.seekMs)) : null;
+    const floorMs = on.length ? median(on.map((t) => t.floorMs)) : null;
+    const ttff = on.filter((t) => t.ttffMs !== null).map((t) => t.ttffMs!);
+    const cols: Record<string, string> = {
+      'part (s)': String(seg),
+      'seek p50 (ms)': seekMs === null ? '—' : seekMs.toFixed(0),
+      'part floor (ms)': floorMs === null ? '—' : floorMs.toFixed(0),
+      'first frame p50 (ms)': ttff.length ? median(ttff).toFixed(0) : '—',
+    };
+    let note = '';
+    let up: UploaderPage | null = null;
+    try {
+      up = await openShapedUploader(b, countFile, MAIN, params);
+      await counts(true);
+      const u = await fullUpload(up, 20 * 60_000);
+      await sleep(3000); // the worker's last job and the session's clean-up
+      const c = await counts();
+      const p = priced(c);
+      const perHour = 3600 / u.duration;
+      const perPartTrack = (c['s3.PUT.presigned'] ?? 0) / (u.slots * u.tracks);
+      cols['goodput (Mbit/s)'] = ((u.bytes * 8) / (u.ms / 1000) / 1e6).toFixed(2);
+      if (COUNTER) {
+        cols['S3 PUT/COPY/POST/LIST per video-h'] = (p.tier1 * perHour).toFixed(0);
+        cols['S3 GET per video-h'] = (p.tier2 * perHour).toFixed(0);
+        cols['SQS per video-h'] = (p.sqs * perHour).toFixed(0);
+        cols['USD per video-h'] = `$${(p.usd * perHour).toFixed(4)}`;
+        cols['S3 tier-1 per part·track'] = (p.tier1 / (u.slots * u.tracks)).toFixed(2);
+        note += `counted over a ${(u.duration / 60).toFixed(0)}-min upload (${u.slots} parts × ${u.tracks} tracks, ${(u.ms / 1000).toFixed(0)} s), scaled ×${perHour.toFixed(1)}: ${p.detail}; presigned PUTs per part·track ${perPartTrack.toFixed(2)}. `;
+      }
+    } catch (e) {
+      note += `counted upload failed: ${(e as Error).message.split('\n')[0]}. `;
+    } finally {
+      await up?.close();
+    }
+    try {
+      const h = await threeHour(b, big, seg);
+      cols['3 h: parts'] = String(h.slots);
+      cols['3 h: MPD (KiB)'] = (h.mpdBytes / 1024).toFixed(1);
+      cols['3 h: create p50 (ms)'] = h.createMs.toFixed(0);
+      cols['3 h: create body (KiB)'] = (h.bodyBytes / 1024).toFixed(0);
+      cols['3 h: state.json (KiB)'] = h.stateBytes === null ? '—' : (h.stateBytes / 1024).toFixed(1);
+    } catch (e) {
+      note += `3-hour create failed: ${(e as Error).message.split('\n')[0]}. `;
+    }
+    const r = row(
+      `9.${String(seg).padStart(2, '0')}`,
+      `Part duration ${seg} s: seek-to-play at ${linkLabel(MAIN)} (median over ${on.length} seeks at ${positions.map((f) => `${f * 100} %`).join('/')}; baseline: the part's bytes / link rate)`,
+      seekMs,
+      'ms',
+      floorMs,
+      seekTarget(MAIN, seekMs, floorMs),
+      note.trim() || undefined,
+    );
+    r.table = { name: 'Part duration trade-off (issue 7 item 3)', cols };
+    rows.push(r);
+    log(`9: seg ${seg}: ${JSON.stringify(cols)}`);
   }
 }
 
@@ -599,7 +958,9 @@ async function bench5(context: BrowserContext, userDataDir: string, m: Media): P
       },
     },
   ];
+  const wanted = args.includes('--bench5') ? new Set(args[args.indexOf('--bench5') + 1]!.split(',')) : null;
   for (const spec of files) {
+    if (wanted && !wanted.has(spec.id.slice(2))) continue;
     log(`5: ${spec.label}: making it…`);
     const file = await spec.make();
     const page = await context.newPage();
@@ -657,8 +1018,30 @@ async function bench5(context: BrowserContext, userDataDir: string, m: Media): P
       await gc('raw reads');
       const reads: Read[] = [];
       for (const c of chunks) reads.push(await call<Read>('rawRead', c));
+      // baseline for the sample tables: mp4box's per-sample objects of the same tracks, held
+      await gc('mp4box sample objects');
+      const storesAnon = phasePeak['raw reads'] ?? 0;
+      const objects = await call<{ ms: number; samples: number }>('sampleObjects');
+      await sleep(600);
+      await cdp.send('HeapProfiler.collectGarbage').catch(() => undefined);
+      await sleep(600);
+      const objectsAnon = phasePeak['mp4box sample objects'] ?? 0;
+      const afterObjects = await cdp.send('Performance.getMetrics');
+      const objectsHeap = afterObjects.metrics.find((x) => x.name === 'JSHeapUsedSize')?.value ?? 0;
       sampling = false;
       await sampler;
+      rows.push(
+        row(
+          `${spec.id}.tables`,
+          `Sample tables, ${spec.label}: JS heap after analysis (typed-array stores) (baseline: the same plus mp4box's per-sample objects, the old segmenter's input)`,
+          peakUploaderPath.heap / MiB,
+          'MiB',
+          objectsHeap / MiB,
+          null,
+          `${objects.samples} samples; building the objects took ${objects.ms.toFixed(0)} ms; anonymous RSS with them held ${(objectsAnon / MiB).toFixed(0)} MiB ` +
+            `(vs ${(storesAnon / MiB).toFixed(0)} MiB in the raw-read phase before)`,
+        ),
+      );
       const blobs = await call<Read & { segments: number }>('segmentBlobs', 20);
       const blobMBs = blobs.bytes / MiB / (blobs.ms / 1000);
       const segMBs = seg.bytes / MiB / (seg.ms / 1000);
@@ -708,19 +1091,24 @@ async function main(): Promise<void> {
   if (!health?.ok) throw new Error(`backend not reachable at ${BASE_URL} (set CHUNKSTREAM_URL)`);
   const started = Date.now();
   const m = await media();
-  const browser = await launch();
+  log(`link mode: ${LINK_MODE}${LINK_MODE === 'netns' ? ` (uploader's Chromium in the namespace, tbf queue ${QUEUE_MS} ms, round trip by CDP latency)` : ' (CDP throttling)'}`);
+  const upBrowser = await launch(LINK_MODE === 'netns' ? { executablePath: NETNS_CHROMIUM } : {});
+  const viewBrowser = await launch();
   // tsx compiles this file with esbuild's keepNames: functions passed to page.evaluate may call
   // its `__name` helper, which the page does not have
-  await browser.context.addInitScript({ content: 'globalThis.__name = globalThis.__name || ((f) => f);' });
+  for (const br of [upBrowser, viewBrowser]) await br.context.addInitScript({ content: 'globalThis.__name = globalThis.__name || ((f) => f);' });
+  const b: Browsers = { up: upBrowser.context, view: viewBrowser.context, viewDataDir: viewBrowser.userDataDir };
   try {
     const steps: [string, () => Promise<void>][] = [
-      ['2', () => bench2(browser.context, m)],
-      ['5', () => bench5(browser.context, browser.userDataDir, m)],
-      ['4', () => bench4(browser.context, m)],
-      ['1', () => bench1and3(browser.context, m)],
+      ['0', () => bench0()],
+      ['2', () => bench2(b.view, m)],
+      ['5', () => bench5(b.view, b.viewDataDir, m)],
+      ['4', () => bench4(b, m)],
+      ['1', () => bench1and3(b, m)],
+      ['9', () => bench9(b, m)],
     ];
     for (const [n, fn] of steps) {
-      if (!enabled(n) && !(n === '1' && enabled('3'))) continue;
+      if (n !== '0' && !enabled(n) && !(n === '1' && (enabled('3') || enabled('1n')))) continue;
       const t = Date.now();
       try {
         await fn();
@@ -731,13 +1119,14 @@ async function main(): Promise<void> {
       log(`benchmark ${n} took ${((Date.now() - t) / 1000).toFixed(0)} s`);
     }
   } finally {
-    await browser.close();
+    await upBrowser.close();
+    await viewBrowser.close();
     await m.cleanup();
   }
-  rows.sort((a, b) => a.id.localeCompare(b.id, 'en', { numeric: true }));
+  rows.sort((a, b2) => a.id.localeCompare(b2.id, 'en', { numeric: true }));
   console.log('');
   printTable(rows);
-  console.log(`\n(${((Date.now() - started) / 60000).toFixed(1)} min${QUICK ? ', --quick' : ''})`);
+  console.log(`\n(${((Date.now() - started) / 60000).toFixed(1)} min${QUICK ? ', --quick' : ''}; link mode ${LINK_MODE})`);
   if (OUT) {
     await writeFile(OUT, JSON.stringify(rows, null, 2));
     log(`wrote ${OUT}`);

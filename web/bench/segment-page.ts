@@ -3,7 +3,7 @@
  * the uploader's own analysis, planner and segmenter on a picked File, with no network, and the
  * raw `Blob.slice().arrayBuffer()` read of the same file as the baseline.
  */
-import { analyzeFile } from '../src/lib/analyze.ts';
+import { analyzeFile, ensureSampleLists } from '../src/lib/analyze.ts';
 import type { Analysis } from '../src/lib/analyze.ts';
 import { planSegments } from '../src/lib/planner.ts';
 import type { Plan } from '../src/lib/planner.ts';
@@ -86,6 +86,18 @@ const bench = {
       bytes += buf.byteLength;
     }
     return { ms: performance.now() - t0, bytes };
+  },
+
+  /**
+   * Baseline of the sample-table memory: mp4box's per-sample objects for the same tracks (what the
+   * segmenter used before it wrote moofs from the typed-array stores). Kept alive until release().
+   */
+  async sampleObjects(): Promise<{ ms: number; samples: number }> {
+    if (!state) throw new Error('analyze first');
+    const t0 = performance.now();
+    ensureSampleLists(state.analysis);
+    const samples = state.analysis.tracks.reduce((n, t) => n + t.trak.samples.length, 0);
+    return { ms: performance.now() - t0, samples };
   },
 
   release(): void {

@@ -4,7 +4,7 @@
  *  - a segment that fails the server's validation (here: slot 1's video tfdt corrupted in flight)
  *    is marked failed, handed out again by `next`, rebuilt and sent again; the published result
  *    decodes to the right frame count.
- * Faults are injected in the page by wrapping window.fetch (an init script).
+ * Faults are injected in the page by wrapping XMLHttpRequest (and window.fetch) in an init script.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -14,9 +14,39 @@ import { backendUp, ffprobeFrames, getStatus, manifestUrl, openUploader, waitFor
 import { BASE_URL, launch } from './helpers/browser.ts';
 
 const FAULTS = `(() => {
-  const real = window.fetch.bind(window);
   const faults = { networkErrors: 0, corrupted: 0, puts: 0 };
   window.__faults = faults;
+  // slot 1's video tfdt (version 0) + 1: the server's check refuses the segment
+  const corrupt = async (body) => {
+    const head = new Uint8Array(await body.slice(0, 64).arrayBuffer());
+    const v = new DataView(head.buffer);
+    const slot = v.getUint32(20) - 1; // mfhd sequence_number = slot + 1
+    const track = v.getUint32(44); // tfhd track_ID
+    if (slot === 1 && track === 1 && faults.corrupted === 0) {
+      faults.corrupted++;
+      v.setUint32(60, v.getUint32(60) + 1);
+      return new Blob([head, body.slice(64)]);
+    }
+    return body;
+  };
+  // the uploader PUTs with XMLHttpRequest (upload progress)
+  const open = XMLHttpRequest.prototype.open;
+  const send = XMLHttpRequest.prototype.send;
+  XMLHttpRequest.prototype.open = function (method, ...rest) {
+    this.__method = method;
+    return open.call(this, method, ...rest);
+  };
+  XMLHttpRequest.prototype.send = function (body) {
+    if (this.__method !== 'PUT' || !(body instanceof Blob) || body.size <= 100) return send.call(this, body);
+    faults.puts++;
+    if (faults.networkErrors < 2) {
+      faults.networkErrors++;
+      open.call(this, 'PUT', 'http://127.0.0.1:9/injected-network-error'); // connection refused
+      return send.call(this, body);
+    }
+    void corrupt(body).then((b) => send.call(this, b));
+  };
+  const real = window.fetch.bind(window);
   window.fetch = async (input, init) => {
     if (init && init.method === 'PUT' && init.body instanceof Blob && init.body.size > 100) {
       faults.puts++;
@@ -24,15 +54,7 @@ const FAULTS = `(() => {
         faults.networkErrors++;
         throw new TypeError('Failed to fetch (injected)');
       }
-      const head = new Uint8Array(await init.body.slice(0, 64).arrayBuffer());
-      const v = new DataView(head.buffer);
-      const slot = v.getUint32(20) - 1; // mfhd sequence_number = slot + 1
-      const track = v.getUint32(44); // tfhd track_ID
-      if (slot === 1 && track === 1 && faults.corrupted === 0) {
-        faults.corrupted++;
-        v.setUint32(60, v.getUint32(60) + 1); // tfdt baseMediaDecodeTime (version 0)
-        init = { ...init, body: new Blob([head, init.body.slice(64)]) };
-      }
+      init = { ...init, body: await corrupt(init.body) };
     }
     return real(input, init);
   };

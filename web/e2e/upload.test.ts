@@ -1,6 +1,6 @@
 /**
- * Upload through the real page (file input) to the real backend; the published MPD must decode to
- * as many video frames as the source.
+ * Upload through the real page (file input) to the real backend; the published MPD and HLS
+ * playlists must each decode to as many video frames as the source.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -17,6 +17,15 @@ const cases: [string, ClipOptions][] = [
   ['video only', { seconds: 30, audio: false, faststart: true }],
   ['VP9 in MP4', { seconds: 20, codec: 'vp9' }],
   ['QuickTime MOV', { seconds: 20 }],
+  [
+    'OBS-like fragmented MP4 (empty moov + mvex, two audio tracks)',
+    {
+      seconds: 20,
+      x264params: 'keyint=60',
+      audioTracks: [{ handler: 'Desktop' }, { handler: 'Mic' }],
+      extra: ['-movflags', '+frag_keyframe+empty_moov+delay_moov+default_base_moof', '-frag_duration', '700000'],
+    },
+  ],
 ];
 
 describe('upload through the page', () => {
@@ -48,6 +57,8 @@ describe('upload through the page', () => {
       const frames = await ffprobeFrames(manifestUrl(videoId));
       console.log(`${name}: link after ${linkAfter} ms, complete after ${Date.now() - t0} ms, ${status.slot_count} slots, ${frames}/${sourceFrames} frames`);
       assert.equal(frames, sourceFrames);
+      // the HLS playlists beside the MPD, read by ffmpeg's HLS demuxer, decode to the same count
+      assert.equal(await ffprobeFrames(`${BASE_URL}/v/${videoId}/master.m3u8`), sourceFrames, 'HLS frames');
       assert.equal(up.creates.length, 1, 'exactly one session created');
       // and Chromium plays it (video frames and, if any, audio decoded through MSE)
       const viewer = await browser.context.newPage();

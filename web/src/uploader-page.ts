@@ -41,7 +41,7 @@ const settings = {
 };
 settings.seg.value = String(numParam('seg') ?? DEFAULT_PLAN_OPTIONS.targetDuration);
 settings.cap.value = String(numParam('cap') ?? DEFAULT_PLAN_OPTIONS.maxSegmentBytes / (1024 * 1024));
-settings.par.value = String(numParam('par') ?? 3);
+settings.par.value = String(numParam('par') ?? 4);
 const bwParam = numParam('bw');
 settings.bw.value = bwParam ? String(bwParam / 1e6) : '';
 
@@ -59,7 +59,7 @@ function bandwidth(): number | null {
 }
 function parallel(): number {
   const n = Math.round(Number(settings.par.value));
-  return n >= 1 ? Math.min(8, n) : 3;
+  return n >= 1 ? Math.min(8, n) : 4;
 }
 
 const apiBase = (params.get('api') ?? '').replace(/\/$/, '');
@@ -106,13 +106,16 @@ function range(durations: number[]): string {
 
 function describeTracks(a: Analysis, plan: Plan): string {
   const parts = a.tracks.map((t) =>
-    t.kind === 'video' ? `video ${t.codec} ${t.width}×${t.height}` : `audio ${t.codec} ${t.sampleRate} Hz ${t.channels} ch`,
+    t.kind === 'video'
+      ? `video ${t.codec} ${t.width}×${t.height}`
+      : `audio${t.label ? ` “${t.label}”` : ''}${t.language ? ` (${t.language})` : ''} ${t.codec} ${t.sampleRate} Hz ${t.channels} ch`,
   );
   const durations = plan.slots.map((s) => s.durationTime);
   return (
     `${formatDuration(a.duration)} · ${formatBytes(a.fileSize)} · ${parts.join(' · ')} · ` +
     `${plan.slots.length} part${plan.slots.length === 1 ? '' : 's'} of ${range(durations)}` +
-    (a.ignored.length ? ` · ${a.ignored.length} other track(s) not streamed` : '')
+    (a.ignored.length ? ` · ${a.ignored.length} other track(s) not streamed` : '') +
+    a.notices.map((n) => ` · ${n}`).join('')
   );
 }
 
@@ -316,7 +319,7 @@ async function handleFile(file: File): Promise<void> {
   $('slots').hidden = false;
 
   const segmenter = new Segmenter(file, analysis, plan);
-  const uploader = new Uploader(api, stored.videoId, stored.secret, analysis, plan, segmenter, { parallel: parallel(), pacer: new Pacer(bandwidth()) }, {
+  const uploader = new Uploader(api, stored.videoId, stored.secret, analysis, plan, segmenter, { parallel: parallel(), ...(bandwidth() ? { pacer: new Pacer(bandwidth()) } : {}) }, {
     onSlotStates: renderSlots,
     onProgress: renderProgress,
     onConnection: showConnection,

@@ -1,5 +1,6 @@
-import { Debug, MediaPlayer } from 'dashjs';
 import { Api, ApiError } from './lib/api.ts';
+import { capabilities, choosePlayer, startDash, startHls, startNative } from './lib/players.ts';
+import type { PlayerHooks, WatchPlayer } from './lib/players.ts';
 import type { StatusResponse } from './lib/api.ts';
 import { trace } from './lib/trace.ts';
 import { drawAvailability, formatDuration } from './ui.ts';
@@ -24,6 +25,26 @@ const video = $<HTMLVideoElement>('video');
 const overlay = $('overlay');
 const overlayText = $('overlay-text');
 const availability = $<HTMLCanvasElement>('availability');
+const audioPicker = $<HTMLSelectElement>('audio-track');
+let player: WatchPlayer | null = null;
+
+/** The audio track picker, shown when the video has more than one audio track. */
+function showAudioTracks(): void {
+  const tracks = player?.audioTracks() ?? [];
+  $('audio-row').hidden = tracks.length < 2;
+  const key = JSON.stringify(tracks);
+  if (audioPicker.dataset.tracks === key) return;
+  audioPicker.dataset.tracks = key;
+  audioPicker.replaceChildren(
+    ...tracks.map((t) => {
+      const o = document.createElement('option');
+      o.value = String(t.id);
+      o.textContent = t.language ? `${t.label} (${t.language})` : t.label;
+      o.selected = t.selected;
+      return o;
+    }),
+  );
+}
 
 let status: StatusResponse | null = null;
 let lastMissAt = 0;
@@ -186,54 +207,32 @@ availability.addEventListener('click', (e) => {
 if (!videoId) {
   fatal('This link has no video id (expected watch.html?v=…).');
 } else {
-  const manifestUrl = `${apiBase}/v/${encodeURIComponent(videoId)}/manifest.mpd`;
-  const player = MediaPlayer().create();
-  player.updateSettings({
-    debug: { logLevel: Debug.LOG_LEVEL_WARNING },
-    streaming: {
-      // A segment that is not uploaded yet answers 404 at once: keep asking, every 250 ms, for as
-      // long as it takes (dash.js' default, 3 attempts, stops playback for good after one miss).
-      // The interval bounds how late a just-published segment is noticed.
-      retryAttempts: { MediaSegment: 1_000_000, InitializationSegment: 1_000_000, MPD: 10 },
-      retryIntervals: { MediaSegment: 250, InitializationSegment: 250, MPD: 1000 },
+  const base = `${apiBase}/v/${encodeURIComponent(videoId)}`;
+  const kind = choosePlayer(capabilities(video), params.get('player'));
+  document.body.dataset.player = kind;
+  trace('player', { kind });
+  const hooks: PlayerHooks = {
+    noHint: noPrioritize,
+    onMiss(track, slot, code) {
+      trace('seg-miss', { track, slot, status: code });
+      onMiss(slot);
     },
-  });
-  if (noPrioritize) {
-    player.addRequestInterceptor(async (request) => {
-      if (/\/seg\/\d+\/\d+\.m4s$/.test(request.url)) request.url += '?nohint=1';
-      return request;
-    });
-  }
-  player.addResponseInterceptor(async (response) => {
-    const m = /\/seg\/(\d+)\/(\d+)\.m4s(?:\?|$)/.exec(response.request.url);
-    if (m) {
-      const track = Number(m[1]);
-      const slot = Number(m[2]);
-      const code = response.status ?? 0;
-      if (code === 404 || code === 403) {
-        trace('seg-miss', { track, slot, status: code });
-        onMiss(slot);
-      } else if (code >= 200 && code < 300) {
-        trace('seg-loaded', { track, slot });
-      }
-    }
-    return response;
-  });
-  player.on(MediaPlayer.events.PLAYBACK_NOT_ALLOWED, () => {
-    // autoplay with sound blocked: play muted, offer to unmute
-    video.muted = true;
-    void video.play().catch(() => undefined);
-    $('unmute-row').hidden = false;
-  });
-  player.on(MediaPlayer.events.ERROR, (e: unknown) => {
-    const err = (e as { error?: { code?: number; message?: string } }).error;
-    console.warn('[chunkstream] dash.js error', err);
-    const msg = err?.message ?? '';
-    if (/manifest|mpd/i.test(msg) || err?.code === 25 /* MANIFEST_LOADER_LOADING_FAILURE */) {
-      fatal('The video could not be loaded (its manifest is unavailable).');
-    } else if (/codec|MEDIASOURCE|source buffer|decode/i.test(msg)) {
-      fatal(`This browser cannot play this video (${msg}).`);
-    }
+    onLoaded(track, slot) {
+      trace('seg-loaded', { track, slot });
+    },
+    onFatal: fatal,
+    onAutoplayBlocked() {
+      // autoplay with sound blocked: play muted, offer to unmute
+      video.muted = true;
+      void video.play().catch(() => undefined);
+      $('unmute-row').hidden = false;
+    },
+    onAudioTracks: () => showAudioTracks(),
+  };
+  audioPicker.addEventListener('change', () => {
+    const id = Number(audioPicker.value);
+    trace('audio-selected', { id });
+    player?.selectAudio(id);
   });
   $('unmute').addEventListener('click', () => {
     video.muted = false;
@@ -278,7 +277,14 @@ if (!videoId) {
     draw();
   }, 500);
   watchFirstFrame(0);
-  player.initialize(video, manifestUrl, true);
-  (window as unknown as { chunkstreamPlayer: unknown }).chunkstreamPlayer = player;
+  // after the page's own 'seeking' listener (snapSeek must see a seek before the player does)
+  if (kind === 'dash') player = startDash(video, `${base}/manifest.mpd`, hooks);
+  else if (kind === 'native') player = startNative(video, `${base}/master.m3u8`, hooks);
+  else {
+    startHls(video, `${base}/master.m3u8`, hooks).then(
+      (p) => (player = p),
+      (e: unknown) => fatal(`The player could not be loaded (${e instanceof Error ? e.message : String(e)}).`),
+    );
+  }
   void pollStatus();
 }

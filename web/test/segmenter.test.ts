@@ -32,6 +32,20 @@ before(async () => {
   files.vp9 = await makeClip(p('vp9.mp4'), { seconds: 12, codec: 'vp9' });
   files.hevc = await makeClip(p('hevc.mp4'), { seconds: 3, codec: 'hevc' });
   files.mov = await makeClip(p('clip.mov'), { seconds: 12, x264params: 'keyint=60' });
+  files.twoAudio = await makeClip(p('two-audio.mp4'), {
+    seconds: 12,
+    x264params: 'keyint=60',
+    audioTracks: [{ language: 'eng', handler: 'SoundHandler' }, { language: 'deu', handler: 'Microphone' }],
+  });
+  files.fragFast = await makeClip(p('frag.mp4'), { seconds: 12, x264params: 'keyint=60', extra: ['-movflags', '+frag_keyframe+empty_moov'] });
+  // OBS-like: empty moov + mvex, two audio tracks, fragments cut by duration (not only at keyframes)
+  files.fragObs = await makeClip(p('obs-frag.mp4'), {
+    seconds: 12,
+    x264params: 'keyint=90',
+    audioTracks: [{ handler: 'Track1' }, { handler: 'Track2' }],
+    extra: ['-movflags', '+frag_keyframe+empty_moov+delay_moov+default_base_moof', '-frag_duration', '700000'],
+  });
+  files.intraRefresh = await makeClip(p('intra-refresh.mp4'), { seconds: 12, x264params: 'keyint=30:intra-refresh=1' });
   files.text = p('notes.mp4');
   await writeFile(files.text, 'Hello, this is not a video at all.\n'.repeat(100));
   const fast = await readFile(files.fast);
@@ -57,6 +71,14 @@ class CountingSource implements ByteSource {
   }
 }
 
+/** sync samples of the video track */
+function syncCount(a: Analysis): number {
+  const v = a.tracks.find((t) => t.kind === 'video');
+  let n = 0;
+  for (let i = 0; v && i < v.samples.count; i++) n += v.samples.sync[i]!;
+  return n;
+}
+
 async function load(path: string): Promise<{ blob: Blob; analysis: Analysis }> {
   const blob = await openAsBlob(path);
   return { blob, analysis: await analyzeFile(blob, { fileName: path }) };
@@ -71,12 +93,13 @@ async function segmentAll(name: string, blob: Blob, analysis: Analysis, plan: Pl
     const parts: Uint8Array[] = [track.initSegment];
     for (let s = 0; s < plan.slots.length; s++) {
       const planned = plan.slots[s]!.tracks[t]!;
-      const bytes = await seg.build(s, t);
-      // the zero-copy Blob used for uploads is bit-identical to createFragment's output
-      const viaBlob = new Uint8Array(await seg.buildBlob(s, t).arrayBuffer());
-      assert.ok(Buffer.from(viaBlob).equals(Buffer.from(bytes)), `${name} slot ${s} track ${t}: buildBlob differs from createFragment`);
-      // ...and so is what the uploader sends (all tracks of the slot from shared reads)
+      // what the uploader sends (all tracks of the slot from shared reads)
       const viaSlot = new Uint8Array(await (await seg.buildSlot(s, analysis.tracks.map((_, i) => i)))[t]!.arrayBuffer());
+      // the Blob of file slices is the same
+      const viaBlob = new Uint8Array(await seg.buildBlob(s, t).arrayBuffer());
+      assert.ok(Buffer.from(viaBlob).equals(Buffer.from(viaSlot)), `${name} slot ${s} track ${t}: buildBlob differs from buildSlot`);
+      // ...and both are bit-identical to mp4box's createFragment (which needs sample tables in the moov)
+      const bytes = analysis.fragmented ? viaSlot : await seg.build(s, t);
       assert.ok(Buffer.from(viaSlot).equals(Buffer.from(bytes)), `${name} slot ${s} track ${t}: buildSlot differs from createFragment`);
       const facts = checkSegment(bytes);
       const where = `${name} slot ${s} track ${track.id}`;
@@ -104,7 +127,8 @@ describe('analysis', () => {
       const a = await analyzeFile(src);
       const moov = a.boxes.find((b) => b.type === 'moov')!;
       const ftyp = a.boxes.find((b) => b.type === 'ftyp')!;
-      const allowed = moov.size + ftyp.size + 16 * a.boxes.length;
+      // + the first 4 KiB of each video sync sample (is it an IDR frame? random-access.ts)
+      const allowed = moov.size + ftyp.size + 16 * a.boxes.length + 4096 * syncCount(a);
       assert.ok(src.bytesRead <= allowed, `${name}: read ${src.bytesRead} bytes, moov is ${moov.size}`);
       assert.ok(src.bytesRead < blob.size / 4);
       assert.deepEqual(
@@ -145,6 +169,9 @@ describe('analysis', () => {
         for (const k of ['dts', 'duration', 'size', 'sync'] as const) {
           assert.deepEqual(Array.from(t.samples[k]), Array.from(ref[k]), `${name} track ${t.id}: ${k}`);
         }
+        const objects = iso.getTrackById(t.id).samples;
+        assert.deepEqual(Array.from(t.samples.offset), objects.map((x) => x.offset), `${name} track ${t.id}: offset`);
+        assert.deepEqual(Array.from(t.samples.cto), objects.map((x) => x.cts - x.dts), `${name} track ${t.id}: composition offsets`);
       }
       // the sample objects built later for the segmenter are mp4box's own
       assert.equal(analysis.sampleListsBuilt, false);
@@ -192,6 +219,75 @@ describe('analysis', () => {
 
   it('rejects an empty file', async () => {
     await assert.rejects(analyzeFile(new Blob([])), (e: unknown) => e instanceof MediaFileError && e.code === 'empty');
+  });
+
+  it('keeps every audio track, with its language, its name and the default one marked', async () => {
+    const { analysis } = await load(files.twoAudio!);
+    assert.deepEqual(
+      analysis.tracks.map((t) => [t.kind, t.language, t.label, t.default]),
+      [
+        ['video', undefined, undefined, false],
+        // ffmpeg's default handler name is no name; ffmpeg enables the first track of the audio group
+        ['audio', 'en', undefined, true],
+        ['audio', 'de', 'Microphone', false],
+      ],
+    );
+    assert.deepEqual(analysis.ignored, []);
+  });
+
+  it('reads fragmented MP4s from their moof headers only: ffmpeg empty_moov and OBS-like (two audio tracks)', async () => {
+    for (const [name, audio] of [
+      ['fragFast', 1],
+      ['fragObs', 2],
+    ] as const) {
+      const blob = await openAsBlob(files[name]!);
+      const src = new CountingSource(blob);
+      const a = await analyzeFile(src);
+      assert.equal(a.fragmented, true);
+      const moofs = a.boxes.filter((b) => b.type === 'moof');
+      assert.ok(moofs.length >= 4, `${name}: ${moofs.length} fragments`);
+      const headers = a.boxes.filter((b) => b.type !== 'mdat').reduce((n, b) => n + b.size, 0);
+      assert.ok(src.bytesRead <= headers + 16 * a.boxes.length + 4096 * syncCount(a), `${name}: read ${src.bytesRead} bytes; headers are ${headers}`);
+      assert.ok(src.bytesRead < blob.size / 10, `${name}: read ${src.bytesRead} of ${blob.size} bytes`);
+      assert.deepEqual(a.tracks.map((t) => t.kind), ['video', ...Array<string>(audio).fill('audio')]);
+      // the same samples ffprobe counts, and the sync samples are the keyframes
+      const v = a.tracks[0]!;
+      assert.equal(v.samples.count, await videoFrameCount(files[name]!));
+      const keys = await keyframeTimes(files[name]!);
+      let syncs = 0;
+      for (let i = 0; i < v.samples.count; i++) syncs += v.samples.sync[i]!;
+      assert.equal(syncs, keys.length, `${name}: sync samples`);
+      assert.ok(Math.abs(a.duration - 12) < 0.2, `${name}: duration ${a.duration}`);
+    }
+  });
+
+  it('sync samples that are not IDR frames (x264 intra refresh) are not used as cut points', async () => {
+    const keys = await keyframeTimes(files.intraRefresh!);
+    assert.ok(keys.length >= 5, `the file marks ${keys.length} sync samples`);
+    const { analysis } = await load(files.intraRefresh!);
+    const v = analysis.tracks[0]!;
+    const syncs: number[] = [];
+    for (let i = 0; i < v.samples.count; i++) if (v.samples.sync[i]) syncs.push(i);
+    assert.deepEqual(syncs, [0], 'only the IDR frame is a random-access point');
+    assert.match(analysis.notices.join(' '), /intra refresh/);
+    const plan = planSegments(analysis.tracks, { targetDuration: 4 });
+    assert.equal(plan.slots.length, 1);
+    assert.deepEqual(validatePlan(analysis.tracks, plan), []);
+    // regular files keep every sync sample and get no notice
+    const fast = await load(files.fast!);
+    assert.deepEqual(fast.analysis.notices, []);
+  });
+
+  it('a damaged fragment header is refused with a reason, not a crash', async () => {
+    const bytes = new Uint8Array(await readFile(files.fragFast!));
+    const a = await analyzeFile(new Blob([bytes]));
+    const moof = a.boxes.find((b) => b.type === 'moof')!;
+    // declare 2^30 samples in the first trun
+    const text = Buffer.from(bytes.subarray(moof.start, moof.start + moof.size)).toString('latin1');
+    const trun = moof.start + text.indexOf('trun');
+    const bad = bytes.slice();
+    new DataView(bad.buffer).setUint32(trun + 8, 2 ** 30);
+    await assert.rejects(analyzeFile(new Blob([bad])), (e: unknown) => e instanceof MediaFileError && /movie fragment/.test(e.message));
   });
 
   it('analyses HEVC (playability is decided by the browser later)', async () => {
@@ -259,6 +355,9 @@ describe('segmentation of real files', () => {
     ['vonly', 4],
     ['vp9', 4],
     ['mov', 4],
+    ['twoAudio', 4],
+    ['fragFast', 4],
+    ['fragObs', 4],
   ];
   for (const [name, target] of cases) {
     it(`${name}: every segment passes the worker's checks; init+segments decode to the same packets`, async () => {
@@ -272,7 +371,8 @@ describe('segmentation of real files', () => {
       assert.equal(await videoFrameCount(outs[0]!), await videoFrameCount(path));
       // bit-exact packets, per track
       assert.deepEqual(await packetHashes(outs[0]!, 'v'), await packetHashes(path, 'v'));
-      if (analysis.tracks.length > 1) assert.deepEqual(await packetHashes(outs[1]!, 'a'), await packetHashes(path, 'a'));
+      // every audio track (a two-track file: both, each aligned to the video cuts)
+      for (let t = 1; t < analysis.tracks.length; t++) assert.deepEqual(await packetHashes(outs[t]!, 'a'), await packetHashes(path, 'a', t - 1));
       // every slot starts on a source keyframe
       const keys = await keyframeTimes(path);
       const v = analysis.tracks[0]!;
@@ -322,15 +422,21 @@ describe('segmentation of real files', () => {
     // swap where two video samples of slot 1 are stored: both builders then read the same bytes
     const v = plan.slots[1]!.tracks[0]!;
     const samples = analysis.tracks[0]!.trak.samples;
-    const a = samples[v.first + 1]!;
-    const b = samples[v.first + 5]!;
-    [a.offset, b.offset] = [b.offset, a.offset];
+    const store = analysis.tracks[0]!.samples.offset;
+    const [i, j] = [v.first + 1, v.first + 5];
+    const a = samples[i]!;
+    const b = samples[j]!;
+    const swap = (): void => {
+      [a.offset, b.offset] = [b.offset, a.offset];
+      [store[i], store[j]] = [store[j]!, store[i]!];
+    };
+    swap();
     try {
       const ref = await seg.build(1, 0);
       const [got] = await seg.buildSlot(1, [0]);
       assert.ok(Buffer.from(await got!.arrayBuffer()).equals(Buffer.from(ref)));
     } finally {
-      [a.offset, b.offset] = [b.offset, a.offset];
+      swap();
     }
   });
 

@@ -1107,6 +1107,158 @@ pub struct InitTrack {
     pub timescale: u32,
     /// The matching `trex` in `mvex`, if any.
     pub trex: Option<TrackExtends>,
+    /// The first sample entry of `stsd`, if the track has one.
+    pub sample_entry: Option<SampleEntry>,
+    /// `media_time` of the first non-empty edit of `edts/elst`, if any.
+    pub edit_media_time: Option<i64>,
+}
+
+/// What the first `stsd` sample entry says about a track's coding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleEntry {
+    /// Sample entry format: `avc1`, `hvc1`, `vp09`, `av01`, `mp4a`, `Opus`, ...
+    pub format: FourCc,
+    /// Visual sample entries only.
+    pub width: Option<u16>,
+    pub height: Option<u16>,
+    /// Audio sample entries only (integer part of the 16.16 rate).
+    pub channels: Option<u16>,
+    pub sample_rate: Option<u32>,
+    /// The first codec configuration box (`avcC`, `hvcC`, `vpcC`, `av1C`,
+    /// `esds`, `dOps`, `dfLa`, `dac3`, `dec3`) and its first 4 payload bytes
+    /// (zero-padded), e.g. avcC's version, profile, compatibility, level.
+    pub config: Option<(FourCc, [u8; 4])>,
+}
+
+const CONFIG_BOXES: [&[u8; 4]; 9] = [
+    b"avcC", b"hvcC", b"vpcC", b"av1C", b"esds", b"dOps", b"dfLa", b"dac3", b"dec3",
+];
+const VISUAL_ENTRIES: [&[u8; 4]; 7] = [
+    b"avc1", b"avc3", b"hvc1", b"hev1", b"vp09", b"av01", b"encv",
+];
+
+/// Parses one sample entry (the first child of `stsd`).
+fn parse_sample_entry(entry: &BoxRef<'_>) -> Result<SampleEntry> {
+    let mut f = Fields::new(entry);
+    f.skip(8)?; // reserved(6) + data_reference_index(2)
+    let visual = VISUAL_ENTRIES.contains(&&entry.header.kind);
+    let (width, height, channels, sample_rate) = if visual {
+        f.skip(16)?;
+        let [w0, w1, h0, h1] = f.array::<4>()?;
+        f.skip(50)?;
+        (
+            Some(u16::from_be_bytes([w0, w1])),
+            Some(u16::from_be_bytes([h0, h1])),
+            None,
+            None,
+        )
+    } else {
+        let [v0, v1] = f.array::<2>()?;
+        // 0: ISO AudioSampleEntry; 1: QuickTime SoundDescription v1 (MOV files:
+        // the same fields plus 16 bytes of packet sizes after the rate)
+        let version = u16::from_be_bytes([v0, v1]);
+        if version > 1 {
+            return Err(Fmp4Error::UnsupportedVersion {
+                kind: entry.header.fourcc(),
+                offset: entry.header.offset,
+                version: v1,
+            });
+        }
+        f.skip(6)?;
+        let [c0, c1] = f.array::<2>()?;
+        f.skip(6)?; // samplesize, pre_defined, reserved
+        let rate = f.u32()?;
+        if version == 1 {
+            f.skip(16)?;
+        }
+        (
+            None,
+            None,
+            Some(u16::from_be_bytes([c0, c1])),
+            Some(rate >> 16),
+        )
+    };
+    let offset = entry
+        .header
+        .payload_offset()
+        .checked_add(len_u64(f.pos))
+        .ok_or(Fmp4Error::Overflow {
+            what: "sample entry offset",
+        })?;
+    let mut config = None;
+    for child in iter_boxes(tail(entry.payload, len_u64(f.pos)), offset) {
+        let child = child?;
+        if config.is_none() && CONFIG_BOXES.contains(&&child.header.kind) {
+            let mut head = [0u8; 4];
+            for (dst, src) in head.iter_mut().zip(child.payload.iter()) {
+                *dst = *src;
+            }
+            config = Some((child.header.fourcc(), head));
+        }
+    }
+    Ok(SampleEntry {
+        format: entry.header.fourcc(),
+        width,
+        height,
+        channels,
+        sample_rate,
+        config,
+    })
+}
+
+/// `minf/stbl/stsd`'s first sample entry, if present.
+fn find_sample_entry(mdia_child: &BoxRef<'_>) -> Result<Option<SampleEntry>> {
+    for stbl in iter_boxes(mdia_child.payload, mdia_child.header.payload_offset()) {
+        let stbl = stbl?;
+        if &stbl.header.kind != b"stbl" {
+            continue;
+        }
+        for stsd in iter_boxes(stbl.payload, stbl.header.payload_offset()) {
+            let stsd = stsd?;
+            if &stsd.header.kind != b"stsd" {
+                continue;
+            }
+            let (f, _version, _flags) = Fields::full_box(&stsd)?;
+            let mut f = f;
+            f.skip(4)?; // entry_count
+            let offset = stsd.header.payload_offset().saturating_add(8);
+            if let Some(entry) = iter_boxes(tail(stsd.payload, 8), offset).next() {
+                return parse_sample_entry(&entry?).map(Some);
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// `media_time` of the first non-empty edit (an `elst` entry whose media_time is not -1).
+fn parse_edts(edts: &BoxRef<'_>) -> Result<Option<i64>> {
+    for elst in iter_boxes(edts.payload, edts.header.payload_offset()) {
+        let elst = elst?;
+        if &elst.header.kind != b"elst" {
+            continue;
+        }
+        let (mut f, version, _flags) = Fields::full_box(&elst)?;
+        let count = f.u32()?;
+        // Edits are few; bound the walk anyway (each entry is at least 12 bytes).
+        for _ in 0..count.min(64) {
+            let media_time = match version {
+                0 => {
+                    f.skip(4)?;
+                    i64::from(f.i32()?)
+                }
+                1 => {
+                    f.skip(8)?;
+                    i64::from_be_bytes(f.array::<8>()?)
+                }
+                v => return Err(f.unsupported(v)),
+            };
+            f.skip(4)?; // media_rate
+            if media_time != -1 {
+                return Ok(Some(media_time));
+            }
+        }
+    }
+    Ok(None)
 }
 
 impl InitTrack {
@@ -1257,6 +1409,7 @@ pub fn summarize_init_segment(bytes: &[u8]) -> Result<InitSummary> {
 fn parse_trak(trak: &BoxRef<'_>) -> Result<InitTrack> {
     let mut track_id = None;
     let mut mdia = None;
+    let mut edit_media_time = None;
     for child in iter_boxes(trak.payload, trak.header.payload_offset()) {
         let child = child?;
         match &child.header.kind {
@@ -1285,6 +1438,7 @@ fn parse_trak(trak: &BoxRef<'_>) -> Result<InitTrack> {
                 }
                 mdia = Some(child);
             }
+            b"edts" => edit_media_time = parse_edts(&child)?,
             _ => {}
         }
     }
@@ -1298,9 +1452,11 @@ fn parse_trak(trak: &BoxRef<'_>) -> Result<InitTrack> {
     })?;
     let mut timescale = None;
     let mut handler_type = None;
+    let mut sample_entry = None;
     for child in iter_boxes(mdia.payload, mdia.header.payload_offset()) {
         let child = child?;
         match &child.header.kind {
+            b"minf" => sample_entry = find_sample_entry(&child)?,
             b"mdhd" => {
                 if timescale.is_some() {
                     return Err(duplicate(&child.header, "mdia"));
@@ -1340,5 +1496,7 @@ fn parse_trak(trak: &BoxRef<'_>) -> Result<InitTrack> {
         handler_type,
         timescale,
         trex: None,
+        sample_entry,
+        edit_media_time,
     })
 }

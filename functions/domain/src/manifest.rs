@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use dash_mpd::{
-    AdaptationSet, AudioChannelConfiguration, Period, Representation, SegmentTemplate,
+    AdaptationSet, AudioChannelConfiguration, Label, Period, Representation, Role, SegmentTemplate,
     SegmentTimeline, MPD, S,
 };
 
@@ -45,6 +45,7 @@ fn timeline(start: u64, durations: impl Iterator<Item = u64>) -> SegmentTimeline
 /// Builds the MPD document for a validated plan.
 pub fn build_mpd(plan: &SegmentPlan) -> MPD {
     let duration = Duration::from_secs_f64(plan.duration_secs().max(0.0));
+    let default_audio = plan.default_audio();
     let adaptations = plan
         .tracks
         .iter()
@@ -93,12 +94,32 @@ pub fn build_mpd(plan: &SegmentPlan) -> MPD {
                     .collect(),
                 ..Representation::default()
             };
+            let audio = track.kind == TrackKind::Audio;
+            let is_default = default_audio == Some(ti);
             AdaptationSet {
                 id: Some(ti.to_string()),
                 contentType: Some(content_type.into()),
                 mimeType: Some(mime.into()),
+                lang: track.language.clone(),
                 segmentAlignment: Some(true),
                 startWithSAP: (track.kind == TrackKind::Video).then_some(1),
+                // dash.js picks the initial track by highest selectionPriority
+                selectionPriority: audio.then_some(if is_default { 2 } else { 1 }),
+                Label: audio
+                    .then(|| Label {
+                        content: plan.track_label(ti),
+                        ..Label::default()
+                    })
+                    .into_iter()
+                    .collect(),
+                Role: audio
+                    .then(|| Role {
+                        schemeIdUri: "urn:mpeg:dash:role:2011".into(),
+                        value: Some(if is_default { "main" } else { "alternate" }.into()),
+                        ..Role::default()
+                    })
+                    .into_iter()
+                    .collect(),
                 SegmentTemplate: Some(template),
                 representations: vec![representation],
                 ..AdaptationSet::default()
@@ -178,6 +199,9 @@ mod tests {
                     channels: None,
                     presentation_time_offset: 0,
                     init_size: 800,
+                    language: None,
+                    label: None,
+                    default: false,
                 },
                 TrackPlan {
                     id: 2,
@@ -190,6 +214,9 @@ mod tests {
                     channels: Some(2),
                     presentation_time_offset: 1024,
                     init_size: 600,
+                    language: None,
+                    label: None,
+                    default: false,
                 },
             ],
             slots,
@@ -246,6 +273,59 @@ mod tests {
         }
         let mpd_duration = parsed.mediaPresentationDuration.unwrap().as_secs_f64();
         assert!((mpd_duration - 44.0).abs() < 1e-3, "{mpd_duration}");
+    }
+
+    #[test]
+    fn every_audio_track_is_an_adaptation_set_with_language_label_and_one_main_role() {
+        let mut plan = plan();
+        let mut second = plan.tracks[1].clone();
+        second.id = 3;
+        second.language = Some("de".into());
+        second.label = Some("Microphone".into());
+        second.default = true;
+        plan.tracks[1].language = Some("en".into());
+        plan.tracks.push(second);
+        for slot in &mut plan.slots {
+            let audio = slot.tracks[1];
+            slot.tracks.push(audio);
+        }
+        plan.validate(&crate::plan::PlanLimits::default()).unwrap();
+        let parsed = dash_mpd::parse(&render_mpd(&plan)).unwrap();
+        let sets = &parsed.periods[0].adaptations;
+        assert_eq!(sets.len(), 3);
+        let audio: Vec<_> = sets
+            .iter()
+            .filter(|a| a.contentType.as_deref() == Some("audio"))
+            .map(|a| {
+                (
+                    a.lang.clone(),
+                    a.Label[0].content.clone(),
+                    a.Role[0].value.clone(),
+                    a.selectionPriority,
+                    a.representations[0].id.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            audio,
+            vec![
+                (
+                    Some("en".into()),
+                    "Audio 1".into(),
+                    Some("alternate".into()),
+                    Some(1),
+                    Some("1".into())
+                ),
+                (
+                    Some("de".into()),
+                    "Microphone".into(),
+                    Some("main".into()),
+                    Some(2),
+                    Some("2".into())
+                ),
+            ]
+        );
+        assert!(sets[0].Role.is_empty() && sets[0].Label.is_empty());
     }
 
     #[test]

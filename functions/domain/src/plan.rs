@@ -37,6 +37,35 @@ pub struct TrackPlan {
     pub presentation_time_offset: u64,
     /// Exact byte size of this track's init segment.
     pub init_size: u64,
+    /// BCP 47 language tag (`en`, `de`, `gsw`…), from the track's `mdhd`; absent = undetermined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// Name shown in players' track menus (audio: "Microphone", "Audio 2"…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The audio track players pick first. At most one; none marked = the first audio track.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default: bool,
+}
+
+/// True for a plausible BCP 47 tag: 1..=8 letters, then `-`-separated 1..=8 alphanumerics.
+pub fn language_tag_valid(tag: &str) -> bool {
+    tag.len() <= 35
+        && tag.split('-').enumerate().all(|(i, part)| {
+            (1..=8).contains(&part.len())
+                && if i == 0 {
+                    part.bytes().all(|b| b.is_ascii_alphabetic())
+                } else {
+                    part.bytes().all(|b| b.is_ascii_alphanumeric())
+                }
+        })
+}
+
+/// Labels end up in XML attributes and playlist quoted strings: printable, no quotes, short.
+pub fn label_valid(label: &str) -> bool {
+    !label.trim().is_empty()
+        && label.chars().count() <= 64
+        && !label.chars().any(|c| c.is_control() || c == '"')
 }
 
 /// One track's media segment within a slot.
@@ -184,7 +213,24 @@ impl SegmentPlan {
         if video_tracks > 1 {
             return Err(Invalid("at most one video track is supported".into()));
         }
+        if self.tracks.iter().filter(|t| t.default).count() > 1 {
+            return Err(Invalid("at most one track may be marked default".into()));
+        }
         for (i, t) in self.tracks.iter().enumerate() {
+            if let Some(lang) = &t.language {
+                if !language_tag_valid(lang) {
+                    return Err(Invalid(format!(
+                        "track {i} has language '{lang}', which is not a BCP 47 tag"
+                    )));
+                }
+            }
+            if let Some(label) = &t.label {
+                if !label_valid(label) {
+                    return Err(Invalid(format!(
+                        "track {i} has a label that is empty, longer than 64 characters or contains quotes or control characters"
+                    )));
+                }
+            }
             if t.id == 0 {
                 return Err(Invalid(format!(
                     "track {i} has id 0; ISO-BMFF track ids start at 1"
@@ -350,6 +396,35 @@ impl SegmentPlan {
             .unwrap_or(times.len().saturating_sub(1))
     }
 
+    /// The audio track players pick first: the one marked default, else the first audio track.
+    pub fn default_audio(&self) -> Option<usize> {
+        self.tracks
+            .iter()
+            .position(|t| t.kind == TrackKind::Audio && t.default)
+            .or_else(|| self.tracks.iter().position(|t| t.kind == TrackKind::Audio))
+    }
+
+    /// The name of track `ti` in players' menus: its label, else "Video" / "Audio n"
+    /// (n counting audio tracks from 1).
+    pub fn track_label(&self, ti: usize) -> String {
+        let Some(track) = self.tracks.get(ti) else {
+            return String::new();
+        };
+        if let Some(label) = &track.label {
+            return label.clone();
+        }
+        match track.kind {
+            TrackKind::Video => "Video".into(),
+            TrackKind::Audio => {
+                let n = self.tracks[..ti]
+                    .iter()
+                    .filter(|t| t.kind == TrackKind::Audio)
+                    .count();
+                format!("Audio {}", n + 1)
+            }
+        }
+    }
+
     /// Sum of all media segment bytes of a slot.
     pub fn slot_bytes(&self, slot: usize) -> u64 {
         self.slots
@@ -360,7 +435,7 @@ impl SegmentPlan {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn track_video() -> TrackPlan {
@@ -375,6 +450,9 @@ mod tests {
             channels: None,
             presentation_time_offset: 0,
             init_size: 700,
+            language: None,
+            label: None,
+            default: false,
         }
     }
 
@@ -390,6 +468,9 @@ mod tests {
             channels: Some(2),
             presentation_time_offset: 0,
             init_size: 600,
+            language: None,
+            label: None,
+            default: false,
         }
     }
 
@@ -529,6 +610,59 @@ mod tests {
             plan.validate(&PlanLimits::default()),
             Err(PlanError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn languages_labels_and_defaults_are_checked() {
+        let mut plan = sample_plan();
+        let mut second = track_audio();
+        second.id = 3;
+        second.language = Some("de".into());
+        second.label = Some("Microphone".into());
+        plan.tracks.push(second);
+        for slot in &mut plan.slots {
+            let audio = slot.tracks[1];
+            slot.tracks.push(audio);
+        }
+        plan.validate(&PlanLimits::default()).unwrap();
+        assert_eq!(
+            plan.default_audio(),
+            Some(1),
+            "none marked: the first audio track"
+        );
+        assert_eq!(plan.track_label(1), "Audio 1");
+        assert_eq!(plan.track_label(2), "Microphone");
+        plan.tracks[2].default = true;
+        plan.validate(&PlanLimits::default()).unwrap();
+        assert_eq!(plan.default_audio(), Some(2));
+        plan.tracks[1].default = true;
+        assert!(matches!(
+            plan.validate(&PlanLimits::default()),
+            Err(PlanError::Invalid(_))
+        ));
+        plan.tracks[1].default = false;
+        for bad in ["", "e n", "englishlanguage", "de-<x>", "1a"] {
+            plan.tracks[2].language = Some(bad.into());
+            assert!(
+                matches!(
+                    plan.validate(&PlanLimits::default()),
+                    Err(PlanError::Invalid(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        plan.tracks[2].language = Some("zh-Hant-TW".into());
+        plan.validate(&PlanLimits::default()).unwrap();
+        for bad in ["", "say \"hi\"", "a\nb", &"x".repeat(65)] {
+            plan.tracks[2].label = Some(bad.into());
+            assert!(
+                matches!(
+                    plan.validate(&PlanLimits::default()),
+                    Err(PlanError::Invalid(_))
+                ),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

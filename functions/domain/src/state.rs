@@ -44,11 +44,32 @@ impl PriorityWindow {
 }
 
 /// Which processing queue a job goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Lane {
     Priority,
     Normal,
+}
+
+/// Life cycle of one track's init segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum InitState {
+    Pending,
+    Published,
+    Failed { reason: String },
+}
+
+/// A repeated report of the same upload sends its job again only this long after the last.
+pub const REPEAT_REPORT_MS: u64 = 1_000;
+
+/// What was reported for a slot in "uploaded": the version its job refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    /// ETag of each track's uploaded object, in plan order.
+    pub etags: Vec<String>,
+    /// The lane its job went to; a re-drive keeps it.
+    pub lane: Lane,
 }
 
 /// Tunables of the state machine.
@@ -102,6 +123,13 @@ pub struct SessionState {
     /// Last time a natural-order slot was assigned (starvation guard).
     #[serde(default)]
     pub last_natural_ms: u64,
+    /// For each slot in "uploaded": the reported version and its lane.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub uploads: std::collections::BTreeMap<usize, UploadRecord>,
+    /// One per track: the init segment's state. Empty for sessions stored
+    /// before inits were checked (their inits were public from the start).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inits: Vec<InitState>,
 }
 
 /// Result of a prioritize call.
@@ -123,6 +151,55 @@ impl SessionState {
             finalised: false,
             windows_version: 0,
             last_natural_ms: now_ms,
+            uploads: Default::default(),
+            inits: Vec::new(),
+        }
+    }
+
+    /// A new session whose `track_count` init segments must be checked and published too.
+    pub fn with_inits(slot_count: usize, track_count: usize, now_ms: u64) -> Self {
+        Self {
+            inits: vec![InitState::Pending; track_count],
+            ..Self::new(slot_count, now_ms)
+        }
+    }
+
+    fn update_complete(&mut self) {
+        self.complete = self
+            .slots
+            .iter()
+            .all(|s| matches!(s, SlotState::Published { .. }))
+            && self.inits.iter().all(|i| *i == InitState::Published);
+    }
+
+    /// Every slot is published (the inits may still be missing).
+    pub fn all_slots_published(&self) -> bool {
+        self.slots
+            .iter()
+            .all(|s| matches!(s, SlotState::Published { .. }))
+    }
+
+    /// The worker published track `track`'s init segment. Returns false if it already was.
+    pub fn mark_init_published(&mut self, track: usize) -> bool {
+        match self.inits.get_mut(track) {
+            Some(state) if *state != InitState::Published => {
+                *state = InitState::Published;
+                self.update_complete();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The uploaded init segment of `track` was refused (the uploader sends it again via /init).
+    pub fn mark_init_failed(&mut self, track: usize, reason: String) -> bool {
+        match self.inits.get_mut(track) {
+            Some(state) if *state != InitState::Published => {
+                let changed = !matches!(state, InitState::Failed { reason: r } if *r == reason);
+                *state = InitState::Failed { reason };
+                changed
+            }
+            _ => false,
         }
     }
 
@@ -198,20 +275,81 @@ impl SessionState {
         picks
     }
 
-    /// The uploader says `slot` is in S3; returns the lane its job goes to.
+    /// Leases up to `max` priority-window slots (nearest a playhead first) and
+    /// nothing else: what the priority feed hands the uploader together with
+    /// the news, so a viewer's slot needs no extra round trip to be leased.
+    pub fn assign_priority(
+        &mut self,
+        max: usize,
+        now_ms: u64,
+        policy: &SchedulePolicy,
+    ) -> Vec<Pick> {
+        self.expire_windows(now_ms, policy);
+        let lease_expires_ms = now_ms.saturating_add(policy.lease_ms);
+        let picks: Vec<Pick> = scheduler::window_order(&self.windows, self.slots.len())
+            .into_iter()
+            .filter(|s| scheduler::is_assignable(&self.slots[*s], now_ms))
+            .take(max)
+            .map(|slot| Pick {
+                slot,
+                priority: true,
+            })
+            .collect();
+        for pick in &picks {
+            self.slots[pick.slot] = SlotState::Assigned { lease_expires_ms };
+        }
+        if !picks.is_empty() {
+            self.progress_ms = now_ms;
+        }
+        picks
+    }
+
+    /// The uploader says `slot` is in S3, with these objects (one ETag per
+    /// track). Returns the lane its job goes to, or `None` when exactly this
+    /// version was reported less than [`REPEAT_REPORT_MS`] ago (its job is on
+    /// its way: no second one). A later repeat sends the job again (the first
+    /// send may have failed after the state write; jobs are idempotent), at
+    /// most once per [`REPEAT_REPORT_MS`]. Another version supersedes the
+    /// earlier report.
     pub fn mark_uploaded(
         &mut self,
         slot: usize,
+        etags: Vec<String>,
         now_ms: u64,
         policy: &SchedulePolicy,
-    ) -> Result<Lane, StateError> {
+    ) -> Result<Option<Lane>, StateError> {
         self.check_slot(slot)?;
-        if matches!(self.slots[slot], SlotState::Published { .. }) {
-            return Err(StateError::AlreadyPublished(slot));
+        match &self.slots[slot] {
+            SlotState::Published { .. } => return Err(StateError::AlreadyPublished(slot)),
+            SlotState::Uploaded { at_ms } => {
+                if let Some(upload) = self.uploads.get(&slot).filter(|u| u.etags == etags) {
+                    if now_ms.saturating_sub(*at_ms) < REPEAT_REPORT_MS {
+                        return Ok(None);
+                    }
+                    let lane = upload.lane;
+                    self.slots[slot] = SlotState::Uploaded { at_ms: now_ms };
+                    return Ok(Some(lane));
+                }
+            }
+            _ => {}
         }
+        let lane = self.lane_for(slot, now_ms, policy);
         self.slots[slot] = SlotState::Uploaded { at_ms: now_ms };
+        self.uploads.insert(slot, UploadRecord { etags, lane });
         self.progress_ms = now_ms;
-        Ok(self.lane_for(slot, now_ms, policy))
+        Ok(Some(lane))
+    }
+
+    /// The lane a re-driven job for `slot` goes to: the one it had, or the
+    /// priority lane if a viewer's window covers it now.
+    pub fn redrive_lane(&self, slot: usize, now_ms: u64, policy: &SchedulePolicy) -> Lane {
+        match (
+            self.uploads.get(&slot).map(|u| u.lane),
+            self.lane_for(slot, now_ms, policy),
+        ) {
+            (Some(Lane::Priority), _) | (_, Lane::Priority) => Lane::Priority,
+            _ => Lane::Normal,
+        }
     }
 
     /// A viewer needs `slot` soon: opens (or moves) a window starting there.
@@ -260,11 +398,9 @@ impl SessionState {
             return Ok(false);
         }
         self.slots[slot] = SlotState::Published { at_ms: now_ms };
+        self.uploads.remove(&slot);
         self.progress_ms = now_ms;
-        self.complete = self
-            .slots
-            .iter()
-            .all(|s| matches!(s, SlotState::Published { .. }));
+        self.update_complete();
         Ok(true)
     }
 
@@ -276,6 +412,7 @@ impl SessionState {
             return Ok(false);
         }
         self.slots[slot] = SlotState::Failed { reason };
+        self.uploads.remove(&slot);
         Ok(true)
     }
 
@@ -332,6 +469,119 @@ mod tests {
         max_windows: 2,
         natural_every_ms: 5_000,
     };
+
+    fn v(etag: &str) -> Vec<String> {
+        vec![format!("{etag}0"), format!("{etag}1")]
+    }
+
+    #[test]
+    fn only_the_first_report_of_a_version_gets_a_job_and_a_new_version_supersedes() {
+        let mut s = SessionState::new(4, 0);
+        s.prioritize(1, 0, &P).unwrap();
+        assert_eq!(
+            s.mark_uploaded(1, v("a"), 5, &P).unwrap(),
+            Some(Lane::Priority)
+        );
+        assert_eq!(s.mark_uploaded(1, v("a"), 6, &P).unwrap(), None, "a repeat");
+        assert_eq!(s.slots[1], SlotState::Uploaded { at_ms: 5 });
+        // A repeat a while later re-sends (the first send may have been lost), keeping the lane.
+        let later = 5 + REPEAT_REPORT_MS + P.window_ttl_ms;
+        assert_eq!(
+            s.mark_uploaded(1, v("a"), later, &P).unwrap(),
+            Some(Lane::Priority)
+        );
+        assert_eq!(s.mark_uploaded(1, v("a"), later + 1, &P).unwrap(), None);
+        assert_eq!(
+            s.mark_uploaded(1, v("b"), later + 2, &P).unwrap(),
+            Some(Lane::Normal),
+            "a new version gets the lane of now"
+        );
+        assert_eq!(s.uploads[&1].etags, v("b"));
+        s.mark_failed(1, "bad".into()).unwrap();
+        assert!(s.uploads.is_empty());
+        assert_eq!(
+            s.mark_uploaded(1, v("b"), later + 3, &P).unwrap(),
+            Some(Lane::Normal),
+            "after a failure the same bytes may be reported again"
+        );
+        s.mark_published(1, later + 4).unwrap();
+        assert!(s.uploads.is_empty());
+    }
+
+    #[test]
+    fn a_redrive_keeps_the_priority_lane_after_the_window_is_gone() {
+        let mut s = SessionState::new(8, 0);
+        s.prioritize(1, 0, &P).unwrap();
+        s.mark_uploaded(1, v("a"), 1, &P).unwrap();
+        s.mark_uploaded(5, v("a"), 1, &P).unwrap();
+        let later = 1 + P.window_ttl_ms;
+        assert_eq!(s.lane_for(1, later, &P), Lane::Normal);
+        assert_eq!(s.redrive_lane(1, later, &P), Lane::Priority);
+        assert_eq!(s.redrive_lane(5, later, &P), Lane::Normal);
+        s.prioritize(5, later, &P).unwrap();
+        assert_eq!(
+            s.redrive_lane(5, later, &P),
+            Lane::Priority,
+            "a window covers it now"
+        );
+    }
+
+    #[test]
+    fn assign_priority_leases_only_window_slots_nearest_first_and_skips_leased_ones() {
+        let mut s = SessionState::new(20, 0);
+        assert!(
+            s.assign_priority(2, 0, &P).is_empty(),
+            "no window, nothing leased"
+        );
+        s.prioritize(10, 0, &P).unwrap();
+        s.slots[10] = SlotState::Assigned {
+            lease_expires_ms: 500,
+        };
+        let picks = s.assign_priority(5, 100, &P);
+        let slots: Vec<usize> = picks.iter().map(|p| p.slot).collect();
+        assert_eq!(
+            slots,
+            vec![11, 12],
+            "window 10..13 minus the leased slot 10"
+        );
+        assert!(picks.iter().all(|p| p.priority));
+        assert!(matches!(s.slots[11], SlotState::Assigned { .. }));
+        assert!(
+            matches!(s.slots[0], SlotState::Pending),
+            "natural order untouched"
+        );
+        // the lease on slot 10 runs out: it is handed out again
+        let again: Vec<usize> = s
+            .assign_priority(5, 2_000, &P)
+            .iter()
+            .map(|p| p.slot)
+            .collect();
+        assert_eq!(again, vec![10, 11, 12]);
+    }
+
+    #[test]
+    fn a_video_completes_only_once_its_init_segments_are_published_too() {
+        let mut s = SessionState::with_inits(1, 2, 0);
+        s.mark_published(0, 1).unwrap();
+        assert!(s.all_slots_published() && !s.complete);
+        assert!(s.mark_init_failed(0, "bad".into()));
+        assert!(s.mark_init_published(1));
+        assert!(!s.complete);
+        assert!(s.mark_init_published(0));
+        assert!(s.complete);
+        assert!(!s.mark_init_published(0), "once");
+        assert!(
+            !s.mark_init_failed(0, "late".into()),
+            "a published init stays published"
+        );
+        let legacy = SessionState::new(1, 0);
+        let mut legacy = legacy;
+        legacy.mark_published(0, 1).unwrap();
+        assert!(
+            legacy.complete,
+            "sessions without tracked inits complete as before"
+        );
+    }
 
     #[test]
     fn a_viewer_keeping_windows_busy_cannot_starve_natural_order_forever() {
@@ -398,18 +648,30 @@ mod tests {
     fn uploads_inside_a_window_go_to_the_priority_lane() {
         let mut s = SessionState::new(10, 0);
         s.prioritize(6, 0, &P).unwrap();
-        assert_eq!(s.mark_uploaded(7, 1, &P).unwrap(), Lane::Priority);
-        assert_eq!(s.mark_uploaded(2, 1, &P).unwrap(), Lane::Normal);
-        assert_eq!(s.mark_uploaded(9, 1, &P).unwrap(), Lane::Normal);
+        assert_eq!(
+            s.mark_uploaded(7, v("a"), 1, &P).unwrap(),
+            Some(Lane::Priority)
+        );
+        assert_eq!(
+            s.mark_uploaded(2, v("a"), 1, &P).unwrap(),
+            Some(Lane::Normal)
+        );
+        assert_eq!(
+            s.mark_uploaded(9, v("a"), 1, &P).unwrap(),
+            Some(Lane::Normal)
+        );
         // The window goes stale after its ttl.
-        assert_eq!(s.mark_uploaded(8, 20_000, &P).unwrap(), Lane::Normal);
+        assert_eq!(
+            s.mark_uploaded(8, v("a"), 20_000, &P).unwrap(),
+            Some(Lane::Normal)
+        );
     }
 
     #[test]
     fn prioritize_requeues_uploaded_unprocessed_slots_of_the_window() {
         let mut s = SessionState::new(10, 0);
-        s.mark_uploaded(4, 0, &P).unwrap();
-        s.mark_uploaded(5, 0, &P).unwrap();
+        s.mark_uploaded(4, v("a"), 0, &P).unwrap();
+        s.mark_uploaded(5, v("a"), 0, &P).unwrap();
         s.mark_published(5, 0).unwrap();
         let p = s.prioritize(3, 1, &P).unwrap();
         assert_eq!(p.window, vec![3, 4, 5]);
@@ -440,7 +702,7 @@ mod tests {
         assert!(!s.mark_failed(1, "late duplicate".into()).unwrap());
         assert_eq!(s.slots[1].name(), "published");
         assert_eq!(
-            s.mark_uploaded(1, 4, &P),
+            s.mark_uploaded(1, v("a"), 4, &P),
             Err(StateError::AlreadyPublished(1))
         );
     }
@@ -449,7 +711,7 @@ mod tests {
     fn released_leases_are_assignable_again_at_once() {
         let mut s = SessionState::new(3, 0);
         s.assign(2, 0, &P);
-        s.mark_uploaded(1, 1, &P).unwrap();
+        s.mark_uploaded(1, v("a"), 1, &P).unwrap();
         assert_eq!(s.release_leases(), 1);
         let again: Vec<usize> = s.assign(3, 2, &P).iter().map(|p| p.slot).collect();
         assert_eq!(again, vec![0, 2], "the uploaded slot stays uploaded");
@@ -459,7 +721,7 @@ mod tests {
     fn out_of_range_slots_are_refused() {
         let mut s = SessionState::new(2, 0);
         assert!(matches!(
-            s.mark_uploaded(2, 0, &P),
+            s.mark_uploaded(2, v("a"), 0, &P),
             Err(StateError::SlotOutOfRange { .. })
         ));
         assert!(s.prioritize(99, 0, &P).is_err());

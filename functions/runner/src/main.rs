@@ -14,9 +14,6 @@ use chunkstream::worker::Worker;
 use chunkstream::{api, app_state, aws, reaper, telemetry};
 use tower_http::services::ServeDir;
 
-/// A slot "uploaded" this long without being processed gets its job again.
-const REDRIVE_AFTER: Duration = Duration::from_secs(600);
-
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)
         .ok()
@@ -67,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
             env_or("CHUNKSTREAM_PUBLIC_BASE_URL", &format!("http://{listen}")),
         ),
     ])?;
-    let session_ttl = config.session_ttl;
+    let reap_settings = reaper::ReapSettings::from_config(&config);
     let state = app_state(config, &clients);
 
     let worker = Worker::new(state.sessions.clone());
@@ -87,15 +84,14 @@ async fn main() -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(reap_every);
         loop {
             tick.tick().await;
-            match reaper::reap_abandoned(
-                &reaper_sessions,
-                reaper_queue.as_ref(),
-                session_ttl,
-                REDRIVE_AFTER,
-            )
-            .await
+            match reaper::reap_abandoned(&reaper_sessions, reaper_queue.as_ref(), &reap_settings)
+                .await
             {
-                Ok(report) if !report.reaped.is_empty() || !report.redriven.is_empty() => {
+                Ok(report)
+                    if !report.reaped.is_empty()
+                        || !report.redriven.is_empty()
+                        || !report.errors.is_empty() =>
+                {
                     tracing::info!(?report, "reaper")
                 }
                 Ok(_) => {}

@@ -221,6 +221,7 @@ async fn priority_under_backlog(quick: bool) -> Vec<Value> {
         video_id: done_id.clone(),
         slot: 0,
         lane: Lane::Normal,
+        etags: vec![],
     })
     .unwrap();
     let sqs = stack.clients.sqs.clone();

@@ -59,6 +59,11 @@ pub const MAX_PRIORITY_WAIT_MS: u64 = 25_000;
 /// Largest request body accepted: a plan of `max_slots` slots fits easily.
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 const MAX_ASSIGNMENTS: usize = 16;
+/// How long a hinted segment miss is held, re-checking every [`SEGMENT_HOLD_POLL`],
+/// before it answers 404 (the player then retries): a viewer learns of the
+/// publication within one poll, not one player retry interval.
+const SEGMENT_HOLD: std::time::Duration = std::time::Duration::from_millis(1_200);
+const SEGMENT_HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 /// A viewer's repeated misses on the same slot refresh its window at most this often.
 const HINT_REFRESH_MS: u64 = 2_000;
 
@@ -78,6 +83,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v/{id}/manifest.mpd", get(manifest))
         .route("/v/{id}/init/{file}", get(init_segment))
         .route("/v/{id}/seg/{track}/{file}", get(media_segment))
+        .route("/v/{id}/master.m3u8", get(hls_master))
+        .route("/v/{id}/hls/{file}", get(hls_media_playlist))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
             tower_http::cors::CorsLayer::new()
@@ -153,7 +160,7 @@ async fn presign_inits(
             .sessions
             .store()
             .presign_put(
-                &sessions::init_key(&record.video_id, index),
+                &sessions::incoming_init_key(&record.video_id, index),
                 "video/mp4",
                 track.init_size,
                 state.config.presign_ttl,
@@ -184,6 +191,7 @@ async fn create_video(State(state): State<AppState>, body: Bytes) -> Result<Resp
             "upload_secret": secret,
             "watch_url": format!("{base}/watch.html?v={id}"),
             "manifest_url": format!("{base}/v/{id}/manifest.mpd"),
+            "hls_url": format!("{base}/v/{id}/{}", chunkstream_domain::hls::MASTER_PATH),
             "status_url": format!("{base}/api/videos/{id}/status"),
             "slot_count": slot_count,
             "init_uploads": init_uploads,
@@ -212,6 +220,13 @@ async fn init_uploads(
     } else {
         parse_json(&body)?
     };
+    if state.sessions.state(&id).await?.0.complete {
+        return Err(ApiError::client(
+            StatusCode::CONFLICT,
+            "already_complete",
+            "the video is complete: its init segments are published and final",
+        ));
+    }
     let mut released = 0;
     if request.release_leases {
         released = state
@@ -290,7 +305,30 @@ async fn next_assignments(
         })
         .await?
         .unwrap_or_else(|never| match never {});
-    let lease_expires_at = SystemTime::now() + std::time::Duration::from_millis(policy.lease_ms);
+    // Every slot is public but the video is not complete: the init segments
+    // arrived after the last job ran. The uploader waiting here finishes it.
+    let complete = if !complete && remaining == 0 && picks.is_empty() {
+        crate::inits::publish_inits(&state.sessions, &record).await?
+    } else {
+        complete
+    };
+    let assignments = presign_assignments(&state, &record, picks).await?;
+    Ok(Json(json!({
+        "assignments": assignments,
+        "complete": complete,
+        "remaining": remaining,
+        "priority_slots": priority_slots,
+    })))
+}
+
+/// Presigned PUT URLs (one per track) for slots just leased.
+async fn presign_assignments(
+    state: &AppState,
+    record: &SessionRecord,
+    picks: Vec<chunkstream_domain::scheduler::Pick>,
+) -> Result<Vec<Assignment>, ApiError> {
+    let lease_expires_at =
+        SystemTime::now() + std::time::Duration::from_millis(state.config.policy.lease_ms);
     let mut assignments = Vec::with_capacity(picks.len());
     for pick in picks {
         let mut uploads = Vec::with_capacity(record.plan.tracks.len());
@@ -305,7 +343,7 @@ async fn next_assignments(
                 .sessions
                 .store()
                 .presign_put(
-                    &sessions::incoming_key(&id, pick.slot, index),
+                    &sessions::incoming_key(&record.video_id, pick.slot, index),
                     "video/mp4",
                     frag.size,
                     state.config.presign_ttl,
@@ -324,12 +362,7 @@ async fn next_assignments(
             uploads,
         });
     }
-    Ok(Json(json!({
-        "assignments": assignments,
-        "complete": complete,
-        "remaining": remaining,
-        "priority_slots": priority_slots,
-    })))
+    Ok(assignments)
 }
 
 async fn slot_uploaded(
@@ -338,33 +371,79 @@ async fn slot_uploaded(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let record = load_authorized(&state, &id, &headers).await?;
-    let slot: usize = slot.parse().map_err(|_| {
-        ApiError::client(
-            StatusCode::NOT_FOUND,
-            "slot_out_of_range",
-            format!("'{slot}' is not a slot number"),
-        )
-    })?;
+    let slot: usize = slot
+        .parse()
+        .ok()
+        .filter(|s| *s < record.plan.slots.len())
+        .ok_or_else(|| {
+            ApiError::client(
+                StatusCode::NOT_FOUND,
+                "slot_out_of_range",
+                format!(
+                    "'{slot}' is not a slot of this video (it has {})",
+                    record.plan.slots.len()
+                ),
+            )
+        })?;
+    // The objects must be there, with the planned sizes, before a job is worth sending.
+    let mut etags = Vec::with_capacity(record.plan.tracks.len());
+    for (track, frag) in record.plan.slots[slot].tracks.iter().enumerate() {
+        let key = sessions::incoming_key(&id, slot, track);
+        match state.sessions.store().head(&key).await? {
+            None => {
+                return Err(ApiError::client(
+                    StatusCode::CONFLICT,
+                    "upload_missing",
+                    format!("slot {slot} track {track}: nothing uploaded yet; PUT it to the URL from /next first"),
+                ))
+            }
+            Some(meta) if meta.len != frag.size => {
+                return Err(ApiError::client(
+                    StatusCode::CONFLICT,
+                    "upload_size_mismatch",
+                    format!(
+                        "slot {slot} track {track}: {} bytes uploaded, {} planned",
+                        meta.len, frag.size
+                    ),
+                ))
+            }
+            Some(meta) => etags.push(meta.etag),
+        }
+    }
     let policy = state.config.policy;
-    let lane = state
+    let now = state.sessions.now_ms();
+    let reported = etags.clone();
+    let (lane, send) = state
         .sessions
         .update_state(&id, |s: &mut SessionState| {
-            Ok::<_, StateError>((s.mark_uploaded(slot, now_ms(), &policy)?, true))
+            Ok::<_, StateError>(
+                match s.mark_uploaded(slot, reported.clone(), now, &policy)? {
+                    Some(lane) => ((lane, true), true),
+                    // A repeat of a fresh report: its job is on its way.
+                    None => (
+                        (s.uploads.get(&slot).map_or(Lane::Normal, |u| u.lane), false),
+                        false,
+                    ),
+                },
+            )
         })
         .await?
         .map_err(ApiError::from)?;
-    state
-        .queue
-        .enqueue(&Job {
-            video_id: record.video_id.clone(),
-            slot,
-            lane,
-        })
-        .await?;
-    tracing::info!(video_id = %id, slot, ?lane, "slot uploaded");
+    if send {
+        state
+            .queue
+            .enqueue(&Job {
+                video_id: record.video_id.clone(),
+                slot,
+                lane,
+                etags,
+            })
+            .await?;
+    }
+    tracing::info!(video_id = %id, slot, ?lane, enqueued = send, "slot uploaded");
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"slot": slot, "queue": lane})),
+        Json(json!({"slot": slot, "queue": lane, "enqueued": send})),
     )
         .into_response())
 }
@@ -408,6 +487,7 @@ async fn apply_priority(
                 video_id: id.to_string(),
                 slot: requeued,
                 lane: Lane::Priority,
+                etags: Vec::new(),
             })
             .await?;
     }
@@ -422,6 +502,18 @@ async fn apply_priority(
 struct PriorityQuery {
     after: Option<i64>,
     wait_ms: Option<u64>,
+    /// Lease up to this many not-yet-leased window slots and return their
+    /// presigned assignments with the answer (saves the uploader a `next`).
+    lease: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct PriorityAnswer {
+    version: u64,
+    priority_slots: Vec<usize>,
+    complete: bool,
+    /// Window slots leased to the caller by this answer (`lease` > 0).
+    assignments: Vec<Assignment>,
 }
 
 /// Long poll for uploaders: answers at once when the priority windows differ
@@ -433,7 +525,13 @@ async fn priority_feed(
     query: Result<axum::extract::Query<PriorityQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let axum::extract::Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    load_authorized(&state, &id, &headers).await?;
+    let record = load_authorized(&state, &id, &headers).await?;
+    let lease = query.lease.unwrap_or(0);
+    if lease > MAX_ASSIGNMENTS {
+        return Err(ApiError::bad_request(format!(
+            "lease must be between 0 and {MAX_ASSIGNMENTS}"
+        )));
+    }
     let wait =
         std::time::Duration::from_millis(query.wait_ms.unwrap_or(0).min(MAX_PRIORITY_WAIT_MS));
     let deadline = tokio::time::Instant::now() + wait;
@@ -446,11 +544,26 @@ async fn priority_feed(
             .is_none_or(|after| after != s.windows_version as i64);
         let now = tokio::time::Instant::now();
         if changed || now >= deadline || s.complete {
-            let body = json!({
-                "version": s.windows_version,
-                "priority_slots": s.priority_slots(now_ms(), &policy),
-                "complete": s.complete,
-            });
+            let priority_slots = s.priority_slots(now_ms(), &policy);
+            let picks = if changed && lease > 0 && !s.complete && !priority_slots.is_empty() {
+                state
+                    .sessions
+                    .update_state(&id, |s: &mut SessionState| {
+                        let picks = s.assign_priority(lease, now_ms(), &policy);
+                        let dirty = !picks.is_empty();
+                        Ok::<_, std::convert::Infallible>((picks, dirty))
+                    })
+                    .await?
+                    .unwrap_or_else(|never| match never {})
+            } else {
+                Vec::new()
+            };
+            let body = PriorityAnswer {
+                version: s.windows_version,
+                priority_slots,
+                complete: s.complete,
+                assignments: presign_assignments(&state, &record, picks).await?,
+            };
             return Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response());
         }
         let poll = std::time::Duration::from_millis(PRIORITY_POLL_MS).min(deadline - now);
@@ -525,6 +638,7 @@ async fn status(
         "duration": record.plan.duration_secs(),
         "counts": s.counts(),
         "slots": slots,
+        "inits": s.inits,
         "priority_slots": s.priority_slots(now_ms(), &state.config.policy),
     });
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
@@ -580,20 +694,43 @@ async fn init_segment(
     if !sessions::is_valid_video_id(&id) {
         return Err(ApiError::not_found("no such init segment"));
     }
-    stream_object(
-        &state,
-        &sessions::init_key(&id, track),
-        "video/mp4",
-        "public, max-age=60",
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found("init segment not uploaded yet"))
+    let key = sessions::init_key(&id, track);
+    let cache = "public, max-age=31536000, immutable";
+    if let Some(response) = stream_object(&state, &key, "video/mp4", cache).await? {
+        return Ok(response);
+    }
+    // Not public yet: check and publish it now if it is uploaded, rather
+    // than make the viewer wait for the worker's next job.
+    let record = state.sessions.load(&id).await?;
+    if track < record.plan.tracks.len() {
+        crate::inits::publish_inits(&state.sessions, &record).await?;
+        if let Some(response) = stream_object(&state, &key, "video/mp4", cache).await? {
+            return Ok(response);
+        }
+    }
+    let mut response =
+        ApiError::not_found("init segment not uploaded (or not valid) yet").into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 #[derive(Deserialize)]
 struct SegmentQuery {
     /// `nohint=1`: a miss is not a priority hint (benchmarks' natural-order baseline).
     nohint: Option<String>,
+}
+
+/// A published media segment (immutable once public), if it is there.
+async fn published_segment(state: &AppState, key: &str) -> Result<Option<Response>, ApiError> {
+    stream_object(
+        state,
+        key,
+        "video/mp4",
+        "public, max-age=31536000, immutable",
+    )
+    .await
 }
 
 async fn media_segment(
@@ -611,14 +748,7 @@ async fn media_segment(
         return Err(ApiError::not_found("no such segment"));
     }
     let key = sessions::published_key(&id, track, slot);
-    if let Some(response) = stream_object(
-        &state,
-        &key,
-        "video/mp4",
-        "public, max-age=31536000, immutable",
-    )
-    .await?
-    {
+    if let Some(response) = published_segment(&state, &key).await? {
         return Ok(response);
     }
     // A viewer wants this slot and it is not there: that is a priority hint.
@@ -634,9 +764,58 @@ async fn media_segment(
             tracing::warn!(video_id = %id, slot, error = %e, "priority hint failed")
         }
     }
+    // A viewer waiting on this slot gets it the moment it is published instead
+    // of after its player's next retry: hold the miss a little, re-checking.
+    if hint {
+        let deadline = tokio::time::Instant::now() + SEGMENT_HOLD;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(SEGMENT_HOLD_POLL).await;
+            if let Some(response) = published_segment(&state, &key).await? {
+                return Ok(response);
+            }
+        }
+    }
     let mut response = ApiError::not_found("segment not published yet").into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// `GET /v/{id}/master.m3u8`: the HLS multivariant playlist, written with the MPD.
+async fn hls_master(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if !sessions::is_valid_video_id(&id) {
+        return Err(ApiError::unknown_video());
+    }
+    stream_object(
+        &state,
+        &sessions::hls_master_key(&id),
+        sessions::HLS_CONTENT_TYPE,
+        "public, max-age=60",
+    )
+    .await?
+    .ok_or_else(ApiError::unknown_video)
+}
+
+/// `GET /v/{id}/hls/{track}.m3u8`: one track's HLS media playlist.
+async fn hls_media_playlist(
+    State(state): State<AppState>,
+    Path((id, file)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let track =
+        parse_numbered(&file, ".m3u8").ok_or_else(|| ApiError::not_found("no such playlist"))?;
+    if !sessions::is_valid_video_id(&id) {
+        return Err(ApiError::not_found("no such playlist"));
+    }
+    stream_object(
+        &state,
+        &sessions::hls_media_key(&id, track),
+        sessions::HLS_CONTENT_TYPE,
+        "public, max-age=60",
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("no such playlist"))
 }

@@ -16,6 +16,10 @@ pub struct Config {
     pub normal_queue_url: String,
     /// Where viewers reach the API and the web pages, e.g. `http://127.0.0.1:8080`.
     pub public_base_url: String,
+    /// The S3 endpoint named in presigned upload URLs, when clients reach S3 by another
+    /// address than this process does (a client in a network namespace, LocalStack behind
+    /// a proxy). `None`: the SDK's endpoint.
+    pub s3_public_endpoint: Option<String>,
     /// Lifetime of a presigned upload URL.
     pub presign_ttl: Duration,
     /// A session with no progress for this long is reaped.
@@ -73,18 +77,26 @@ impl Config {
     /// recording lookup, so it cannot drift from the code above; the template
     /// test checks the cloud stack against it.
     pub fn variables() -> Vec<(String, bool)> {
+        // A value every variable accepts: URLs where a URL is read, else a number.
+        let valid = |name: &str| {
+            Some(if name.ends_with("_URL") || name.ends_with("_ENDPOINT") {
+                "http://127.0.0.1:1".to_string()
+            } else {
+                "1".to_string()
+            })
+        };
         let seen = std::sync::Mutex::new(Vec::<String>::new());
         let _ = Self::from_lookup(&|name: &str| {
             if let Ok(mut seen) = seen.lock() {
                 seen.push(name.to_string());
             }
-            Some("1".into())
+            valid(name)
         });
         let names = seen.into_inner().unwrap_or_default();
         names
             .iter()
             .map(|name| {
-                let without = Self::from_lookup(&|n: &str| (n != name).then(|| "1".into()));
+                let without = Self::from_lookup(&|n: &str| if n == name { None } else { valid(n) });
                 (name.clone(), without.is_err())
             })
             .collect()
@@ -99,11 +111,24 @@ impl Config {
             .unwrap_or_else(|| "http://127.0.0.1:8080".into())
             .trim_end_matches('/')
             .to_string();
+        let s3_public_endpoint = match vars.get("CHUNKSTREAM_S3_PUBLIC_ENDPOINT") {
+            None => None,
+            Some(v) => {
+                let v = v.trim().trim_end_matches('/').to_string();
+                if !(v.starts_with("http://") || v.starts_with("https://")) {
+                    bail!(
+                        "CHUNKSTREAM_S3_PUBLIC_ENDPOINT={v:?} must be an http:// or https:// URL"
+                    );
+                }
+                Some(v)
+            }
+        };
         let config = Self {
             bucket: vars.required("CHUNKSTREAM_BUCKET")?,
             priority_queue_url: vars.required("CHUNKSTREAM_PRIORITY_QUEUE_URL")?,
             normal_queue_url: vars.required("CHUNKSTREAM_NORMAL_QUEUE_URL")?,
             public_base_url,
+            s3_public_endpoint,
             presign_ttl: Duration::from_secs(vars.number("CHUNKSTREAM_PRESIGN_TTL_SECS", 600)?),
             session_ttl: Duration::from_secs(
                 vars.number("CHUNKSTREAM_SESSION_TTL_SECS", 24 * 3600)?,
@@ -133,5 +158,60 @@ impl Config {
             bail!("CHUNKSTREAM_PRESIGN_TTL_SECS must be between 1 and 604800");
         }
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let base = [
+            ("CHUNKSTREAM_BUCKET", "b"),
+            ("CHUNKSTREAM_PRIORITY_QUEUE_URL", "http://q/p"),
+            ("CHUNKSTREAM_NORMAL_QUEUE_URL", "http://q/n"),
+        ];
+        let vars: Vec<(String, String)> = base
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(&|name: &str| {
+            vars.iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn s3_public_endpoint_defaults_to_the_sdk_endpoint() {
+        assert_eq!(config(&[]).expect("valid config").s3_public_endpoint, None);
+        assert_eq!(
+            config(&[("CHUNKSTREAM_S3_PUBLIC_ENDPOINT", " ")])
+                .expect("valid config")
+                .s3_public_endpoint,
+            None
+        );
+    }
+
+    #[test]
+    fn s3_public_endpoint_is_read_without_trailing_slash() {
+        let c = config(&[("CHUNKSTREAM_S3_PUBLIC_ENDPOINT", "http://10.77.0.1:4566/")])
+            .expect("valid config");
+        assert_eq!(
+            c.s3_public_endpoint.as_deref(),
+            Some("http://10.77.0.1:4566")
+        );
+    }
+
+    #[test]
+    fn s3_public_endpoint_that_is_not_a_url_names_the_variable() {
+        let err = config(&[("CHUNKSTREAM_S3_PUBLIC_ENDPOINT", "10.77.0.1:4566")])
+            .expect_err("a URL without a scheme is refused");
+        assert!(
+            err.to_string().contains("CHUNKSTREAM_S3_PUBLIC_ENDPOINT"),
+            "{err}"
+        );
     }
 }

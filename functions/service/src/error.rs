@@ -14,6 +14,8 @@ use crate::store::StoreError;
 
 #[derive(Debug)]
 pub enum ApiError {
+    /// Answered with a code and a reason: 4xx, or 503 (which always carries
+    /// Retry-After) for contention or a briefly unavailable backend.
     Client {
         status: StatusCode,
         code: &'static str,
@@ -21,6 +23,9 @@ pub enum ApiError {
     },
     Internal(anyhow::Error),
 }
+
+/// How long a client waits before retrying after a 503.
+const RETRY_AFTER_SECS: u32 = 1;
 
 impl ApiError {
     pub fn client(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -40,6 +45,10 @@ impl ApiError {
             "no video with that id",
         )
     }
+    /// 503 with Retry-After: the same request should work shortly.
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::client(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::client(StatusCode::NOT_FOUND, "not_found", message)
     }
@@ -52,7 +61,17 @@ impl IntoResponse for ApiError {
                 status,
                 code,
                 message,
-            } => (status, Json(json!({"error": code, "message": message}))).into_response(),
+            } => {
+                let mut response =
+                    (status, Json(json!({"error": code, "message": message}))).into_response();
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    response.headers_mut().insert(
+                        axum::http::header::RETRY_AFTER,
+                        axum::http::HeaderValue::from(RETRY_AFTER_SECS),
+                    );
+                }
+                response
+            }
             ApiError::Internal(err) => {
                 tracing::error!(error = format!("{err:#}"), "request failed");
                 (
@@ -99,6 +118,11 @@ impl From<SessionError> for ApiError {
     fn from(e: SessionError) -> Self {
         match e {
             SessionError::NotFound => Self::unknown_video(),
+            SessionError::Contention(_) => Self::unavailable(
+                "busy",
+                "too many concurrent changes to this video; retry shortly",
+            ),
+            SessionError::Store(e) => e.into(),
             other => Self::Internal(other.into()),
         }
     }
@@ -106,12 +130,28 @@ impl From<SessionError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self::Internal(e.into())
+        if e.is_retryable() {
+            tracing::warn!(error = %e, "object store unavailable");
+            Self::unavailable(
+                "unavailable",
+                "storage is briefly unavailable; retry shortly",
+            )
+        } else {
+            Self::Internal(e.into())
+        }
     }
 }
 
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
-        Self::Internal(e.into())
+        if e.is_retryable() {
+            tracing::warn!(error = %e, "job queue unavailable");
+            Self::unavailable(
+                "unavailable",
+                "the job queue is briefly unavailable; retry shortly",
+            )
+        } else {
+            Self::Internal(e.into())
+        }
     }
 }

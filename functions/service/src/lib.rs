@@ -4,9 +4,13 @@
 
 pub mod api;
 pub mod aws;
+pub mod clock;
 pub mod config;
 pub mod error;
+pub mod faults;
+pub mod inits;
 pub mod local;
+pub mod memory;
 #[cfg(feature = "provision")]
 pub mod provision;
 pub mod queue;
@@ -21,10 +25,10 @@ use std::sync::Arc;
 
 /// Builds the API state from config and clients (once per process).
 pub fn app_state(config: config::Config, clients: &aws::AwsClients) -> api::AppState {
-    let store: Arc<dyn store::ObjectStore> = Arc::new(store::S3Store::new(
-        clients.s3.clone(),
-        config.bucket.clone(),
-    ));
+    let store: Arc<dyn store::ObjectStore> = Arc::new(
+        store::S3Store::new(clients.s3.clone(), config.bucket.clone())
+            .with_presign_endpoint(config.s3_public_endpoint.as_deref()),
+    );
     let queue = Arc::new(queue::SqsQueues::new(
         clients.sqs.clone(),
         config.priority_queue_url.clone(),

@@ -3,13 +3,17 @@
 //! to the same [`handle_batch`] Lambda calls. Successful messages are deleted;
 //! failed ones become visible again and, past maxReceiveCount, go to the DLQ.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 
 use crate::worker::{handle_batch, Worker};
+
+/// How long one batch may take: the worker Lambda's timeout (infra/template.yaml),
+/// well inside the queues' visibility timeout.
+pub const LOCAL_BATCH_BUDGET: Duration = Duration::from_secs(30);
 
 /// Polling settings of the local event source.
 #[derive(Debug, Clone)]
@@ -79,7 +83,8 @@ pub async fn poll_once(
     if messages.is_empty() {
         return Ok(0);
     }
-    let response = handle_batch(worker, to_event(&messages, url)).await;
+    let deadline = Instant::now() + LOCAL_BATCH_BUDGET;
+    let response = handle_batch(worker, to_event(&messages, url), Some(deadline)).await;
     let failed: std::collections::HashSet<&str> = response
         .batch_item_failures
         .iter()

@@ -1,7 +1,7 @@
 //! The job queue capability: two lanes (priority, normal) and the SQS adapter.
 
 use async_trait::async_trait;
-use aws_sdk_sqs::error::ProvideErrorMetadata;
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use chunkstream_domain::state::Lane;
 use serde::{Deserialize, Serialize};
 
@@ -11,11 +11,36 @@ pub struct Job {
     pub video_id: String,
     pub slot: usize,
     pub lane: Lane,
+    /// The reported version (one ETag per track). A job whose version is no
+    /// longer the slot's reported one was superseded by a re-upload and does
+    /// nothing. Empty: whatever version is reported now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub etags: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("job queue: {0}")]
-pub struct QueueError(pub String);
+#[error("job queue: {detail}")]
+pub struct QueueError {
+    /// Throttling, 5xx, the network: the same send may work later.
+    pub retryable: bool,
+    pub detail: String,
+}
+
+impl QueueError {
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+}
+
+/// SQS error codes that mean "busy or briefly broken".
+const TRANSIENT_CODES: &[&str] = &[
+    "ThrottlingException",
+    "RequestThrottled",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "InternalError",
+    "KmsThrottled",
+];
 
 #[async_trait]
 pub trait JobQueue: Send + Sync {
@@ -54,7 +79,10 @@ impl SqsQueues {
 #[async_trait]
 impl JobQueue for SqsQueues {
     async fn enqueue(&self, job: &Job) -> Result<(), QueueError> {
-        let body = serde_json::to_string(job).map_err(|e| QueueError(e.to_string()))?;
+        let body = serde_json::to_string(job).map_err(|e| QueueError {
+            retryable: false,
+            detail: e.to_string(),
+        })?;
         self.client
             .send_message()
             .queue_url(self.url(job.lane))
@@ -62,13 +90,30 @@ impl JobQueue for SqsQueues {
             .send()
             .await
             .map_err(|e| {
-                QueueError(format!(
-                    "send to {:?} lane: {}",
-                    job.lane,
-                    e.as_service_error()
-                        .and_then(|s| s.message())
-                        .map_or_else(|| format!("{e:?}"), str::to_string)
-                ))
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                let code = e.as_service_error().and_then(|s| s.code());
+                let retryable = match (&e, code) {
+                    (SdkError::ServiceError(_), Some(code)) => {
+                        TRANSIENT_CODES.contains(&code)
+                            || status.is_some_and(|s| s == 429 || s >= 500)
+                    }
+                    (SdkError::ServiceError(_), None) => {
+                        status.is_some_and(|s| s == 429 || s >= 500)
+                    }
+                    (SdkError::ConstructionFailure(_), _) => false,
+                    _ => true,
+                };
+                QueueError {
+                    retryable,
+                    detail: format!(
+                        "send to {:?} lane: {}{}",
+                        job.lane,
+                        code.map(|c| format!("{c}: ")).unwrap_or_default(),
+                        e.as_service_error()
+                            .and_then(|s| s.message())
+                            .map_or_else(|| format!("{e:?}"), str::to_string)
+                    ),
+                }
             })?;
         Ok(())
     }

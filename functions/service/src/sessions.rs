@@ -4,12 +4,16 @@
 //! v/{id}/session.json          immutable: plan, hash of the upload secret (written If-None-Match)
 //! v/{id}/state.json            mutable: slot states, priority windows (written If-Match ETag)
 //! v/{id}/manifest.mpd          written once at creation
-//! v/{id}/init/{track}.mp4      ({track}: the track's index in the plan)      uploaded by the client through a presigned URL
+//! v/{id}/master.m3u8, v/{id}/hls/{track}.m3u8   HLS playlists, written with the MPD
+//! v/{id}/init/{track}.mp4      ({track}: the track's index in the plan)      checked and published (server-side copy)
 //! v/{id}/seg/{track}/{slot}.m4s        checked and published (server-side copy)
 //! incoming/{id}/{slot}/{track}.m4s          uploaded, not yet checked
+//! incoming/{id}/init/{track}.mp4           uploaded init segment, not yet checked
+//! live/{id}                    index of sessions not yet finalised (body: created ms); the reaper reads only these
+//! reaper/cursor.json           where the reaper's last pass stopped
 //! ```
 //!
-//! Only `manifest.mpd`, `init/` and `seg/` are ever readable by viewers.
+//! Only `manifest.mpd`, `master.m3u8`, `hls/`, `init/` and `seg/` are ever readable by viewers.
 //! Incoming objects live under their own top-level prefix so one S3 lifecycle
 //! rule (literal prefixes only) can expire forgotten uploads.
 //!
@@ -18,17 +22,17 @@
 //! conditional write wins.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use bytes::Bytes;
-use chunkstream_domain::manifest;
 use chunkstream_domain::plan::SegmentPlan;
 use chunkstream_domain::state::SessionState;
+use chunkstream_domain::{hls, manifest};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::clock::{Clock, SystemClock};
 use crate::store::{ObjectStore, PutCondition, StoreError};
 
 /// The S3 prefix mirrors the public playback path `/v/{id}/…`, so in the cloud
@@ -48,13 +52,30 @@ pub fn state_key(id: &str) -> String {
 pub fn manifest_key(id: &str) -> String {
     format!("{VIDEOS_PREFIX}{id}/manifest.mpd")
 }
+pub fn hls_master_key(id: &str) -> String {
+    format!("{VIDEOS_PREFIX}{id}/{}", hls::MASTER_PATH)
+}
+pub fn hls_media_key(id: &str, track: usize) -> String {
+    format!("{VIDEOS_PREFIX}{id}/{}", hls::media_playlist_path(track))
+}
 pub fn init_key(id: &str, track: usize) -> String {
     format!("{VIDEOS_PREFIX}{id}/{}", manifest::init_path(track))
 }
 pub const INCOMING_PREFIX: &str = "incoming/";
+/// One empty-ish object per session that is not finalised yet, so the reaper
+/// lists only live sessions, never every video ever stored.
+pub const LIVE_PREFIX: &str = "live/";
+
+pub fn live_key(id: &str) -> String {
+    format!("{LIVE_PREFIX}{id}")
+}
 
 pub fn incoming_prefix(id: &str) -> String {
     format!("{INCOMING_PREFIX}{id}/")
+}
+/// An uploaded init segment, until the worker checked and published it.
+pub fn incoming_init_key(id: &str, track: usize) -> String {
+    format!("{INCOMING_PREFIX}{id}/init/{track}.mp4")
 }
 pub fn incoming_key(id: &str, slot: usize, track: usize) -> String {
     format!("{INCOMING_PREFIX}{id}/{slot}/{track}.m4s")
@@ -65,6 +86,8 @@ pub fn published_key(id: &str, track: usize, slot: usize) -> String {
         manifest::segment_path(track, slot)
     )
 }
+
+pub const HLS_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
 
 /// 128 random bits, base64url: 22 characters.
 const VIDEO_ID_LEN: usize = 22;
@@ -97,10 +120,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Wall-clock time; code that has a [`Sessions`] reads [`Sessions::now_ms`]
+/// instead, so tests can drive time.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemClock.now_ms()
 }
 
 /// The immutable part of a session.
@@ -137,6 +160,7 @@ pub enum SessionError {
 #[derive(Clone)]
 pub struct Sessions {
     store: Arc<dyn ObjectStore>,
+    clock: Arc<dyn Clock>,
     /// Session records never change once written: each process keeps the ones
     /// it has read, saving an S3 GET on every API call and job.
     records: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<SessionRecord>>>>,
@@ -148,10 +172,19 @@ const MAX_STATE_ATTEMPTS: u32 = 25;
 
 impl Sessions {
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self::with_clock(store, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(store: Arc<dyn ObjectStore>, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
+            clock,
             records: Arc::default(),
         }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     fn cached(&self, video_id: &str) -> Option<Arc<SessionRecord>> {
@@ -171,7 +204,8 @@ impl Sessions {
         &self.store
     }
 
-    /// Stores a validated plan: state, then the immutable record, then the manifest.
+    /// Stores a validated plan: state, then the immutable record, then the manifests
+    /// (MPD and HLS playlists, written side by side).
     /// Returns the record and the clear-text upload secret (never stored).
     pub async fn create(
         &self,
@@ -179,27 +213,57 @@ impl Sessions {
     ) -> Result<(Arc<SessionRecord>, String), SessionError> {
         let video_id = random_token(16);
         let secret = random_token(32);
-        let now = now_ms();
+        let now = self.now_ms();
         let record = SessionRecord {
             video_id: video_id.clone(),
             secret_sha256: secret_hash(&secret),
             created_ms: now,
             plan,
         };
-        let state = SessionState::new(record.plan.slots.len(), now);
+        let state =
+            SessionState::with_inits(record.plan.slots.len(), record.plan.tracks.len(), now);
+        // Indexed first, so even a half-created session is found and reaped.
+        self.store
+            .put(
+                &live_key(&video_id),
+                Bytes::from(now.to_string()),
+                "text/plain",
+                PutCondition::IfAbsent,
+            )
+            .await?;
         self.put_json(&state_key(&video_id), &state, PutCondition::IfAbsent)
             .await?;
         self.put_json(&session_key(&video_id), &record, PutCondition::IfAbsent)
             .await?;
-        let mpd = manifest::render_mpd(&record.plan);
-        self.store
-            .put(
-                &manifest_key(&video_id),
-                Bytes::from(mpd),
+        let plan = &record.plan;
+        let mut manifests = vec![
+            (
+                manifest_key(&video_id),
+                manifest::render_mpd(plan),
                 "application/dash+xml",
-                PutCondition::Always,
-            )
-            .await?;
+            ),
+            (
+                hls_master_key(&video_id),
+                hls::render_master_playlist(plan),
+                HLS_CONTENT_TYPE,
+            ),
+        ];
+        for track in 0..plan.tracks.len() {
+            manifests.push((
+                hls_media_key(&video_id, track),
+                hls::render_media_playlist(plan, track),
+                HLS_CONTENT_TYPE,
+            ));
+        }
+        futures::future::try_join_all(manifests.into_iter().map(|(key, body, content_type)| {
+            let store = self.store.clone();
+            async move {
+                store
+                    .put(&key, Bytes::from(body), content_type, PutCondition::Always)
+                    .await
+            }
+        }))
+        .await?;
         let record = Arc::new(record);
         self.remember(record.clone());
         Ok((record, secret))
@@ -238,6 +302,23 @@ impl Sessions {
         )?);
         self.remember(record.clone());
         Ok(record)
+    }
+
+    /// Every slot is published: the upload area is cleaned, the session is
+    /// marked finalised and leaves the live index. Idempotent: a redelivery
+    /// after a crash at any step finishes the rest.
+    pub async fn finalise(&self, video_id: &str) -> Result<usize, SessionError> {
+        // The flag goes last: once it is set, nothing is left to clean.
+        let removed = self.store.delete_prefix(&incoming_prefix(video_id)).await?;
+        self.store.delete_prefix(&live_key(video_id)).await?;
+        self.update_state(video_id, |s: &mut SessionState| {
+            let dirty = !s.finalised;
+            s.finalised = true;
+            Ok::<_, std::convert::Infallible>(((), dirty))
+        })
+        .await?
+        .unwrap_or_else(|never| match never {});
+        Ok(removed)
     }
 
     pub async fn state(&self, video_id: &str) -> Result<(SessionState, String), SessionError> {

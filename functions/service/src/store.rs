@@ -17,8 +17,52 @@ pub enum StoreError {
     /// A conditional write lost a race (`If-Match` / `If-None-Match`).
     #[error("precondition failed on {0}")]
     PreconditionFailed(String),
-    #[error("object store: {0}")]
-    Backend(String),
+    /// Worth retrying later: throttling, 5xx, timeouts, a dropped connection.
+    /// (The SDK has already retried a few times by the time this comes back.)
+    #[error("{op} {key}: temporarily unavailable: {detail}")]
+    Unavailable {
+        op: &'static str,
+        key: String,
+        detail: String,
+    },
+    /// Retrying cannot help until someone changes something: access denied,
+    /// no such bucket, a malformed request, an unreadable response.
+    #[error("{op} {key}: refused ({code}): {detail}")]
+    Refused {
+        op: &'static str,
+        key: String,
+        code: String,
+        detail: String,
+    },
+}
+
+impl StoreError {
+    /// True when the same call may succeed later without anyone intervening.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::PreconditionFailed(_) | StoreError::Unavailable { .. }
+        )
+    }
+}
+
+/// S3 error codes that mean "busy or briefly broken", not "you may not".
+const TRANSIENT_CODES: &[&str] = &[
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "Throttling",
+    "ThrottlingException",
+    "RequestThrottled",
+    "OperationAborted",
+    "ConditionalRequestConflict",
+];
+
+/// Whether an S3 error code (with its HTTP status, if any) is worth retrying.
+pub fn is_transient_code(code: &str, status: Option<u16>) -> bool {
+    TRANSIENT_CODES.contains(&code) || status.is_some_and(|s| s == 429 || s >= 500)
 }
 
 /// How a write relates to what is already stored.
@@ -43,6 +87,13 @@ pub struct StoredObject {
 pub struct ObjectHead {
     pub head: Bytes,
     pub total_len: u64,
+    pub etag: String,
+}
+
+/// What HEAD says about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub len: u64,
     pub etag: String,
 }
 
@@ -81,9 +132,20 @@ pub trait ObjectStore: Send + Sync {
     ) -> Result<String, StoreError>;
     /// Server-side copy, only if the source still has `source_etag`.
     async fn copy(&self, from: &str, to: &str, source_etag: &str) -> Result<(), StoreError>;
+    /// Deletes every object under `prefix`; fails (without looping) if S3
+    /// refuses any key. Returns how many were deleted.
     async fn delete_prefix(&self, prefix: &str) -> Result<usize, StoreError>;
     /// Common prefixes one level below `prefix` (delimiter `/`).
     async fn list_children(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// Size and ETag of an object, without reading it.
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError>;
+    /// Up to `max` keys under `prefix` that sort after `start_after`, in key order.
+    async fn list_keys(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<String>, StoreError>;
     /// A PUT URL bound to `key`, `content_type` and exactly `content_length` bytes.
     async fn presign_put(
         &self,
@@ -98,28 +160,88 @@ pub trait ObjectStore: Send + Sync {
 #[derive(Clone)]
 pub struct S3Store {
     client: aws_sdk_s3::Client,
+    /// Signs upload URLs; the same client unless clients reach S3 by another endpoint.
+    presign_client: aws_sdk_s3::Client,
     bucket: String,
 }
 
 impl S3Store {
     pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
         Self {
+            presign_client: client.clone(),
             client,
             bucket: bucket.into(),
         }
     }
+
+    /// Presigned URLs name `endpoint` (`CHUNKSTREAM_S3_PUBLIC_ENDPOINT`) instead of the
+    /// endpoint this process uses; `None` keeps the SDK's.
+    pub fn with_presign_endpoint(mut self, endpoint: Option<&str>) -> Self {
+        if let Some(endpoint) = endpoint {
+            let conf = self
+                .client
+                .config()
+                .to_builder()
+                .endpoint_url(endpoint)
+                .build();
+            self.presign_client = aws_sdk_s3::Client::from_conf(conf);
+        }
+        self
+    }
 }
 
-fn backend<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    what: &str,
+fn backend<E: ProvideErrorMetadata + std::fmt::Debug>(
+    op: &'static str,
     key: &str,
-    err: SdkError<E, R>,
+    err: SdkError<E, S3Response>,
 ) -> StoreError {
-    let detail = match err.as_service_error() {
-        Some(e) => format!("{}: {}", e.code().unwrap_or("?"), e.message().unwrap_or("")),
-        None => format!("{err:?}"),
-    };
-    StoreError::Backend(format!("{what} {key}: {detail}"))
+    let key = key.to_string();
+    match &err {
+        SdkError::ServiceError(_) => {
+            let status = http_status(&err);
+            let meta = err.as_service_error();
+            let code = meta
+                .and_then(|e| e.code())
+                .map_or_else(|| format!("HTTP {}", status.unwrap_or(0)), str::to_string);
+            let detail = meta.and_then(|e| e.message()).unwrap_or("").to_string();
+            if is_transient_code(&code, status) {
+                StoreError::Unavailable {
+                    op,
+                    key,
+                    detail: format!("{code}: {detail}"),
+                }
+            } else {
+                StoreError::Refused {
+                    op,
+                    key,
+                    code,
+                    detail,
+                }
+            }
+        }
+        // Nothing was sent: a bug or bad configuration, not the network.
+        SdkError::ConstructionFailure(_) => StoreError::Refused {
+            op,
+            key,
+            code: "ConstructionFailure".into(),
+            detail: format!("{err:?}"),
+        },
+        // Timeouts, connection failures, a response cut short.
+        _ => StoreError::Unavailable {
+            op,
+            key,
+            detail: format!("{err:?}"),
+        },
+    }
+}
+
+/// Reading a response body failed part way: the connection, so retryable.
+fn body_error(key: &str, err: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable {
+        op: "read",
+        key: key.to_string(),
+        detail: err.to_string(),
+    }
 }
 
 type S3Response = aws_sdk_s3::config::http::HttpResponse;
@@ -136,11 +258,12 @@ fn is_precondition_failure<E: ProvideErrorMetadata>(err: &SdkError<E, S3Response
     by_code || matches!(http_status(err), Some(409 | 412))
 }
 
+/// The key is absent. A missing *bucket* is also a 404, but it is a
+/// misconfiguration, never "no such video".
 fn is_not_found<E: ProvideErrorMetadata>(err: &SdkError<E, S3Response>) -> bool {
-    err.as_service_error()
-        .and_then(|e| e.code())
-        .is_some_and(|c| c == "NoSuchKey" || c == "NotFound")
-        || http_status(err) == Some(404)
+    let code = err.as_service_error().and_then(|e| e.code());
+    code != Some("NoSuchBucket")
+        && (matches!(code, Some("NoSuchKey" | "NotFound")) || http_status(err) == Some(404))
 }
 
 fn clean_etag(etag: Option<&str>) -> String {
@@ -174,7 +297,7 @@ impl ObjectStore for S3Store {
                     .body
                     .collect()
                     .await
-                    .map_err(|e| StoreError::Backend(format!("reading {key}: {e}")))?
+                    .map_err(|e| body_error(key, e))?
                     .into_bytes();
                 Ok(Some(StoredObject { body, etag }))
             }
@@ -205,8 +328,7 @@ impl ObjectStore for S3Store {
                 let mut head = Vec::with_capacity(content_length.min(max_bytes) as usize);
                 let mut body = out.body;
                 while let Some(chunk) = body.next().await {
-                    let chunk =
-                        chunk.map_err(|e| StoreError::Backend(format!("reading {key}: {e}")))?;
+                    let chunk = chunk.map_err(|e| body_error(key, e))?;
                     let room = (max_bytes as usize).saturating_sub(head.len());
                     head.extend_from_slice(&chunk[..chunk.len().min(room)]);
                 }
@@ -302,13 +424,17 @@ impl ObjectStore for S3Store {
     }
 
     async fn delete_prefix(&self, prefix: &str) -> Result<usize, StoreError> {
+        // One pass over the listing (continuation tokens survive deletes), so
+        // a key that cannot be deleted is reported instead of re-listed forever.
         let mut deleted = 0;
+        let mut token: Option<String> = None;
         loop {
             let page = self
                 .client
                 .list_objects_v2()
                 .bucket(&self.bucket)
                 .prefix(prefix)
+                .set_continuation_token(token.take())
                 .send()
                 .await
                 .map_err(|e| backend("list", prefix, e))?;
@@ -323,22 +449,57 @@ impl ObjectStore for S3Store {
                         .ok()
                 })
                 .collect();
-            if ids.is_empty() {
-                return Ok(deleted);
+            if !ids.is_empty() {
+                let count = ids.len();
+                let delete = aws_sdk_s3::types::Delete::builder()
+                    .set_objects(Some(ids))
+                    .quiet(true)
+                    .build()
+                    .map_err(|e| StoreError::Refused {
+                        op: "delete",
+                        key: prefix.to_string(),
+                        code: "BuildError".into(),
+                        detail: e.to_string(),
+                    })?;
+                let out = self
+                    .client
+                    .delete_objects()
+                    .bucket(&self.bucket)
+                    .delete(delete)
+                    .send()
+                    .await
+                    .map_err(|e| backend("delete", prefix, e))?;
+                // DeleteObjects answers 200 even when some keys were not deleted.
+                if let Some(first) = out.errors().first() {
+                    let code = first.code().unwrap_or("?").to_string();
+                    let detail = format!(
+                        "{} of {count} keys not deleted, first {}: {}",
+                        out.errors().len(),
+                        first.key().unwrap_or("?"),
+                        first.message().unwrap_or("")
+                    );
+                    let key = prefix.to_string();
+                    return Err(if is_transient_code(&code, None) {
+                        StoreError::Unavailable {
+                            op: "delete",
+                            key,
+                            detail: format!("{code}: {detail}"),
+                        }
+                    } else {
+                        StoreError::Refused {
+                            op: "delete",
+                            key,
+                            code,
+                            detail,
+                        }
+                    });
+                }
+                deleted += count;
             }
-            deleted += ids.len();
-            let delete = aws_sdk_s3::types::Delete::builder()
-                .set_objects(Some(ids))
-                .quiet(true)
-                .build()
-                .map_err(|e| StoreError::Backend(format!("delete {prefix}: {e}")))?;
-            self.client
-                .delete_objects()
-                .bucket(&self.bucket)
-                .delete(delete)
-                .send()
-                .await
-                .map_err(|e| backend("delete", prefix, e))?;
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => return Ok(deleted),
+            }
         }
     }
 
@@ -369,6 +530,59 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(ObjectMeta {
+                len: out.content_length().unwrap_or(0).max(0) as u64,
+                etag: clean_etag(out.e_tag()),
+            })),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(backend("head", key, e)),
+        }
+    }
+
+    async fn list_keys(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        while out.len() < max {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_start_after(start_after.map(str::to_string))
+                .set_continuation_token(token.take())
+                .max_keys(i32::try_from(max - out.len()).unwrap_or(1000).min(1000))
+                .send()
+                .await
+                .map_err(|e| backend("list", prefix, e))?;
+            out.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key())
+                    .map(str::to_string),
+            );
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        out.truncate(max);
+        Ok(out)
+    }
+
     async fn presign_put(
         &self,
         key: &str,
@@ -376,12 +590,18 @@ impl ObjectStore for S3Store {
         content_length: u64,
         ttl: Duration,
     ) -> Result<PresignedUpload, StoreError> {
-        let config = PresigningConfig::expires_in(ttl)
-            .map_err(|e| StoreError::Backend(format!("presign: {e}")))?;
+        let refused = |code: &str, detail: String| StoreError::Refused {
+            op: "presign",
+            key: key.to_string(),
+            code: code.to_string(),
+            detail,
+        };
+        let config =
+            PresigningConfig::expires_in(ttl).map_err(|e| refused("InvalidTtl", e.to_string()))?;
         let length = i64::try_from(content_length)
-            .map_err(|_| StoreError::Backend("length overflow".into()))?;
+            .map_err(|_| refused("InvalidLength", format!("{content_length} bytes")))?;
         let presigned = self
-            .client
+            .presign_client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
@@ -403,5 +623,56 @@ impl ObjectStore for S3Store {
             headers,
             expires_at: SystemTime::now() + ttl,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(endpoint: &str) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    async fn presigned_url(store: &S3Store) -> String {
+        store
+            .presign_put(
+                "incoming/v/0/0.m4s",
+                "video/mp4",
+                42,
+                Duration::from_secs(60),
+            )
+            .await
+            .expect("presigning needs no network")
+            .url
+    }
+
+    #[tokio::test]
+    async fn presigned_urls_name_the_public_endpoint_when_one_is_set() {
+        let store = S3Store::new(client("http://127.0.0.1:4566"), "bkt")
+            .with_presign_endpoint(Some("http://10.77.0.1:4566"));
+        let url = presigned_url(&store).await;
+        assert!(
+            url.starts_with("http://10.77.0.1:4566/bkt/incoming/v/0/0.m4s?"),
+            "{url}"
+        );
+        assert!(url.contains("X-Amz-Signature="), "{url}");
+    }
+
+    #[tokio::test]
+    async fn presigned_urls_name_the_sdk_endpoint_by_default() {
+        let store =
+            S3Store::new(client("http://127.0.0.1:4566"), "bkt").with_presign_endpoint(None);
+        let url = presigned_url(&store).await;
+        assert!(url.starts_with("http://127.0.0.1:4566/bkt/"), "{url}");
     }
 }

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use chunkstream::local::{poll_once, PollerSettings};
 use chunkstream::provision::QueueSettings;
 use chunkstream::queue::Job;
-use chunkstream::reaper::reap_abandoned;
+use chunkstream::reaper::{reap_abandoned, ReapSettings};
 use chunkstream::sessions;
 use chunkstream::worker::Outcome;
 use chunkstream_domain::state::{Lane, SlotState};
@@ -34,6 +34,15 @@ fn poller(stack: &TestStack) -> PollerSettings {
         normal_url: stack.queues.normal_queue_url.clone(),
         normal_batch: 2,
         idle_wait_secs: 0,
+    }
+}
+
+fn reap_settings(ttl: Duration, redrive_after: Duration) -> ReapSettings {
+    ReapSettings {
+        ttl,
+        redrive_after,
+        budget: Duration::from_secs(20),
+        policy: Default::default(),
     }
 }
 
@@ -63,6 +72,35 @@ async fn full_flow_publishes_every_slot_and_ffmpeg_decodes_every_source_frame() 
         .await
         .unwrap();
     assert_eq!(mpd.status(), 200);
+    // ...and so do the HLS playlists beside it.
+    assert!(
+        created["hls_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/v/{id}/master.m3u8")),
+        "{created}"
+    );
+    let master = reqwest::get(format!("{base}/v/{id}/master.m3u8"))
+        .await
+        .unwrap();
+    assert_eq!(master.status(), 200);
+    assert_eq!(master.headers()["content-type"], sessions::HLS_CONTENT_TYPE);
+    for track in 0..media.plan.tracks.len() {
+        let playlist = reqwest::get(format!("{base}/v/{id}/hls/{track}.m3u8"))
+            .await
+            .unwrap();
+        assert_eq!(playlist.status(), 200);
+        let text = playlist.text().await.unwrap();
+        assert_eq!(
+            text.matches("#EXTINF:").count(),
+            media.plan.slots.len(),
+            "{text}"
+        );
+    }
+    let missing = reqwest::get(format!("{base}/v/{id}/hls/9.m3u8"))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
 
     upload_inits(&created, media).await;
     loop {
@@ -102,6 +140,15 @@ async fn full_flow_publishes_every_slot_and_ffmpeg_decodes_every_source_frame() 
     assert_eq!(
         frames, media.source_frames,
         "decoded frames of the published MPD vs the source"
+    );
+    // And ffmpeg's HLS demuxer, through the multivariant playlist, from the same parts.
+    let url = format!("{base}/v/{id}/master.m3u8");
+    let frames = tokio::task::spawn_blocking(move || count_video_frames(&url))
+        .await
+        .unwrap();
+    assert_eq!(
+        frames, media.source_frames,
+        "decoded frames of the published HLS playlists vs the source"
     );
 }
 
@@ -234,6 +281,7 @@ async fn after_prioritize_assignments_start_at_the_window_and_its_jobs_jump_the_
                 video_id: long_id.clone(),
                 slot: 29,
                 lane: Lane::Normal,
+                etags: vec![],
             })
             .await
             .unwrap();
@@ -308,6 +356,7 @@ async fn a_job_delivered_twice_also_concurrently_publishes_once_and_keeps_state_
         video_id: id.clone(),
         slot: 0,
         lane: Lane::Normal,
+        etags: vec![],
     };
 
     let (a, b, c) = tokio::join!(
@@ -418,6 +467,21 @@ async fn concurrent_state_changes_are_never_lost() {
     let (id, secret, _) = create_session(&stack, &plan).await;
     next(&stack, &id, &secret, 16).await;
     next(&stack, &id, &secret, 16).await;
+    // Objects of the planned sizes (a report is refused without them).
+    let store = stack.state.sessions.store();
+    for (slot, planned) in plan.slots.iter().enumerate() {
+        for (track, frag) in planned.tracks.iter().enumerate() {
+            store
+                .put(
+                    &sessions::incoming_key(&id, slot, track),
+                    vec![0u8; frag.size as usize].into(),
+                    "video/mp4",
+                    chunkstream::store::PutCondition::Always,
+                )
+                .await
+                .unwrap();
+        }
+    }
     let reports = (0..24u64).map(|slot| {
         let stack = &stack;
         let (id, secret) = (id.clone(), secret.clone());
@@ -437,8 +501,7 @@ async fn the_reaper_deletes_abandoned_sessions_and_keeps_live_ones() {
     let report = reap_abandoned(
         &stack.state.sessions,
         stack.state.queue.as_ref(),
-        Duration::from_secs(1),
-        Duration::from_secs(3600),
+        &reap_settings(Duration::from_secs(1), Duration::from_secs(3600)),
     )
     .await
     .unwrap();
@@ -512,6 +575,30 @@ async fn every_bad_request_gets_its_own_4xx_with_a_reason() {
     let unknown = "AAAAAAAAAAAAAAAAAAAAAA";
     let s = Some(secret.as_str());
     let cases: Vec<ErrorCase> = vec![
+        (
+            "GET",
+            format!("/v/{unknown}/master.m3u8"),
+            None,
+            None,
+            StatusCode::NOT_FOUND,
+            "unknown_video",
+        ),
+        (
+            "GET",
+            format!("/v/{id}/hls/0.mp4"),
+            None,
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "GET",
+            format!("/v/{unknown}/hls/0.m3u8"),
+            None,
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
         (
             "GET",
             format!("/api/videos/{unknown}/status"),
@@ -769,6 +856,110 @@ async fn the_priority_long_poll_answers_when_a_viewer_prioritizes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_priority_answer_carries_leased_presigned_assignments_for_the_window() {
+    let stack = TestStack::new().await;
+    let (id, secret, _) = create_session(&stack, &synthetic_plan(20)).await;
+    let (_, first) = stack
+        .call(
+            "GET",
+            &format!("/api/videos/{id}/priority?lease=2"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(first["assignments"], json!([]), "no window: nothing leased");
+    let version = first["version"].as_i64().unwrap();
+    let (code, _) = stack
+        .call(
+            "POST",
+            &format!("/api/videos/{id}/prioritize"),
+            None,
+            Some(r#"{"slot": 9}"#),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, answer) = stack
+        .call(
+            "GET",
+            &format!("/api/videos/{id}/priority?after={version}&wait_ms=2000&lease=2"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    let leased: Vec<u64> = answer["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["slot"].as_u64().unwrap())
+        .collect();
+    assert_eq!(leased, vec![9, 10], "{answer}");
+    let upload = &answer["assignments"][0]["uploads"][0];
+    assert!(
+        upload["url"].as_str().unwrap().contains("incoming/"),
+        "{upload}"
+    );
+    assert_eq!(answer["assignments"][0]["priority"], true);
+    // leased slots are not handed out again by next; the rest of the window comes first
+    let (_, next) = stack
+        .call(
+            "POST",
+            &format!("/api/videos/{id}/next"),
+            Some(&secret),
+            Some(r#"{"max": 1}"#),
+        )
+        .await;
+    assert_eq!(next["assignments"][0]["slot"], 11, "{next}");
+    let (code, body) = stack
+        .call(
+            "GET",
+            &format!("/api/videos/{id}/priority?lease=99"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_waiting_on_a_miss_gets_the_segment_as_soon_as_it_is_published() {
+    let media = media();
+    let stack = TestStack::new().await;
+    let (id, secret, created) = create_session(&stack, &media.plan).await;
+    upload_inits(&created, media).await;
+    let batch = next(&stack, &id, &secret, 1).await;
+    let slot = batch["assignments"][0]["slot"].as_u64().unwrap();
+    upload_assignment(&batch["assignments"][0], media).await;
+    // The viewer asks before the slot is published; it is published during the hold.
+    let started = std::time::Instant::now();
+    let path = format!("/v/{id}/seg/0/{slot}.m4s");
+    let waiting = stack.call("GET", &path, None, None);
+    let publish = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        report_uploaded(&stack, &id, &secret, slot).await;
+        drain(&stack).await;
+        started.elapsed()
+    };
+    let ((code, _), published_after) = tokio::join!(waiting, publish);
+    assert_eq!(code, StatusCode::OK, "held miss answered with the segment");
+    assert!(
+        started.elapsed() < published_after + Duration::from_millis(400),
+        "answered {:?} after the start, published after {published_after:?}",
+        started.elapsed()
+    );
+    // Not published in time: the held miss still ends with a 404 (the player retries).
+    let (code, _) = stack
+        .call(
+            "GET",
+            &format!("/v/{id}/seg/0/{}.m4s", slot + 1),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_miss_marked_nohint_does_not_open_a_window() {
     let stack = TestStack::new().await;
     let (id, _, _) = create_session(&stack, &synthetic_plan(20)).await;
@@ -805,12 +996,54 @@ async fn a_slot_stuck_in_uploaded_gets_its_job_again() {
     let report = reap_abandoned(
         &stack.state.sessions,
         stack.state.queue.as_ref(),
-        Duration::from_secs(3600),
-        Duration::from_millis(100),
+        &reap_settings(Duration::from_secs(3600), Duration::from_millis(100)),
     )
     .await
     .unwrap();
     assert_eq!(report.redriven, vec![(id.clone(), 0)]);
     drain(&stack).await;
     assert_eq!(status(&stack, &id).await["slots"][0]["state"], "published");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_adapter_types_its_errors_and_deletes_a_large_prefix_in_one_pass() {
+    use chunkstream::store::{ObjectStore, PutCondition, S3Store, StoreError};
+    use futures::StreamExt;
+    let stack = TestStack::new().await;
+    // A bucket that does not exist: refused, not retryable, and no endless loop.
+    let missing = S3Store::new(stack.clients.s3.clone(), unique("cs-missing"));
+    for err in [
+        missing.get("k").await.unwrap_err(),
+        missing.delete_prefix("p/").await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, StoreError::Refused { code, .. } if code == "NoSuchBucket"),
+            "{err:?}"
+        );
+        assert!(!err.is_retryable());
+    }
+    let store = stack.state.sessions.store();
+    // More keys than one listing page (1000) holds.
+    let keys: Vec<String> = (0..1005).map(|i| format!("big/{i:05}")).collect();
+    futures::stream::iter(keys.iter())
+        .for_each_concurrent(32, |k| async move {
+            store
+                .put(k, "x".into(), "text/plain", PutCondition::Always)
+                .await
+                .unwrap();
+        })
+        .await;
+    store
+        .put("bigger", "keep".into(), "text/plain", PutCondition::Always)
+        .await
+        .unwrap();
+    let page = store.list_keys("big/", Some("big/00002"), 2).await.unwrap();
+    assert_eq!(page, vec!["big/00003".to_string(), "big/00004".to_string()]);
+    let head = store.head("bigger").await.unwrap().unwrap();
+    assert_eq!(head.len, 4);
+    assert!(!head.etag.is_empty());
+    assert!(store.head("big/nope").await.unwrap().is_none());
+    assert_eq!(store.delete_prefix("big/").await.unwrap(), 1005);
+    assert!(store.list_keys("big/", None, 10).await.unwrap().is_empty());
+    assert!(store.get("bigger").await.unwrap().is_some());
 }

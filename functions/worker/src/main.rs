@@ -10,9 +10,15 @@ use chunkstream::{aws, config::Config, reaper, telemetry};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// A slot "uploaded" this long without being processed gets its job again.
-const REDRIVE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+/// Lambda's deadline (ms since the epoch) as an `Instant` on this clock.
+fn invocation_deadline(deadline_ms: u64) -> Instant {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -29,20 +35,21 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config.priority_queue_url.clone(),
         config.normal_queue_url.clone(),
     ));
-    let ttl = config.session_ttl;
+    let reap_settings = reaper::ReapSettings::from_config(&config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let worker = worker.clone();
         let sessions = sessions.clone();
         let queue = queue.clone();
         async move {
             if event.payload.get("Records").is_some() {
+                let deadline = invocation_deadline(event.context.deadline);
                 let batch: SqsEvent = serde_json::from_value(event.payload)?;
                 Ok::<Value, lambda_runtime::Error>(serde_json::to_value(
-                    handle_batch(&worker, batch).await,
+                    handle_batch(&worker, batch, Some(deadline)).await,
                 )?)
             } else {
                 let report =
-                    reaper::reap_abandoned(&sessions, queue.as_ref(), ttl, REDRIVE_AFTER).await?;
+                    reaper::reap_abandoned(&sessions, queue.as_ref(), &reap_settings).await?;
                 Ok(serde_json::to_value(report)?)
             }
         }

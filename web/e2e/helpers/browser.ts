@@ -8,10 +8,11 @@ import type { BrowserContext } from 'playwright-core';
 export const BASE_URL = (process.env.CHUNKSTREAM_URL ?? 'http://127.0.0.1:8080').replace(/\/$/, '');
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
-export async function launch(): Promise<{ context: BrowserContext; userDataDir: string; close: () => Promise<void> }> {
+/** `executablePath`: e.g. a launcher that runs Chromium in a network namespace (web/bench). */
+export async function launch(opts: { executablePath?: string } = {}): Promise<{ context: BrowserContext; userDataDir: string; close: () => Promise<void> }> {
   const userDataDir = await mkdtemp(join(tmpdir(), 'chunkstream-chromium-'));
   const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
+    executablePath: opts.executablePath ?? CHROMIUM,
     headless: true,
     args: [
       '--no-sandbox',

@@ -3,15 +3,22 @@
  * each) and the `moov` box, never the media data. Works the same whether the moov is at the
  * start (faststart) or at the end, and for files of any size.
  *
- * The planner's sample tables (typed arrays) are computed straight from the stbl boxes; mp4box's
- * per-sample objects, which only the segmenter needs, are built later (`ensureSampleLists`): for
- * a 30-minute video they are ~125k objects and ~100 ms of CPU and GC that the share link does not
- * have to wait for.
+ * Fragmented MP4s (OBS's crash-safe recordings, ffmpeg's `+frag_keyframe+empty_moov`) are read the
+ * same way: the moov (empty sample tables + mvex) and then each `moof` box — the fragment headers,
+ * never the media between them.
+ *
+ * Every track's samples are kept as typed arrays (`SampleStore`, samples.ts), straight from the
+ * stbl or trun boxes: no object per sample, which for a multi-hour recording would cost hundreds
+ * of MB. mp4box's per-sample objects are built only by the tests' reference builder
+ * (`ensureSampleLists`).
  */
 import { BoxParser, createFile, ISOFile, MP4BoxBuffer } from 'mp4box';
 import type { Movie, Sample } from 'mp4box';
 import { MediaFileError } from './errors.ts';
 import type { PlanTrackInput, SampleTable, TrackKind } from './planner.ts';
+import { nalCodec, realRandomAccess } from './random-access.ts';
+import { FragmentError, readMoof, SampleStoreBuilder, storeFromStbl } from './samples.ts';
+import type { FragmentTrack, SampleStore, StblBoxes, TrackDefaults } from './samples.ts';
 
 export type Trak = ReturnType<ISOFile['getTrackById']>;
 
@@ -29,6 +36,7 @@ export interface TopLevelBox {
 }
 
 export interface AnalyzedTrack extends PlanTrackInput {
+  samples: SampleStore;
   codec: string;
   /** MIME type to test with MediaSource.isTypeSupported */
   mime: string;
@@ -38,6 +46,12 @@ export interface AnalyzedTrack extends PlanTrackInput {
   channels?: number;
   /** how the edit list was handled (see README) */
   editList: 'none' | 'stripped' | 'kept';
+  /** BCP 47 tag from the mdhd language ('und' = none) */
+  language?: string;
+  /** the track's name (udta/name, else a non-generic hdlr name) */
+  label?: string;
+  /** the audio track players should pick first (the first enabled one) */
+  default: boolean;
   /** ftyp + moov(mvhd, trak, mvex) for this track alone */
   initSegment: Uint8Array;
   trak: Trak;
@@ -49,12 +63,16 @@ export interface Analysis {
   /** seconds, lead track */
   duration: number;
   tracks: AnalyzedTrack[];
-  /** tracks present in the file but not streamed (timecode, metadata, second audio, ...) */
+  /** tracks present in the file but not streamed (timecode, metadata, a second video, ...) */
   ignored: { id: number; type: string; codec: string }[];
   boxes: TopLevelBox[];
   iso: ISOFile;
   /** mp4box's per-sample objects (trak.samples) exist: see ensureSampleLists */
   sampleListsBuilt: boolean;
+  /** the samples came from moof boxes (a fragmented MP4) */
+  fragmented: boolean;
+  /** things the uploader should tell the user (e.g. seeking will be slow) */
+  notices: string[];
 }
 
 const FIRST_BOX_TYPES = new Set(['ftyp', 'moov', 'mdat', 'free', 'skip', 'wide', 'pnot', 'uuid', 'meta', 'styp', 'sidx', 'pdin', 'junk']);
@@ -133,6 +151,39 @@ export async function scanTopLevelBoxes(file: ByteSource): Promise<TopLevelBox[]
   return boxes;
 }
 
+/** The server takes at most 4 tracks: one video and this many audio tracks. */
+export const MAX_AUDIO_TRACKS = 3;
+
+/** ISO 639-2 codes of the commonest languages → their BCP 47 (ISO 639-1) form; others stay 3 letters, which BCP 47 allows. */
+const ISO639_1: Record<string, string> = {
+  eng: 'en', fra: 'fr', fre: 'fr', deu: 'de', ger: 'de', spa: 'es', ita: 'it', por: 'pt', nld: 'nl', dut: 'nl',
+  rus: 'ru', ukr: 'uk', pol: 'pl', ces: 'cs', cze: 'cs', swe: 'sv', nor: 'no', dan: 'da', fin: 'fi', tur: 'tr',
+  ell: 'el', gre: 'el', ara: 'ar', heb: 'he', hin: 'hi', jpn: 'ja', kor: 'ko', zho: 'zh', chi: 'zh', vie: 'vi',
+  tha: 'th', ind: 'id', hun: 'hu', ron: 'ro', rum: 'ro', cat: 'ca', bul: 'bg', hrv: 'hr', srp: 'sr', slk: 'sk', slo: 'sk',
+};
+
+/** A track's language as a BCP 47 tag, or undefined for 'und'/unreadable. */
+export function languageTag(code: string | undefined): string | undefined {
+  const c = (code ?? '').trim().toLowerCase();
+  if (!/^[a-z]{2,3}$/.test(c) || c === 'und' || c === 'mul' || c === 'zxx') return undefined;
+  return ISO639_1[c] ?? c;
+}
+
+/** Handler names that tools write by default: not a name a person gave the track. */
+const GENERIC_HANDLER = /handler|core media|media file|^(sound|video|audio)$|gpac|l-smash|mainconcept|apple/i;
+
+/** The track's name: udta/name (ffmpeg's title), else a hdlr name someone chose. Printable, ≤ 64 chars, no quotes. */
+export function trackLabel(trak: Trak): string | undefined {
+  const udta = trak.udta as { boxes?: { type: string; name?: string }[] } | undefined;
+  const candidates = [udta?.boxes?.find((b) => b.type === 'name')?.name, trak.mdia?.hdlr?.name];
+  for (const raw of candidates) {
+    if (typeof raw !== 'string') continue;
+    const clean = Array.from(raw.replace(/[\u0000-\u001f\u007f"]/g, '').trim()).slice(0, 64).join('').trim();
+    if (clean && !(raw === trak.mdia?.hdlr?.name && GENERIC_HANDLER.test(clean))) return clean;
+  }
+  return undefined;
+}
+
 function trackKind(trak: Trak): TrackKind | null {
   const h = trak.mdia?.hdlr?.handler;
   if (h === 'vide') return 'video';
@@ -157,90 +208,64 @@ export function sampleTableOf(samples: Sample[]): SampleTable {
   return { count, dts, duration, size, sync };
 }
 
-interface StblTables {
-  table: SampleTable;
-  /** end of the last byte any sample refers to */
-  maxEnd: number;
-  /** samples use more than one sample description */
-  mixedDescriptions: boolean;
-}
-
-/**
- * The sample table read from the stbl boxes into typed arrays, exactly as mp4box's
- * buildTrakSampleLists derives its sample objects (same chunk walk, same stts run indexing —
- * including its quirk of giving sample j-1 the delta of sample j's run — and the last sample
- * lasting up to the media duration), so the plan matches the segments built from those objects.
- */
-function stblTables(trak: Trak): StblTables {
+/** The stbl boxes of a trak as mp4box parsed them; null when it has no sample sizes. */
+function stblBoxes(trak: Trak): StblBoxes | null {
   const stbl = trak.mdia.minf.stbl;
   const stsz = stbl.stsz ?? stbl.stz2;
-  const empty: SampleTable = { count: 0, dts: new Float64Array(0), duration: new Float64Array(0), size: new Float64Array(0), sync: new Uint8Array(0) };
-  if (!stsz) return { table: empty, maxEnd: 0, mixedDescriptions: false };
-  const sizes = stsz.sample_sizes as ArrayLike<number>;
-  const count = sizes.length;
+  if (!stsz) return null;
   const stco = (stbl.stco ?? stbl.co64) as { chunk_offsets: ArrayLike<number> };
-  const stsc = stbl.stsc as { first_chunk: ArrayLike<number>; samples_per_chunk: ArrayLike<number>; sample_description_index: ArrayLike<number> };
-  const stts = stbl.stts as { sample_counts: ArrayLike<number>; sample_deltas: ArrayLike<number> };
-  const stss = stbl.stss as { sample_numbers: ArrayLike<number> } | undefined;
-  const dts = new Float64Array(count);
-  const duration = new Float64Array(count);
-  const size = new Float64Array(count);
-  const sync = new Uint8Array(count);
-  let chunkIndex = 1;
-  let chunkRun = 0;
-  let lastChunkInRun = Infinity;
-  let lastSampleInChunk = 0;
-  let offsetInChunk = 0;
-  let lastSampleInSttsRun = -1;
-  let sttsRun = -1;
-  let stssIndex = 0;
-  let maxEnd = 0;
-  let firstDescription = 0;
-  let mixedDescriptions = false;
-  for (let j = 0; j < count; j++) {
-    const sz = sizes[j]!;
-    size[j] = sz;
-    if (j === 0) {
-      chunkIndex = 1;
-      chunkRun = 0;
-      lastSampleInChunk = stsc.samples_per_chunk[0]!;
-      offsetInChunk = 0;
-      lastChunkInRun = stsc.first_chunk.length > 1 ? stsc.first_chunk[1]! - 1 : Infinity;
-    } else if (j >= lastSampleInChunk) {
-      chunkIndex++;
-      offsetInChunk = 0;
-      if (chunkIndex > lastChunkInRun) {
-        chunkRun++;
-        lastChunkInRun = chunkRun + 1 < stsc.first_chunk.length ? stsc.first_chunk[chunkRun + 1]! - 1 : Infinity;
-      }
-      lastSampleInChunk += stsc.samples_per_chunk[chunkRun]!;
-    }
-    const description = stsc.sample_description_index[chunkRun]! - 1;
-    if (j === 0) firstDescription = description;
-    else if (description !== firstDescription) mixedDescriptions = true;
-    const offset = stco.chunk_offsets[chunkIndex - 1]! + offsetInChunk;
-    offsetInChunk += sz;
-    maxEnd = Math.max(maxEnd, offset + sz);
-    if (j > lastSampleInSttsRun) {
-      sttsRun++;
-      if (lastSampleInSttsRun < 0) lastSampleInSttsRun = 0;
-      lastSampleInSttsRun += stts.sample_counts[sttsRun]!;
-    }
-    if (j > 0) {
-      duration[j - 1] = stts.sample_deltas[sttsRun]!;
-      dts[j] = dts[j - 1]! + duration[j - 1]!;
-    }
-    if (stss) {
-      if (j === stss.sample_numbers[stssIndex]! - 1) {
-        sync[j] = 1;
-        stssIndex++;
-      }
-    } else {
-      sync[j] = 1;
-    }
+  return {
+    sizes: stsz.sample_sizes as ArrayLike<number>,
+    chunkOffsets: stco.chunk_offsets,
+    stsc: stbl.stsc as StblBoxes['stsc'],
+    stts: stbl.stts as StblBoxes['stts'],
+    ctts: stbl.ctts as StblBoxes['ctts'],
+    stss: stbl.stss as StblBoxes['stss'],
+    mediaDuration: trak.mdia.mdhd.duration,
+  };
+}
+
+const EMPTY_STORE: SampleStore = new SampleStoreBuilder().finish();
+
+/** largest moof read; a fragment header of thousands of samples is ~16 bytes each */
+const MAX_MOOF_BYTES = 64 * 1024 * 1024;
+/** moofs read at once (each a separate slice) */
+const MOOF_READS_IN_FLIGHT = 8;
+
+/**
+ * The samples of a fragmented file's tracks, from its `moof` boxes: each moof is read on its own
+ * (its size is known from the box scan), never the media data between them.
+ */
+async function readFragments(file: ByteSource, boxes: TopLevelBox[], iso: ISOFile, trackIds: number[]): Promise<Map<number, FragmentTrack>> {
+  const defaults = new Map<number, TrackDefaults>();
+  for (const trex of (iso.moov.mvex?.trexs ?? []) as { track_id: number; default_sample_duration: number; default_sample_size: number; default_sample_flags: number; default_sample_description_index: number }[]) {
+    defaults.set(trex.track_id, {
+      duration: trex.default_sample_duration,
+      size: trex.default_sample_size,
+      flags: trex.default_sample_flags,
+      descriptionIndex: trex.default_sample_description_index,
+    });
   }
-  if (count > 0) duration[count - 1] = Math.max(trak.mdia.mdhd.duration - dts[count - 1]!, 0);
-  return { table: { count, dts, duration, size, sync }, maxEnd, mixedDescriptions };
+  const tracks = new Map<number, FragmentTrack>(trackIds.map((id) => [id, { builder: new SampleStoreBuilder(), nextDts: 0, maxEnd: 0, descriptions: new Set<number>() }]));
+  const moofs = boxes.filter((b) => b.type === 'moof');
+  for (let i = 0; i < moofs.length; i += MOOF_READS_IN_FLIGHT) {
+    const batch = moofs.slice(i, i + MOOF_READS_IN_FLIGHT);
+    const bytes = await Promise.all(
+      batch.map((m) => {
+        if (m.size > MAX_MOOF_BYTES) throw new MediaFileError('unsupported', `A movie fragment header of this file is too large (${formatSize(m.size)}).`);
+        return readBytes(file, m.start, m.start + m.size);
+      }),
+    );
+    batch.forEach((m, k) => {
+      try {
+        readMoof(bytes[k]!, m.start, defaults, tracks);
+      } catch (e) {
+        if (e instanceof FragmentError) throw new MediaFileError('corrupt', `The file is damaged: its movie fragment at byte ${m.start} cannot be read (${e.message}).`);
+        throw e;
+      }
+    });
+  }
+  return tracks;
 }
 
 /**
@@ -291,6 +316,47 @@ export function ensureSampleLists(analysis: Analysis): void {
   analysis.sampleListsBuilt = true;
 }
 
+/** Longest part the server accepts (its default cap), so the longest a video without random access may be one part. */
+const MAX_PART_SECONDS = 120;
+
+/**
+ * Clears the sync flag of sync samples that are not real random-access points (random-access.ts),
+ * so parts start only where a decoder can. If that leaves no random-access point after the first
+ * frame (an x264 intra-refresh recording) and the video is too long for one part, the file's sync
+ * samples (recovery points) are kept as cut points instead, with a notice: seeking into such a part
+ * may need the parts before it.
+ */
+async function keepRealRandomAccess(file: ByteSource, trak: Trak, codec: string, table: SampleStore): Promise<string[]> {
+  const nal = nalCodec(codec);
+  const entry = trak.mdia.minf.stbl.stsd?.entries?.[0] as { avcC?: { lengthSizeMinusOne: number }; hvcC?: { lengthSizeMinusOne: number } } | undefined;
+  const lengthSize = (entry?.avcC ?? entry?.hvcC)?.lengthSizeMinusOne;
+  if (!nal || lengthSize === undefined) return [];
+  const real = await realRandomAccess(file, table, lengthSize + 1, nal);
+  let first = 0;
+  while (first < table.count && !real[first]) first++;
+  let realAfter = 0;
+  let fileAfter = 0;
+  let dropped = 0;
+  for (let i = 0; i < table.count; i++) {
+    if (real[i] && i > first) realAfter++;
+    if (table.sync[i] && i > first) fileAfter++;
+    if (table.sync[i] && !real[i]) dropped++;
+  }
+  if (dropped === 0) return [];
+  const last = table.count - 1;
+  const seconds = (table.dts[last]! + table.duration[last]! - table.dts[0]!) / trak.mdia.mdhd.timescale;
+  if (realAfter > 0 || fileAfter === 0 || seconds <= MAX_PART_SECONDS) {
+    table.sync.set(real);
+    return realAfter > 0
+      ? []
+      : [`This video has no keyframe after its first frame (intra refresh): it is sent as one part, so it plays only once that part is uploaded.`];
+  }
+  return [
+    `This video has no keyframe after its first frame (intra refresh): parts are cut at its recovery points, which some players ` +
+      'cannot start from, so seeking will be slow or may not work until the parts before are loaded.',
+  ];
+}
+
 /** ftyp for our init segments; the source's may be a QuickTime 'qt  ' one. */
 function makeFtyp(): InstanceType<typeof BoxParser.box.ftyp> {
   const ftyp = new BoxParser.box.ftyp();
@@ -339,9 +405,7 @@ export async function analyzeFile(file: ByteSource, options: AnalyzeOptions = {}
   const fileName = options.fileName ?? ((file as Partial<File>).name || 'video.mp4');
   const boxes = await scanTopLevelBoxes(file);
   const moovs = boxes.filter((b) => b.type === 'moov');
-  if (boxes.some((b) => b.type === 'moof')) {
-    throw new MediaFileError('fragmented', 'This MP4 is already fragmented (moof boxes); such files are not supported yet.');
-  }
+  const fragmented = boxes.some((b) => b.type === 'moof');
   if (moovs.length === 0) {
     throw new MediaFileError(
       'truncated',
@@ -390,23 +454,46 @@ export async function analyzeFile(file: ByteSource, options: AnalyzeOptions = {}
     if (parseError) console.warn('mp4box:', parseError);
     throw new MediaFileError('corrupt', "The file is damaged: its movie header ('moov' box) cannot be read.");
   }
-  if (iso.moov.mvex) throw new MediaFileError('fragmented', 'This MP4 is a fragmented MP4; such files are not supported yet.');
+  const fragments = fragmented
+    ? await readFragments(
+        file,
+        boxes,
+        iso,
+        iso.moov.traks.map((t) => t.tkhd.track_id),
+      )
+    : null;
 
   const tracks: AnalyzedTrack[] = [];
   const ignored: Analysis['ignored'] = [];
+  const notices: string[] = [];
   let haveVideo = false;
-  let haveAudio = false;
+  let audioTracks = 0;
   const movieTracks = new Map(info.tracks.map((t) => [t.id, t]));
   for (const trak of iso.moov.traks) {
     const id = trak.tkhd.track_id;
     const t = movieTracks.get(id);
     const kind = trackKind(trak);
     const codec = t?.codec ?? 'unknown';
-    if (!kind || !t || (kind === 'video' && haveVideo) || (kind === 'audio' && haveAudio)) {
+    if (!kind || !t || (kind === 'video' && haveVideo) || (kind === 'audio' && audioTracks >= MAX_AUDIO_TRACKS)) {
       ignored.push({ id, type: kind ?? trak.mdia?.hdlr?.handler ?? 'unknown', codec });
       continue;
     }
-    const { table, maxEnd, mixedDescriptions } = stblTables(trak);
+    const stbl = stblBoxes(trak);
+    const fromStbl = stbl ? storeFromStbl(stbl) : { store: EMPTY_STORE, maxEnd: 0, mixedDescriptions: false };
+    let table = fromStbl.store;
+    let { maxEnd, mixedDescriptions } = fromStbl;
+    const frag = fragments?.get(id);
+    if (frag && frag.builder.count > 0) {
+      // samples in the moov (rare) come first, then the fragments'
+      const all = new SampleStoreBuilder();
+      for (let i = 0; i < table.count; i++) all.push(table.dts[i]!, table.duration[i]!, table.size[i]!, table.offset[i]!, table.cto[i]!, table.sync[i] === 1);
+      const f = frag.builder.finish();
+      // tfdt is the absolute decode time: fragments continue the moov's timeline
+      for (let i = 0; i < f.count; i++) all.push(f.dts[i]!, f.duration[i]!, f.size[i]!, f.offset[i]!, f.cto[i]!, f.sync[i] === 1);
+      table = all.finish();
+      maxEnd = Math.max(maxEnd, frag.maxEnd);
+      mixedDescriptions ||= frag.descriptions.size > 1;
+    }
     if (table.count === 0) {
       if (kind === 'video' && !haveVideo) {
         throw new MediaFileError('corrupt', `The file is damaged or incomplete: its video track (${codec}) has no frames.`);
@@ -425,7 +512,8 @@ export async function analyzeFile(file: ByteSource, options: AnalyzeOptions = {}
       );
     }
     if (kind === 'video') haveVideo = true;
-    else haveAudio = true;
+    else audioTracks++;
+    if (kind === 'video') notices.push(...(await keepRealRandomAccess(file, trak, codec, table)));
     const { pto, editList } = handleEditList(trak);
     const a: AnalyzedTrack = {
       id,
@@ -436,9 +524,14 @@ export async function analyzeFile(file: ByteSource, options: AnalyzeOptions = {}
       codec,
       mime: `${kind}/mp4; codecs="${codec}"`,
       editList,
+      default: false,
       initSegment: new Uint8Array(0),
       trak,
     };
+    const language = languageTag(trak.mdia.mdhd.languageString);
+    if (language) a.language = language;
+    const label = trackLabel(trak);
+    if (label) a.label = label;
     if (kind === 'video') {
       a.width = t.video?.width ?? t.track_width;
       a.height = t.video?.height ?? t.track_height;
@@ -453,6 +546,10 @@ export async function analyzeFile(file: ByteSource, options: AnalyzeOptions = {}
   }
   // video first, then audio
   tracks.sort((x, y) => (x.kind === y.kind ? 0 : x.kind === 'video' ? -1 : 1));
+  // the default audio track: the first enabled one (tkhd flag 1; ffmpeg enables one per alternate group), else the first
+  const audio = tracks.filter((t) => t.kind === 'audio');
+  const enabled = audio.find((t) => (t.trak.tkhd.flags & 1) === 1) ?? audio[0];
+  if (enabled) enabled.default = true;
 
   // One init segment per track, written with the sample tables emptied (they are put back for
   // ensureSampleLists).
@@ -463,5 +560,5 @@ export async function analyzeFile(file: ByteSource, options: AnalyzeOptions = {}
   const lead = tracks[0]!;
   const last = lead.samples.count - 1;
   const duration = ((lead.samples.dts[last] ?? 0) + (lead.samples.duration[last] ?? 0) - lead.pto) / lead.timescale;
-  return { fileName, fileSize: file.size, duration, tracks, ignored, boxes, iso, sampleListsBuilt: false };
+  return { fileName, fileSize: file.size, duration, tracks, ignored, boxes, iso, sampleListsBuilt: false, fragmented, notices };
 }

@@ -19,6 +19,12 @@ export interface PlanTrackJson {
   channels?: number;
   presentation_time_offset: number;
   init_size: number;
+  /** BCP 47 */
+  language?: string;
+  /** shown in players' track menus */
+  label?: string;
+  /** the audio track players pick first */
+  default?: boolean;
 }
 
 export interface CreateSessionRequest {
@@ -33,6 +39,8 @@ export interface CreateSessionResponse {
   upload_secret: string;
   watch_url: string;
   manifest_url: string;
+  /** HLS multivariant playlist (servers before HLS support lack it) */
+  hls_url?: string;
   status_url: string;
   slot_count: number;
   init_uploads: PresignedUpload[];
@@ -71,6 +79,8 @@ export interface PriorityResponse {
   /** not-yet-published slots of active viewer windows, nearest to a playhead first */
   priority_slots: number[];
   complete?: boolean;
+  /** window slots leased to this uploader with the answer (`lease` > 0; older servers omit it) */
+  assignments?: Assignment[];
 }
 
 export interface PrioritizeResponse {
@@ -199,9 +209,10 @@ export class Api {
    * from `after` (or `after` is null), else when the windows change or after `waitMs`.
    * One attempt (the caller's loop retries).
    */
-  priority(id: string, secret: string, after: number | null, waitMs: number, signal?: AbortSignal): Promise<PriorityResponse> {
+  priority(id: string, secret: string, after: number | null, waitMs: number, signal?: AbortSignal, lease = 0): Promise<PriorityResponse> {
     const q = new URLSearchParams({ wait_ms: String(Math.max(0, Math.min(25_000, Math.round(waitMs)))) });
     if (after !== null) q.set('after', String(after));
+    if (lease > 0) q.set('lease', String(Math.min(16, Math.round(lease))));
     return this.callOnce('GET', `/api/videos/${encodeURIComponent(id)}/priority?${q}`, undefined, secret, signal);
   }
   prioritize(id: string, target: { position: number } | { slot: number }): Promise<PrioritizeResponse> {
@@ -211,17 +222,59 @@ export class Api {
     return this.call('GET', `/api/videos/${encodeURIComponent(id)}/status`, undefined, undefined, signal);
   }
 
-  /** PUT bytes to a presigned URL (one attempt; callers decide about retries). */
-  async put(upload: PresignedUpload, body: Blob | Uint8Array, signal?: AbortSignal): Promise<void> {
+  /**
+   * PUT bytes to a presigned URL (one attempt; callers decide about retries). `onProgress` gets the
+   * bytes handed to the network so far (XHR upload progress: real bytes, not a model); where there is
+   * no XMLHttpRequest (Node) it is called once at the end.
+   */
+  put(upload: PresignedUpload, body: Blob | Uint8Array, signal?: AbortSignal, onProgress?: (loaded: number) => void): Promise<void> {
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(upload.headers ?? {})) if (!FORBIDDEN_HEADERS.has(k.toLowerCase())) headers[k] = v;
+    const size = body instanceof Blob ? body.size : body.byteLength;
+    if (typeof XMLHttpRequest === 'undefined') return this.putWithFetch(upload, headers, body, size, signal, onProgress);
+    return new Promise<void>((resolve, reject) => {
+      signal?.throwIfAborted();
+      const xhr = new XMLHttpRequest();
+      const onAbort = (): void => xhr.abort();
+      const settle = (f: () => void): void => {
+        signal?.removeEventListener('abort', onAbort);
+        f();
+      };
+      xhr.open(upload.method || 'PUT', upload.url);
+      for (const [k, v] of Object.entries(headers)) xhr.setRequestHeader(k, v);
+      xhr.upload.onprogress = (e) => onProgress?.(e.loaded);
+      xhr.onload = () =>
+        settle(() => {
+          if (xhr.status >= 200 && xhr.status < 300) {
+            onProgress?.(size);
+            resolve();
+          } else reject(storageError(xhr.status, xhr.responseText));
+        });
+      xhr.onerror = () => settle(() => reject(new TypeError(`network error during the upload to storage`)));
+      xhr.ontimeout = () => settle(() => reject(new DOMException('upload timed out', 'TimeoutError')));
+      xhr.onabort = () => settle(() => reject(signal?.reason ?? new DOMException('aborted', 'AbortError')));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      xhr.send(body as Blob);
+    });
+  }
+
+  private async putWithFetch(
+    upload: PresignedUpload,
+    headers: Record<string, string>,
+    body: Blob | Uint8Array,
+    size: number,
+    signal?: AbortSignal,
+    onProgress?: (loaded: number) => void,
+  ): Promise<void> {
     const init: RequestInit = { method: upload.method || 'PUT', headers, body: body as Blob | Uint8Array<ArrayBuffer> };
     if (signal) init.signal = signal;
     const res = await fetch(upload.url, init);
-    if (!res.ok) {
-      const text = await res.text().catch(() => '');
-      const code = /<Code>([^<]+)<\/Code>/.exec(text)?.[1] ?? `http_${res.status}`;
-      throw new ApiError(res.status, code, `upload refused by storage: ${res.status} ${code}`);
-    }
+    if (!res.ok) throw storageError(res.status, await res.text().catch(() => ''));
+    onProgress?.(size);
   }
+}
+
+function storageError(status: number, text: string): ApiError {
+  const code = /<Code>([^<]+)<\/Code>/.exec(text)?.[1] ?? `http_${status}`;
+  return new ApiError(status, code, `upload refused by storage: ${status} ${code}`);
 }

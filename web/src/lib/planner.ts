@@ -48,7 +48,7 @@ export interface PlanOptions {
 }
 
 export const DEFAULT_PLAN_OPTIONS: PlanOptions = {
-  targetDuration: 10,
+  targetDuration: 4,
   maxSegmentBytes: 16 * 1024 * 1024,
 };
 

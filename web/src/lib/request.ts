@@ -19,7 +19,10 @@ export function sessionRequest(analysis: Analysis, plan: Plan, fingerprint: stri
     } else {
       if (t.sampleRate) j.sample_rate = Math.round(t.sampleRate);
       if (t.channels) j.channels = t.channels;
+      if (t.default) j.default = true;
     }
+    if (t.language) j.language = t.language;
+    if (t.label) j.label = t.label;
     return j;
   });
   const name = analysis.fileName.split(/[\\/]/).pop() ?? analysis.fileName;

@@ -5,17 +5,18 @@
  *
  *  - `build()`: mp4box.js `createFragment(trackId, first, last)` over sample data read from the
  *    file with Blob slices. The reference implementation; memory = the segment, a few times.
- *  - `buildBlob()`: the same `moof` (mp4box `createMoof`, exactly what createFragment writes)
- *    followed by an mdat header and *Blob slices of the source file* for the sample bytes. Nothing
- *    but the moof (16 bytes per sample) is held in memory: the browser streams the sample bytes
- *    from disk when the PUT is sent. This is what the uploader sends.
+ *  - `buildSlot()` / `buildBlob()`: the same `moof`, written straight from the track's typed-array
+ *    sample store (`writeFragmentHeader`, byte for byte what createFragment writes), then the sample
+ *    bytes. No mp4box sample object is involved, so they also work for fragmented sources (whose
+ *    moov has no sample tables for mp4box to build objects from). `buildSlot` is what the uploader
+ *    sends.
  */
 import { DataStream } from 'mp4box';
 import type { ISOFile, Sample } from 'mp4box';
 import { ensureSampleLists } from './analyze.ts';
 import type { Analysis, AnalyzedTrack, ByteSource } from './analyze.ts';
-import { MDAT_HEADER_BYTES, moofSize } from './fragment-size.ts';
 import type { Plan, TrackSegment } from './planner.ts';
+import { writeFragmentHeader } from './samples.ts';
 
 /** samples closer than this (bytes) are read with one slice */
 const MAX_GAP = 256 * 1024;
@@ -63,19 +64,24 @@ export class Segmenter {
     return this.plan.slots.length;
   }
 
-  private locate(slot: number, trackIndex: number): { seg: TrackSegment; track: AnalyzedTrack; samples: Sample[] } {
-    ensureSampleLists(this.analysis);
+  private locate(slot: number, trackIndex: number): { seg: TrackSegment; track: AnalyzedTrack } {
     const planSlot = this.plan.slots[slot];
     if (!planSlot) throw new RangeError(`slot ${slot} out of range`);
     const seg = planSlot.tracks[trackIndex];
     const track = this.analysis.tracks[trackIndex];
     if (!seg || !track) throw new RangeError(`slot ${slot} has no track #${trackIndex}`);
-    return { seg, track, samples: track.trak.samples.slice(seg.first, seg.last + 1) };
+    return { seg, track };
   }
 
-  /** Reference: createFragment over sample data read into memory. */
+  /**
+   * Reference (tests): mp4box's createFragment over its own sample objects, with the sample data
+   * read into memory. Regular (non-fragmented) sources only.
+   */
   async build(slot: number, trackIndex: number): Promise<Uint8Array> {
-    const { seg, track, samples } = this.locate(slot, trackIndex);
+    const { seg, track } = this.locate(slot, trackIndex);
+    if (this.analysis.fragmented) throw new Error('the reference builder needs sample tables in the moov');
+    ensureSampleLists(this.analysis);
+    const samples = track.trak.samples.slice(seg.first, seg.last + 1);
     try {
       for (const run of runsOf(samples)) {
         const buf = await this.file.slice(run.start, run.end).arrayBuffer();
@@ -105,30 +111,17 @@ export class Segmenter {
 
   /** moof + mdat header bytes, and the file byte ranges making up the mdat payload. */
   header(slot: number, trackIndex: number): { head: Uint8Array; ranges: [number, number][]; size: number } {
-    const { seg, track, samples } = this.locate(slot, trackIndex);
-    const moof = this.iso.createMoof(samples);
-    const stream = new DataStream(new ArrayBuffer(moofSize(samples.length, seg.start)));
-    moof.write(stream);
-    const trun = moof.trafs[0]!.truns[0]!;
-    // as in createFragment: data_offset (from the moof start) points just past the mdat header
-    trun.data_offset = moof.size + MDAT_HEADER_BYTES;
-    stream.adjustUint32(trun.data_offset_position, trun.data_offset);
-    if (stream.getPosition() !== moof.size) throw new SegmentSizeMismatch(`slot ${slot} track ${track.id}: moof is ${moof.size} bytes, written ${stream.getPosition()}`);
-    const moofBytes = new Uint8Array(stream.buffer, 0, moof.size);
-    const head = new Uint8Array(moof.size + MDAT_HEADER_BYTES);
-    head.set(moofBytes, 0);
-    let payload = 0;
+    const { seg, track } = this.locate(slot, trackIndex);
+    const store = track.samples;
+    const { head, payload } = writeFragmentHeader(store, seg.first, seg.last, track.id, slot + 1);
     const ranges: [number, number][] = [];
-    for (const s of samples) {
-      payload += s.size;
+    for (let i = seg.first; i <= seg.last; i++) {
+      const offset = store.offset[i]!;
+      const end = offset + store.size[i]!;
       const last = ranges[ranges.length - 1];
-      if (last && last[1] === s.offset) last[1] = s.offset + s.size;
-      else ranges.push([s.offset, s.offset + s.size]);
+      if (last && last[1] === offset) last[1] = end;
+      else ranges.push([offset, end]);
     }
-    const v = new DataView(head.buffer);
-    v.setUint32(moof.size, MDAT_HEADER_BYTES + payload);
-    head.set([0x6d, 0x64, 0x61, 0x74], moof.size + 4); // 'mdat'
-    patchFragment(head, slot, samples);
     const size = head.byteLength + payload;
     if (size !== seg.size) throw new SegmentSizeMismatch(`slot ${slot} track ${track.id}: built ${size} bytes, planned ${seg.size}`);
     return { head, ranges, size };
@@ -156,18 +149,20 @@ export class Segmenter {
       at: number;
     }
     const tracks = trackIndexes.map((t) => {
-      const { samples } = this.locate(slot, t);
+      const { seg, track } = this.locate(slot, t);
+      const store = track.samples;
       const { head, size } = this.header(slot, t);
       let inOrder = true;
-      for (let i = 1; i < samples.length; i++) if (samples[i]!.offset < samples[i - 1]!.offset + samples[i - 1]!.size) inOrder = false;
-      return { t, head, size, samples, inOrder, parts: [head] as BlobPart[], out: inOrder ? null : new Uint8Array(size) };
+      for (let i = seg.first + 1; i <= seg.last; i++) if (store.offset[i]! < store.offset[i - 1]! + store.size[i - 1]!) inOrder = false;
+      return { t, seg, store, head, size, inOrder, parts: [head] as BlobPart[], out: inOrder ? null : new Uint8Array(size) };
     });
     const places: Place[] = [];
     tracks.forEach((tr, k) => {
       let at = tr.head.byteLength;
-      for (const smp of tr.samples) {
-        places.push({ offset: smp.offset, size: smp.size, track: k, at });
-        at += smp.size;
+      for (let i = tr.seg.first; i <= tr.seg.last; i++) {
+        const size = tr.store.size[i]!;
+        places.push({ offset: tr.store.offset[i]!, size, track: k, at });
+        at += size;
       }
       if (at !== tr.size) throw new SegmentSizeMismatch(`slot ${slot} track #${tr.t}: ${at} bytes of samples and headers, planned ${tr.size}`);
       tr.out?.set(tr.head, 0);

@@ -1,19 +1,27 @@
 /**
- * Upload loop: init segments first, then slots in the order the server assigns them (POST next),
- * a few in parallel. Each slot's segments are generated only when the slot is assigned, so a
- * viewer's prioritize request reorders generation as well as upload.
+ * Upload loop, scheduled for the physics of one uplink of unknown speed.
  *
- * Viewers' priorities reach the uploader through a long poll (GET …/priority) kept open for the
- * whole run. When it names slots this tab is not already sending, the uploader asks for them at
- * once (POST next serves window slots first) instead of waiting for a free lane, and yields the
- * link to them: natural-order slots whose bytes have not crossed the link yet are aborted and
- * kept (their leases and presigned URLs stay valid) to be sent again after the priority ones.
+ *  - The bytes a viewer waits for never share the link: init segments, then part 0 alone (nothing
+ *    else starts until its PUT has completed); after a seek the part at the viewer's playhead goes
+ *    alone too, and natural-order PUTs in flight are aborted unless measured progress says they are
+ *    nearly through (XHR upload progress, real bytes). Aborted parts keep their lease and URLs and
+ *    go again later.
+ *  - Natural order keeps the pipe full without splitting it: the next PUT starts only when the one
+ *    on the link has handed all but its last few bytes to the network. More than one PUT at a time
+ *    only when measurement shows one cannot fill the link (a probe: two streams must beat one by
+ *    PROBE_GAIN, as on high-RTT paths), up to `parallel`.
+ *  - Throughput comes from progress events (LinkMeter), never from a setting.
+ *  - Viewers' priorities arrive through a long poll (GET …/priority) whose answer also carries the
+ *    leased, presigned assignment of the slots it names, so a seek costs no extra round trip.
+ * Each slot's segments are generated only when the slot is about to be sent (plus one ahead).
  */
 import { ApiError, isTransient, sleep, withRetry } from './api.ts';
 import type { Api, Assignment, PresignedUpload, PriorityResponse, StatusResponse } from './api.ts';
 import type { Analysis } from './analyze.ts';
+import { LinkMeter } from './link-meter.ts';
+import type { MeterMark } from './link-meter.ts';
 import { NATURAL_RANK, NEXT_RANK } from './pacer.ts';
-import type { Pacer, Reservation } from './pacer.ts';
+import type { Pacer } from './pacer.ts';
 import type { Plan } from './planner.ts';
 
 export type LocalSlotState = 'pending' | 'assigned' | 'generating' | 'uploading' | 'uploaded' | 'published' | 'failed';
@@ -21,13 +29,15 @@ export type LocalSlotState = 'pending' | 'assigned' | 'generating' | 'uploading'
 export interface ProgressInfo {
   bytesDone: number;
   bytesTotal: number;
-  /** upload rate of this run, bytes/s, over the last few seconds */
+  /** measured upload rate, bytes/s (progress events over the last few seconds of link time) */
   bytesPerSecond: number;
   etaSeconds: number | null;
   slotCount: number;
   slotsPublished: number;
   slotsUploaded: number;
   slotsFailed: number;
+  /** PUT streams the uploader currently allows in natural order (1 unless measured otherwise) */
+  streams: number;
 }
 
 export interface UploaderCallbacks {
@@ -39,21 +49,22 @@ export interface UploaderCallbacks {
   onLog?(message: string): void;
   /** nothing to send right now, and why (null: sending again) */
   onIdle?(reason: string | null): void;
-  /** timeline events (priority received, link/PUT start and end, reported…) for diagnostics and benchmarks */
+  /** timeline events (priority, put-start/-done/-abort, rate, streams…) for diagnostics, tests and benchmarks */
   onTrace?(event: string, data: Record<string, unknown>): void;
 }
 
 export interface UploaderOptions {
+  /** most PUT streams at once (natural order; measured need decides below it) */
   parallel: number;
-  pacer: Pacer;
+  /** optional user upload cap (`?bw=`); never used to estimate the link */
+  pacer?: Pacer;
   statusIntervalMs?: number;
   /** long-poll hold time for GET …/priority (default 20 s; the server caps it at 25 s) */
   priorityWaitMs?: number;
-  /**
-   * while priority slots keep the link busy, one natural-order slot still goes this often
-   * (default 20 s, like the server's guard), so viewers never starve the rest of the upload
-   */
+  /** while priority slots keep the link busy, one natural-order slot still goes this often (default 20 s) */
   naturalEveryMs?: number;
+  /** a natural-order PUT with less than this much measured time left is not pre-empted (default 250 ms) */
+  preemptKeepMs?: number;
 }
 
 /** What the uploader needs from the API client (a fake in the unit tests). */
@@ -64,59 +75,96 @@ export interface SegmentSource {
   buildSlot(slot: number, trackIndexes: readonly number[]): Promise<Blob[]>;
 }
 
-type JobPhase = 'generating' | 'pacing' | 'putting' | 'reporting';
+type PutPhase = 'building' | 'pacing' | 'sending' | 'reporting';
 
-interface Job {
+interface Put {
   a: Assignment;
-  /** position in the viewers' priority list (0 = nearest a playhead); NATURAL_RANK otherwise */
+  /** position in the viewers' priority list (0 = at a playhead); NATURAL_RANK / NEXT_RANK otherwise */
   rank: number;
   ctrl: AbortController;
-  phase: JobPhase;
-  reservation: Reservation | null;
-  /** aborted to give the link to priority slots: keep the assignment, send it again later */
+  phase: PutPhase;
+  bytes: number;
+  /** bytes handed to the network, per track */
+  loaded: number[];
+  /** nothing else may start until this PUT has completed (part 0, a viewer's playhead part) */
+  exclusive: boolean;
+  /** aborted to give the link to a priority slot: keep the assignment, send it again later */
   yielded: boolean;
+  startedAt: number;
 }
 
-const SPEED_WINDOW_MS = 8000;
-/** a kept assignment is re-sent only if its URLs stay valid at least this long */
+interface Candidate {
+  slot: number;
+  rank: number;
+  a: Assignment | null;
+}
+
+/** a kept assignment is sent only if its URLs stay valid at least this long */
 const URL_MARGIN_MS = 60_000;
 /** rank of a slot the server marked priority that the long poll has not listed (yet) */
 const UNLISTED_PRIORITY_RANK = 1000;
+/** a PUT with at most this much left (or this much link time) is in its tail: the next may start */
+const TAIL_MIN_BYTES = 1024;
+const TAIL_SECONDS = 0.03;
+/** window slots the priority feed leases with its answer */
+const FEED_LEASE = 2;
+/** a probe keeps one more stream only if the link got this much faster with it */
+const PROBE_GAIN = 1.15;
+const PROBE_FIRST_AFTER_PARTS = 6;
+/** a probe lasts at least this much link time */
+const PROBE_MIN_MS = 1500;
+const PROBE_MAX_INTERVAL_PARTS = 96;
+/** natural-order leases held ready beyond the PUTs on the link */
+const NATURAL_AHEAD = 1;
+
+interface Probe {
+  /** the stream count being tried */
+  streams: number;
+  baseline: number;
+  mark: MeterMark;
+  partsLeft: number;
+}
 
 export class Uploader {
   readonly states: LocalSlotState[];
   private readonly serverStates: LocalSlotState[];
   private readonly abort = new AbortController();
-  private readonly sent: { at: number; bytes: number }[] = [];
-  private runStartedAt = 0;
+  private readonly meter = new LinkMeter();
   private initBytesDone = 0;
   private fatal: unknown = null;
   private statusTimer: ReturnType<typeof setInterval> | null = null;
   private polling = false;
-  private complete = false;
   private pausing = false;
   private running = false;
   private readonly initBytes: number;
 
-  /** slots being generated / paced / sent / reported by this tab */
-  private readonly jobs = new Map<number, Job>();
-  /** slots leased to this tab (URLs in hand) but not being sent: yielded, or assigned while the link was busy with priority slots */
-  private readonly deferred = new Map<number, Assignment>();
+  /** slots being built / paced / sent / reported by this tab */
+  private readonly puts = new Map<number, Put>();
+  /** leases in hand (URLs valid) that are not on the link */
+  private readonly held = new Map<number, Assignment>();
+  /** built segments of slots about to go (the current one and one ahead) */
+  private readonly built = new Map<number, Promise<Blob[]>>();
+  private generation: Promise<unknown> = Promise.resolve();
   /** latest answer of the priority long poll */
   private prio: { version: number | null; slots: number[]; rank: Map<number, number> } = { version: null, slots: [], rank: new Map() };
-  /** priority slots already asked for with POST next under the current version */
+  /** slots asked for with POST next under the current priority version */
   private readonly asked = new Set<number>();
-  private prioBusy = false;
-  private prioDirty = false;
-  /** the priority endpoint is missing (older server): take priority_slots from the status poll */
+  private asking = false;
   private prioFromStatus = false;
-  /** when a natural-order slot last got across the link (starvation guard) */
+  /** when a natural-order slot last went on the link (starvation guard) */
   private lastNaturalAt = 0;
-  /** segment generation runs one slot at a time (it is fast; this bounds the page's read buffers) */
-  private generation: Promise<unknown> = Promise.resolve();
   private serverComplete = false;
   private wake: (() => void) | null = null;
   private kicked = false;
+
+  /** natural-order streams allowed now, and the measurement behind it */
+  private streams = 1;
+  private probe: Probe | null = null;
+  private partsSinceProbe = 0;
+  private probeInterval = PROBE_FIRST_AFTER_PARTS;
+  private lastRateTrace = 0;
+  /** POST next had nothing to give: natural leases are not asked for again before this */
+  private naturalDryUntil = 0;
 
   constructor(
     private readonly api: UploaderApi,
@@ -148,6 +196,11 @@ export class Uploader {
     return this.abort.signal;
   }
 
+  /** measured upload rate in bytes/s (null until measured) */
+  get measuredRate(): number | null {
+    return this.meter.rate();
+  }
+
   private trace(event: string, data: Record<string, unknown> = {}): void {
     this.cb.onTrace?.(event, data);
   }
@@ -176,7 +229,7 @@ export class Uploader {
       const busy = local === 'generating' || local === 'uploading';
       if (!busy || slot.state === 'published') this.states[i] = slot.state === 'assigned' && local === 'uploaded' ? 'uploaded' : slot.state;
     });
-    if (s.complete) this.complete = true;
+    if (s.complete) this.serverComplete = true;
     this.cb.onStatus?.(s);
     this.cb.onSlotStates?.(this.states);
     this.emitProgress();
@@ -195,11 +248,7 @@ export class Uploader {
       if (st === 'published' || st === 'uploaded') bytesDone += this.plan.slots[i]!.bytes;
     });
     const bytesTotal = this.plan.totalBytes + this.initBytes;
-    const now = performance.now();
-    while (this.sent.length && this.sent[0]!.at < now - SPEED_WINDOW_MS) this.sent.shift();
-    const windowMs = Math.min(SPEED_WINDOW_MS, Math.max(1, now - this.runStartedAt));
-    const recent = this.sent.reduce((n, x) => n + x.bytes, 0);
-    const bytesPerSecond = this.runStartedAt ? (recent * 1000) / windowMs : 0;
+    const bytesPerSecond = this.meter.rate() ?? 0;
     const left = bytesTotal - bytesDone;
     const etaSeconds = left <= 0 ? 0 : bytesPerSecond > 0 ? left / bytesPerSecond : null;
     return {
@@ -211,6 +260,7 @@ export class Uploader {
       slotsPublished: published,
       slotsUploaded: uploaded,
       slotsFailed: failed,
+      streams: this.streams,
     };
   }
 
@@ -233,18 +283,34 @@ export class Uploader {
     }
   }
 
-  private async putWithRetry(upload: PresignedUpload, body: Blob | Uint8Array, signal: AbortSignal = this.abort.signal): Promise<void> {
-    await withRetry(() => this.api.put(upload, body, signal), this.retryOpts(signal));
-    this.sent.push({ at: performance.now(), bytes: body instanceof Blob ? body.size : body.byteLength });
+  /** One PUT with retries on transient failures; progress goes to the link meter. */
+  private async putMeasured(upload: PresignedUpload, body: Blob | Uint8Array, signal: AbortSignal, onLoaded?: (loaded: number) => void): Promise<void> {
+    await withRetry(async () => {
+      let sent = 0;
+      this.meter.begin();
+      try {
+        await this.api.put(upload, body, signal, (loaded) => {
+          const delta = loaded - sent;
+          if (delta <= 0) return;
+          sent = loaded;
+          this.meter.add(delta);
+          onLoaded?.(loaded);
+          this.onProgressTick();
+        });
+      } finally {
+        this.meter.end();
+      }
+    }, this.retryOpts(signal));
   }
 
   async uploadInit(uploads: PresignedUpload[]): Promise<void> {
-    this.runStartedAt ||= performance.now();
     for (const u of uploads) {
       const track = this.analysis.tracks.find((t) => t.id === u.track_id);
       if (!track) throw new Error(`server asked for an init segment of unknown track ${u.track_id}`);
-      await this.opts.pacer.take(track.initSegment.byteLength, this.abort.signal, 0);
-      await this.putWithRetry(u, track.initSegment);
+      await this.opts.pacer?.take(track.initSegment.byteLength, this.abort.signal, 0);
+      this.trace('init-start', { track: u.track_id, bytes: track.initSegment.byteLength });
+      await this.putMeasured(u, track.initSegment, this.abort.signal);
+      this.trace('init-done', { track: u.track_id });
       this.initBytesDone += track.initSegment.byteLength;
       this.emitProgress();
     }
@@ -266,9 +332,9 @@ export class Uploader {
     return i;
   }
 
-  // ---- scheduling -------------------------------------------------------------------------
+  // ---- the link ---------------------------------------------------------------------------
 
-  /** wake the main loop (a job ended, priorities changed, pause…) */
+  /** wake the main loop (a PUT ended, priorities changed, pause…) */
   private kick(): void {
     this.kicked = true;
     const w = this.wake;
@@ -291,19 +357,48 @@ export class Uploader {
     this.kicked = false;
   }
 
+  /** progress moved: a PUT may have entered its tail (the next may start) */
+  private onProgressTick(): void {
+    const now = performance.now();
+    if (now - this.lastRateTrace > 1000) {
+      this.lastRateTrace = now;
+      const rate = this.meter.rate();
+      if (rate !== null) this.trace('rate', { bps: Math.round(rate * 8) });
+    }
+    if (this.running) this.schedule();
+  }
+
   private isDone(slot: number): boolean {
     const s = this.states[slot];
     return s === 'uploaded' || s === 'published';
+  }
+
+  private isPriority(rank: number): boolean {
+    return rank !== NATURAL_RANK && rank !== NEXT_RANK;
   }
 
   private rankOf(slot: number, serverSaysPriority = false): number {
     return this.prio.rank.get(slot) ?? (serverSaysPriority ? UNLISTED_PRIORITY_RANK : NATURAL_RANK);
   }
 
-  /** a priority slot's bytes are still to cross the link: natural-order slots wait */
-  private priorityOnLink(): boolean {
-    for (const j of this.jobs.values()) if (j.rank !== NATURAL_RANK && j.phase !== 'reporting') return true;
-    return false;
+  private remainingBytes(p: Put): number {
+    return p.bytes - p.loaded.reduce((n, x) => n + x, 0);
+  }
+
+  /** seconds of link time the PUT still needs, at the measured rate (Infinity if unmeasured) */
+  private remainingSeconds(p: Put): number {
+    if (p.phase === 'reporting') return 0;
+    if (p.phase !== 'sending') return Number.POSITIVE_INFINITY;
+    const rate = this.meter.rate();
+    return rate ? this.remainingBytes(p) / rate : Number.POSITIVE_INFINITY;
+  }
+
+  /** the PUT has handed (nearly) all its bytes to the network */
+  private inTail(p: Put): boolean {
+    if (p.phase === 'reporting') return true;
+    if (p.phase !== 'sending') return false;
+    const rate = this.meter.rate() ?? 0;
+    return this.remainingBytes(p) <= Math.max(TAIL_MIN_BYTES, rate * TAIL_SECONDS);
   }
 
   /** the URLs of a kept assignment are still usable */
@@ -315,143 +410,207 @@ export class Uploader {
     });
   }
 
-  private leaseExpired(a: Assignment): boolean {
-    const t = Date.parse(a.lease_expires_at);
-    return Number.isFinite(t) && t <= Date.now();
-  }
-
-  /** Natural-order slots whose bytes have not crossed the link give it up to priority slots. */
-  private yieldLink(): void {
-    const yielded: number[] = [];
-    for (const job of this.jobs.values()) {
-      if (job.rank !== NATURAL_RANK || job.yielded) continue;
-      const beforeLinkDone = job.phase === 'generating' || job.phase === 'pacing' || (!this.opts.pacer.limited && job.phase === 'putting');
-      if (!beforeLinkDone) continue;
-      job.yielded = true;
-      yielded.push(job.a.slot);
-      job.ctrl.abort(new DOMException('yielding the link to a priority slot', 'AbortError'));
-    }
-    if (yielded.length) {
-      this.trace('yield', { slots: yielded });
-      this.cb.onLog?.(`yielding the link to priority slots: slot(s) ${yielded.join(', ')} will be sent again after them`);
-    }
-  }
-
-  /**
-   * Start (or keep, if natural order has to wait) assignments from POST next.
-   * Returns how many were started.
-   */
-  private takeAssignments(list: Assignment[]): number {
-    let started = 0;
-    let priorityStarted = false;
+  /** Take leases (from POST next or the priority feed) into hand. */
+  private hold(list: readonly Assignment[]): void {
     for (const a of list) {
       if (a.slot < 0 || a.slot >= this.states.length) {
         this.fatal ??= new Error(`server assigned slot ${a.slot}, outside the plan`);
         continue;
       }
-      if (this.jobs.has(a.slot)) continue;
-      this.deferred.delete(a.slot); // the fresher lease and URLs win
-      const rank = this.rankOf(a.slot, a.priority);
-      if (rank !== NATURAL_RANK) {
-        this.startJob(a, rank);
-        priorityStarted = true;
-        started++;
-      } else if (!this.priorityOnLink() && this.jobs.size < this.parallel && !this.pausing) {
-        this.startJob(a, rank);
-        started++;
-      } else {
-        this.deferred.set(a.slot, a);
-        if (this.states[a.slot] !== 'uploaded' && this.states[a.slot] !== 'published') this.setState(a.slot, 'assigned');
-      }
+      if (this.puts.has(a.slot) || this.isDone(a.slot)) continue;
+      this.held.set(a.slot, a); // the fresher lease and URLs win
+      if (a.priority && !this.prio.rank.has(a.slot)) this.prio.rank.set(a.slot, UNLISTED_PRIORITY_RANK);
+      this.setState(a.slot, 'assigned');
     }
-    if (priorityStarted) this.yieldLink();
-    return started;
   }
 
-  /** Kept assignments go out again (lowest slot first) while lanes are free. */
-  private resumeDeferred(): number {
-    let started = 0;
-    for (const slot of [...this.deferred.keys()].sort((x, y) => x - y)) {
-      if (this.priorityOnLink() || this.jobs.size >= this.parallel) break;
-      const a = this.deferred.get(slot)!;
-      this.deferred.delete(slot);
-      if (this.isDone(slot) || this.jobs.has(slot)) continue;
-      if (!this.usable(a)) {
-        // URLs about to expire: the lease runs out and the server hands the slot out again
-        this.cb.onLog?.(`slot ${slot}: kept upload URLs expired; it will be reassigned`);
-        this.setState(slot, 'pending');
-        continue;
+  /** The slot that should go on the link next, by rank; null if there is none to send. */
+  private candidate(): Candidate | null {
+    const naturalDue = performance.now() - this.lastNaturalAt >= (this.opts.naturalEveryMs ?? 20_000);
+    // a window slot asked for and not obtained (leased elsewhere) is skipped until the windows change
+    const prio = this.prio.slots.filter((s) => !this.isDone(s) && !this.puts.has(s) && (this.held.has(s) || !this.asked.has(s)));
+    const natural = (): Candidate | null => {
+      let best: number | null = null;
+      for (const slot of this.held.keys()) if (!this.prio.rank.has(slot) && !this.puts.has(slot) && (best === null || slot < best)) best = slot;
+      return best === null ? null : { slot: best, rank: NATURAL_RANK, a: this.held.get(best)! };
+    };
+    if (prio.length) {
+      // starvation guard: viewers kept natural order off the link for naturalEveryMs
+      if (naturalDue && ![...this.puts.values()].some((p) => p.rank === NEXT_RANK)) {
+        const n = natural();
+        if (n) return { ...n, rank: NEXT_RANK };
       }
-      this.startJob(a, this.rankOf(slot));
-      started++;
+      const slot = prio[0]!;
+      return { slot, rank: this.prio.rank.get(slot)!, a: this.held.get(slot) ?? null };
     }
-    return started;
+    // slots the server marked priority that the feed has not listed
+    let unlisted: number | null = null;
+    for (const [slot, a] of this.held) if (a.priority && !this.puts.has(slot) && this.prio.rank.get(slot) === UNLISTED_PRIORITY_RANK && (unlisted === null || slot < unlisted)) unlisted = slot;
+    if (unlisted !== null) return { slot: unlisted, rank: UNLISTED_PRIORITY_RANK, a: this.held.get(unlisted)! };
+    return natural();
+  }
+
+  /** May a PUT of `rank` start now, given what is on the link? */
+  private linkAccepts(rank: number): boolean {
+    const onLink = [...this.puts.values()].filter((p) => p.phase !== 'reporting');
+    if (onLink.length === 0) return true;
+    if (onLink.some((p) => p.exclusive)) return false;
+    const heads = onLink.filter((p) => !this.inTail(p)).length;
+    return heads < (this.isPriority(rank) ? 1 : this.streams);
   }
 
   /**
-   * Starvation guard: priority slots have kept natural order off the link for naturalEveryMs —
-   * one natural-order slot goes next (ahead of waiting priority slots, without pre-empting).
+   * A priority slot is waiting: PUTs of lower rank whose measured time left is more than
+   * preemptKeepMs give the link up (natural order always; priority ones only to a playhead slot).
    */
-  private async naturalGuard(): Promise<number> {
-    if (performance.now() - this.lastNaturalAt < (this.opts.naturalEveryMs ?? 20_000)) return 0;
-    for (const j of this.jobs.values()) if (j.rank === NEXT_RANK) return 0;
-    for (const j of this.jobs.values()) {
-      if (j.rank === NATURAL_RANK && !j.yielded && (j.phase === 'generating' || j.phase === 'pacing')) {
-        j.rank = NEXT_RANK;
-        j.reservation?.setRank(NEXT_RANK);
-        return 0;
+  private preemptFor(rank: number): void {
+    const keepSecs = (this.opts.preemptKeepMs ?? 250) / 1000;
+    const yielded: number[] = [];
+    for (const p of this.puts.values()) {
+      if (p.yielded || p.phase === 'reporting') continue;
+      // the starvation guard's part gives way only to a viewer's playhead part
+      const lower = p.rank === NATURAL_RANK || (rank === 0 && (p.rank === NEXT_RANK || p.rank > 0));
+      if (!lower || this.remainingSeconds(p) <= keepSecs) continue;
+      p.yielded = true;
+      yielded.push(p.a.slot);
+      p.ctrl.abort(new DOMException('yielding the link to a priority slot', 'AbortError'));
+    }
+    if (yielded.length) {
+      this.trace('yield', { slots: yielded, for: rank });
+      this.cb.onLog?.(`yielding the link to priority slots: slot(s) ${yielded.join(', ')} will be sent again after them`);
+    }
+  }
+
+  /** Decide what goes on the link now. Synchronous; leases are fetched in the background. */
+  private schedule(): void {
+    if (!this.running || this.pausing || this.fatal || this.abort.signal.aborted) return;
+    for (let guard = 0; guard < 16; guard++) {
+      const c = this.candidate();
+      if (!c) break;
+      if (this.isPriority(c.rank)) this.preemptFor(c.rank);
+      if (!c.a) {
+        this.requestLeases(c.slot);
+        break;
       }
+      if (!this.usable(c.a)) {
+        this.held.delete(c.slot);
+        this.cb.onLog?.(`slot ${c.slot}: kept upload URLs expired; it will be reassigned`);
+        this.setState(c.slot, 'pending');
+        continue;
+      }
+      if (!this.linkAccepts(c.rank)) break;
+      this.held.delete(c.slot);
+      this.startPut(c.a, c.rank);
     }
-    let a: Assignment | undefined;
-    for (const slot of [...this.deferred.keys()].sort((x, y) => x - y)) {
-      const d = this.deferred.get(slot)!;
-      if (this.isDone(slot) || this.jobs.has(slot) || !this.usable(d)) continue;
-      this.deferred.delete(slot);
-      a = d;
-      break;
-    }
-    if (!a) {
-      const r = await this.api.next(this.videoId, this.secret, 1, this.abort.signal);
+    this.prefetch();
+    this.topUpNatural();
+  }
+
+  /** Keep natural-order leases ready so the next PUT can start the moment the link allows. */
+  private topUpNatural(): void {
+    if (this.asking || this.serverComplete || this.pausing || performance.now() < this.naturalDryUntil) return;
+    let ready = 0;
+    for (const slot of this.held.keys()) if (!this.prio.rank.has(slot)) ready++;
+    const want = this.streams + NATURAL_AHEAD - ready;
+    const onLink = [...this.puts.values()].filter((p) => p.phase !== 'reporting' && !this.isPriority(p.rank)).length;
+    if (want - onLink > 0) void this.fetchLeases(Math.min(16, want - onLink), 'natural');
+  }
+
+  private requestLeases(slot: number): void {
+    if (this.asking || this.asked.has(slot)) return;
+    const missing = this.prio.slots.filter((s) => !this.isDone(s) && !this.puts.has(s) && !this.held.has(s));
+    for (const s of missing) this.asked.add(s);
+    void this.fetchLeases(Math.min(16, Math.max(1, missing.length)), 'priority');
+  }
+
+  private async fetchLeases(max: number, reason: 'priority' | 'natural'): Promise<void> {
+    if (this.asking) return;
+    this.asking = true;
+    try {
+      this.trace('next-request', { reason, max });
+      const r = await this.api.next(this.videoId, this.secret, max, this.abort.signal);
+      this.trace('next-response', { reason, slots: r.assignments.map((a) => a.slot) });
       if (r.complete) this.serverComplete = true;
-      const got = r.assignments[0];
-      if (!got || this.jobs.has(got.slot)) return 0;
-      if (this.rankOf(got.slot, got.priority) !== NATURAL_RANK) return this.takeAssignments([got]);
-      a = got;
+      // nothing left to hand out right now (leased elsewhere, being checked): don't ask again at once
+      if (r.assignments.length === 0) this.naturalDryUntil = performance.now() + 1000;
+      this.hold(r.assignments);
+    } catch (e) {
+      if (!this.abort.signal.aborted) {
+        this.fatal ??= e;
+      }
+    } finally {
+      this.asking = false;
+      this.kick();
+      if (this.running) this.schedule();
     }
-    this.cb.onLog?.(`slot ${a.slot}: natural order gets its turn between priority slots`);
-    this.startJob(a, NEXT_RANK);
-    return 1;
   }
 
-  private get parallel(): number {
-    return Math.max(1, Math.min(16, this.opts.parallel));
+  /** Build a slot's segments (once; held until sent). */
+  private build(slot: number, a: Assignment): Promise<Blob[]> {
+    let b = this.built.get(slot);
+    if (!b) {
+      const tracks = a.uploads.map((u) => this.trackIndex(u.track_id));
+      b = this.generation.then(() => this.segmenter.buildSlot(slot, tracks));
+      this.generation = b.catch(() => undefined);
+      b.catch(() => undefined);
+      this.built.set(slot, b);
+    }
+    return b;
   }
 
-  private startJob(a: Assignment, rank: number): void {
-    const job: Job = { a, rank, ctrl: new AbortController(), phase: 'generating', reservation: null, yielded: false };
-    const onStop = (): void => job.ctrl.abort(this.abort.signal.reason);
+  /** The next natural-order slot is built while the current one is on the link. */
+  private prefetch(): void {
+    for (const slot of this.built.keys()) if (!this.held.has(slot) && !this.puts.has(slot)) this.built.delete(slot);
+    if (this.built.size >= this.puts.size + 1) return;
+    let next: number | null = null;
+    for (const slot of this.held.keys()) if (!this.built.has(slot) && (next === null || slot < next)) next = slot;
+    if (next !== null) this.build(next, this.held.get(next)!);
+  }
+
+  private startPut(a: Assignment, rank: number): void {
+    const slot = a.slot;
+    const bytes = a.uploads.reduce((n, u) => n + (this.plan.slots[slot]!.tracks[this.trackIndex(u.track_id)]?.size ?? 0), 0);
+    const p: Put = {
+      a,
+      rank,
+      ctrl: new AbortController(),
+      phase: 'building',
+      bytes,
+      loaded: a.uploads.map(() => 0),
+      exclusive: slot === 0 || rank === 0,
+      yielded: false,
+      startedAt: performance.now(),
+    };
+    const onStop = (): void => p.ctrl.abort(this.abort.signal.reason);
     this.abort.signal.addEventListener('abort', onStop, { once: true });
-    this.jobs.set(a.slot, job);
-    this.trace('job-start', { slot: a.slot, rank: Number.isFinite(rank) ? rank : null });
-    void this.uploadSlot(job)
-      .catch((e: unknown) => this.jobFailed(job, e))
+    this.puts.set(slot, p);
+    if (!this.isPriority(rank)) {
+      this.lastNaturalAt = performance.now();
+      this.probeCountPart();
+    }
+    void this.sendSlot(p)
+      .catch((e: unknown) => this.putFailed(p, e))
       .finally(() => {
         this.abort.signal.removeEventListener('abort', onStop);
-        if (this.jobs.get(a.slot) === job) this.jobs.delete(a.slot);
+        if (this.puts.get(slot) === p) this.puts.delete(slot);
+        this.built.delete(slot);
         this.kick();
-        // a priority slot done: the next one the viewers need may be waiting for its turn
-        if (job.rank !== NATURAL_RANK) void this.handlePriority();
+        if (this.running) this.schedule();
       });
   }
 
-  private jobFailed(job: Job, e: unknown): void {
-    const slot = job.a.slot;
+  private putFailed(p: Put, e: unknown): void {
+    const slot = p.a.slot;
     if (this.abort.signal.aborted) return;
-    if (job.yielded) {
-      if (!this.deferred.has(slot) && !this.isDone(slot)) this.deferred.set(slot, job.a);
-      if (!this.isDone(slot)) this.setState(slot, 'assigned');
+    if (p.yielded) {
+      this.trace('put-abort', { slot, loaded: p.bytes - this.remainingBytes(p), bytes: p.bytes });
+      if (!this.isDone(slot)) {
+        this.held.set(slot, p.a);
+        this.setState(slot, 'assigned');
+      }
       return;
     }
+    this.built.delete(slot);
     if (e instanceof ApiError && !isTransient(e) && e.status === 403) {
       // presigned URL refused (expired?): the lease runs out and the server hands the slot out again
       this.cb.onLog?.(`slot ${slot}: ${e.message}; it will be reassigned`);
@@ -462,53 +621,37 @@ export class Uploader {
     this.kick();
   }
 
-  private async uploadSlot(job: Job): Promise<void> {
-    const a = job.a;
+  private async sendSlot(p: Put): Promise<void> {
+    const { a, ctrl } = p;
     const slot = a.slot;
-    const signal = job.ctrl.signal;
-    // the slot's segments (all tracks) go on the (paced) link as one unit, so a slot becomes
-    // complete as early as possible; their sizes are in the plan, so the bytes are generated only
-    // once the slot is on the wire (in parallel with its link time) and held only until sent
-    this.setState(slot, 'generating');
+    const signal = ctrl.signal;
     const tracks = a.uploads.map((u) => this.trackIndex(u.track_id));
     const planned = this.plan.slots[slot]!;
-    const bytes = tracks.reduce((n, t) => n + (planned.tracks[t]?.size ?? 0), 0);
-    let built: Promise<Blob[]> | null = null;
-    const generate = (): Promise<Blob[]> => {
-      if (!built) {
-        const b = this.generation.then(() => this.segmenter.buildSlot(slot, tracks));
-        this.generation = b.catch(() => undefined);
-        built = b;
-      }
-      return built;
-    };
-    this.setState(slot, 'uploading');
-    job.phase = 'pacing';
-    const reservation = this.opts.pacer.reserve(bytes, job.rank, () => {
-      this.trace('link-start', { slot, bytes });
-      generate().catch(() => undefined); // awaited below; errors surface there
-    });
-    job.reservation = reservation;
-    const onAbort = (): void => reservation.cancel(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      await reservation.done;
-    } finally {
-      signal.removeEventListener('abort', onAbort);
-      job.reservation = null;
-    }
+    this.setState(slot, 'generating');
+    const bodies = await this.build(slot, a);
     signal.throwIfAborted();
-    const bodies = await generate();
     bodies.forEach((b, i) => {
       if (b.size !== planned.tracks[tracks[i]!]?.size) throw new Error(`slot ${slot}: built ${b.size} bytes for track #${tracks[i]}, planned ${planned.tracks[tracks[i]!]?.size}`);
     });
-    signal.throwIfAborted();
-    if (job.rank === NATURAL_RANK || job.rank === NEXT_RANK) this.lastNaturalAt = performance.now();
-    job.phase = 'putting';
-    this.trace('put-start', { slot, bytes });
-    await Promise.all(a.uploads.map((u, i) => this.putWithRetry(u, bodies[i]!, signal)));
-    job.phase = 'reporting';
-    this.trace('put-done', { slot, bytes });
+    if (this.opts.pacer?.limited) {
+      p.phase = 'pacing';
+      await this.opts.pacer.take(p.bytes, signal, this.isPriority(p.rank) ? p.rank : NATURAL_RANK);
+    }
+    this.setState(slot, 'uploading');
+    p.phase = 'sending';
+    p.startedAt = performance.now();
+    this.trace('put-start', { slot, bytes: p.bytes, rank: Number.isFinite(p.rank) ? p.rank : null, exclusive: p.exclusive, streams: this.streams });
+    await Promise.all(
+      a.uploads.map((u, i) =>
+        this.putMeasured(u, bodies[i]!, signal, (loaded) => {
+          p.loaded[i] = loaded;
+        }),
+      ),
+    );
+    p.phase = 'reporting';
+    this.built.delete(slot);
+    this.trace('put-done', { slot, bytes: p.bytes, ms: Math.round(performance.now() - p.startedAt) });
+    this.schedule(); // the link is free: the next PUT starts before the report goes out
     try {
       const r = await withRetry(() => this.api.reportUploaded(this.videoId, this.secret, slot, this.abort.signal), this.retryOpts());
       this.trace('reported', { slot, queue: r?.queue });
@@ -517,80 +660,68 @@ export class Uploader {
       if (e instanceof ApiError && e.code === 'already_published') this.setState(slot, 'published');
       else throw e;
     }
-    this.cb.onLog?.(`slot ${slot} uploaded${job.rank !== NATURAL_RANK ? ' (priority)' : ''}`);
+    this.cb.onLog?.(`slot ${slot} uploaded${this.isPriority(p.rank) ? ' (priority)' : ''}`);
+  }
+
+  // ---- how many streams the link needs -----------------------------------------------------
+
+  /** Natural-order parts drive the probe: one more stream is tried now and then, kept only if it pays. */
+  private probeCountPart(): void {
+    const max = Math.max(1, Math.min(8, this.opts.parallel));
+    const rate = this.meter.rate();
+    if (this.probe) {
+      if (--this.probe.partsLeft > 0) return;
+      const got = this.meter.rateSince(this.probe.mark);
+      if (this.meter.mark().busyMs - this.probe.mark.busyMs < PROBE_MIN_MS) return; // too short to tell yet
+      const keep = got !== null && got >= this.probe.baseline * PROBE_GAIN;
+      this.trace('probe', { streams: this.probe.streams, baselineBps: Math.round(this.probe.baseline * 8), gotBps: got === null ? null : Math.round(got * 8), kept: keep });
+      if (keep) {
+        this.probeInterval = PROBE_FIRST_AFTER_PARTS;
+      } else {
+        this.streams = this.probe.streams - 1;
+        this.probeInterval = Math.min(PROBE_MAX_INTERVAL_PARTS, this.probeInterval * 2);
+      }
+      this.trace('streams', { n: this.streams });
+      this.probe = null;
+      this.partsSinceProbe = 0;
+      return;
+    }
+    if (++this.partsSinceProbe < this.probeInterval || this.streams >= max || rate === null || this.prio.slots.length) return;
+    this.streams++;
+    this.probe = { streams: this.streams, baseline: rate, mark: this.meter.mark(), partsLeft: 2 * this.streams + 1 };
+    this.trace('streams', { n: this.streams, probe: true });
   }
 
   // ---- priorities --------------------------------------------------------------------------
 
   private onPriority(r: Omit<PriorityResponse, 'version'> & { version: number | null }): void {
+    if (r.assignments?.length) {
+      this.trace('lease', { via: 'priority', slots: r.assignments.map((a) => a.slot) });
+      this.hold(r.assignments);
+    }
     const slots = (r.priority_slots ?? []).filter((s) => Number.isInteger(s) && s >= 0 && s < this.states.length);
     const sameSlots = slots.length === this.prio.slots.length && slots.every((s, i) => s === this.prio.slots[i]);
     const versionChanged = r.version !== this.prio.version;
-    if (!versionChanged && sameSlots) return;
+    if (r.complete) this.serverComplete = true;
+    if (!versionChanged && sameSlots) {
+      if (r.assignments?.length) this.schedule();
+      return;
+    }
     if (versionChanged || r.version === null) this.asked.clear();
     this.prio = { version: r.version, slots, rank: new Map(slots.map((s, i) => [s, i])) };
+    for (const p of this.puts.values()) {
+      if (p.rank === NEXT_RANK) continue; // the starvation guard's slot keeps its turn
+      p.rank = this.rankOf(p.a.slot, this.isPriority(p.rank));
+      if (p.rank === 0) p.exclusive = true; // a viewer now waits on this one: nothing joins it
+    }
+    if (slots.length && this.probe) {
+      // viewers are waiting: no probing now
+      this.streams = this.probe.streams - 1;
+      this.probe = null;
+    }
     this.trace('priority', { version: r.version, slots: slots.slice(0, 16) });
     if (slots.length) this.cb.onLog?.(`viewers need slot(s) ${slots.slice(0, 8).join(', ')} first`);
-    void this.handlePriority();
-  }
-
-  /** Serialised: act on the latest priority list (re-run if it changed meanwhile). */
-  private async handlePriority(): Promise<void> {
-    if (this.prioBusy) {
-      this.prioDirty = true;
-      return;
-    }
-    this.prioBusy = true;
-    try {
-      do {
-        this.prioDirty = false;
-        await this.applyPriority();
-      } while (this.prioDirty && this.running && !this.abort.signal.aborted);
-    } catch (e) {
-      if (!this.abort.signal.aborted) {
-        this.fatal ??= e;
-        this.kick();
-      }
-    } finally {
-      this.prioBusy = false;
-    }
-  }
-
-  private async applyPriority(): Promise<void> {
-    if (!this.running || this.pausing || this.abort.signal.aborted) return;
-    // slots already on their way move up (or down) the link's queue
-    for (const job of this.jobs.values()) {
-      if (job.rank === NEXT_RANK && !this.prio.rank.has(job.a.slot)) continue; // the starvation guard's slot keeps its turn
-      const rank = this.rankOf(job.a.slot, job.rank !== NATURAL_RANK);
-      if (rank !== job.rank && !job.yielded) {
-        job.rank = rank;
-        job.reservation?.setRank(rank);
-      }
-    }
-    const wanted = this.prio.slots.filter((s) => !this.isDone(s) && !this.jobs.has(s));
-    if (!wanted.length) return;
-    // slots this tab holds already (kept after yielding): send them now
-    const fromDeferred: Assignment[] = [];
-    for (const s of wanted) {
-      const a = this.deferred.get(s);
-      if (!a) continue;
-      if (this.usable(a)) fromDeferred.push(a);
-      else if (this.leaseExpired(a)) this.deferred.delete(s); // assignable again: ask for it below
-    }
-    if (fromDeferred.length) this.takeAssignments(fromDeferred);
-    const ask = wanted.filter((s) => !this.jobs.has(s) && !this.deferred.has(s) && !this.asked.has(s));
-    if (!ask.length) return;
-    for (const s of ask) this.asked.add(s);
-    this.trace('next-request', { reason: 'priority', want: ask.slice(0, 16) });
-    const r = await this.api.next(this.videoId, this.secret, Math.min(16, ask.length), this.abort.signal);
-    this.trace('next-response', { reason: 'priority', slots: r.assignments.map((a) => a.slot) });
-    if (r.complete) this.serverComplete = true;
-    if (!this.running) {
-      // the run ended meanwhile (paused): keep the leases for the next run
-      for (const a of r.assignments) if (!this.jobs.has(a.slot)) this.deferred.set(a.slot, a);
-      return;
-    }
-    this.takeAssignments(r.assignments);
+    this.schedule();
     this.kick();
   }
 
@@ -600,7 +731,7 @@ export class Uploader {
     const waitMs = this.opts.priorityWaitMs ?? 20_000;
     while (!signal.aborted) {
       try {
-        const r = await this.api.priority(this.videoId, this.secret, this.prio.version, waitMs, signal);
+        const r = await this.api.priority(this.videoId, this.secret, this.prio.version, waitMs, signal, FEED_LEASE);
         failures = 0;
         this.onPriority(r);
         if (r.complete) return;
@@ -626,7 +757,6 @@ export class Uploader {
     this.pausing = false;
     this.running = true;
     this.serverComplete = false;
-    this.runStartedAt ||= performance.now();
     const interval = this.opts.statusIntervalMs ?? 2000;
     this.statusTimer = setInterval(() => void this.refreshStatus(), interval);
     const runCtrl = new AbortController();
@@ -641,30 +771,19 @@ export class Uploader {
         this.abort.signal.throwIfAborted();
         if (this.pausing) {
           this.running = false;
-          while (this.jobs.size) await this.waitForKick(1000);
+          while (this.puts.size) await this.waitForKick(1000);
           if (this.fatal) throw this.fatal;
           await this.refreshStatus();
           return 'paused';
         }
-        let started = 0;
-        if (this.priorityOnLink()) {
-          started += await this.naturalGuard();
-        } else {
-          started += this.resumeDeferred();
-          const free = this.parallel - this.jobs.size;
-          if (free > 0 && !this.serverComplete) {
-            const r = await this.api.next(this.videoId, this.secret, free, this.abort.signal);
-            if (r.complete) this.serverComplete = true;
-            started += this.takeAssignments(r.assignments);
-          }
-        }
+        this.schedule();
         if (this.fatal) throw this.fatal;
-        if (this.serverComplete && this.jobs.size === 0) {
-          this.deferred.clear();
+        if (this.serverComplete && this.puts.size === 0) {
+          this.held.clear();
           break;
         }
-        if (this.jobs.size === 0 && this.deferred.size === 0 && started === 0) {
-          // everything left is leased or being validated: wait, then ask again
+        if (this.puts.size === 0 && this.held.size === 0 && !this.asking) {
+          // everything left is leased elsewhere or being validated: wait, then ask again
           this.cb.onIdle?.(this.idleReason());
           idle = true;
           await this.waitForKick(1000);
@@ -675,10 +794,9 @@ export class Uploader {
           idle = false;
           this.cb.onIdle?.(null);
         }
-        await this.waitForKick(1500);
+        await this.waitForKick(1000);
       }
       if (this.fatal) throw this.fatal;
-      this.complete = true;
       await this.refreshStatus();
       return 'complete';
     } finally {

@@ -38,6 +38,10 @@ export interface ClipOptions {
   bitrate?: string;
   /** add noise (incompressible, high bitrate) */
   noise?: boolean;
+  /** several audio tracks (as OBS records desktop and microphone), each with optional metadata */
+  audioTracks?: { language?: string; handler?: string; title?: string }[];
+  /** extra output options, e.g. ['-movflags', '+frag_keyframe+empty_moov'] */
+  extra?: string[];
 }
 
 const FF = ['-hide_banner', '-loglevel', 'error', '-y'];
@@ -82,7 +86,16 @@ export async function makeClip(path: string, o: ClipOptions): Promise<string> {
       ? `testsrc2=s=${w}x${h}:r=${fps},noise=alls=60:allf=t`
       : `testsrc2=s=${w}x${h}:r=${fps}`;
     args.push('-f', 'lavfi', '-t', String(o.seconds), '-i', src);
-    if (o.audio !== false) args.push('-f', 'lavfi', '-t', String(o.seconds), '-i', 'sine=f=440:r=48000');
+    if (o.audioTracks) {
+      o.audioTracks.forEach((t, i) => {
+        args.push('-f', 'lavfi', '-t', String(o.seconds), '-i', `sine=f=${440 + 220 * i}:r=48000`);
+        vf.push('-map', `${i + 1}:a`);
+        if (t.language) vf.push(`-metadata:s:a:${i}`, `language=${t.language}`);
+        if (t.handler) vf.push(`-metadata:s:a:${i}`, `handler_name=${t.handler}`);
+        if (t.title) vf.push(`-metadata:s:a:${i}`, `title=${t.title}`);
+      });
+      vf.unshift('-map', '0:v');
+    } else if (o.audio !== false) args.push('-f', 'lavfi', '-t', String(o.seconds), '-i', 'sine=f=440:r=48000');
   }
   args.push(...vf);
   const codec = o.codec ?? 'h264';
@@ -99,6 +112,7 @@ export async function makeClip(path: string, o: ClipOptions): Promise<string> {
   if (o.audio !== false) args.push('-c:a', 'aac', '-b:a', '64k', '-ac', '2');
   else args.push('-an');
   if (o.faststart) args.push('-movflags', '+faststart');
+  if (o.extra) args.push(...o.extra);
   args.push('-threads', '2', path);
   await sh('ffmpeg', args);
   return path;
@@ -118,8 +132,8 @@ export async function videoFrameCount(pathOrUrl: string): Promise<number> {
 }
 
 /** nb_read_packets per stream type, and packet data hashes (ffmpeg framemd5 with -c copy). */
-export async function packetHashes(path: string, stream: 'v' | 'a'): Promise<string[]> {
-  const out = await sh('ffmpeg', ['-v', 'error', '-i', path, '-map', `0:${stream}:0`, '-c', 'copy', '-f', 'framemd5', '-']);
+export async function packetHashes(path: string, stream: 'v' | 'a', index = 0): Promise<string[]> {
+  const out = await sh('ffmpeg', ['-v', 'error', '-i', path, '-map', `0:${stream}:${index}`, '-c', 'copy', '-f', 'framemd5', '-']);
   return out
     .split('\n')
     .filter((l) => l && !l.startsWith('#'))

@@ -84,6 +84,7 @@ impl TestStack {
             priority_queue_url: queues.priority_queue_url.clone(),
             normal_queue_url: queues.normal_queue_url.clone(),
             public_base_url: "http://127.0.0.1:9".into(),
+            s3_public_endpoint: None,
             presign_ttl: Duration::from_secs(300),
             session_ttl: Duration::from_secs(3600),
             limits: PlanLimits::default(),
@@ -122,8 +123,31 @@ impl TestStack {
         format!("http://{addr}")
     }
 
+    pub async fn queue_depth(&self, url: &str) -> usize {
+        let attrs = self
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(
+                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            )
+            .send()
+            .await
+            .unwrap();
+        let map = attrs.attributes.unwrap_or_default();
+        map.values().map(|v| v.parse::<usize>().unwrap_or(0)).sum()
+    }
+}
+
+/// Anything that serves the API Router: the LocalStack stack or the fakes.
+#[allow(async_fn_in_trait)]
+pub trait Api {
+    fn app_router(&self) -> Router;
+
     /// One in-process request through the Router.
-    pub async fn call(
+    async fn call(
         &self,
         method: &str,
         uri: &str,
@@ -140,7 +164,7 @@ impl TestStack {
         let req = req
             .body(Body::from(body.unwrap_or_default().to_string()))
             .unwrap();
-        let resp = tower::ServiceExt::oneshot(self.router(), req)
+        let resp = tower::ServiceExt::oneshot(self.app_router(), req)
             .await
             .unwrap();
         let status = resp.status();
@@ -148,22 +172,11 @@ impl TestStack {
         let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         (status, value)
     }
+}
 
-    pub async fn queue_depth(&self, url: &str) -> usize {
-        let attrs = self
-            .clients
-            .sqs
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(
-                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-            )
-            .send()
-            .await
-            .unwrap();
-        let map = attrs.attributes.unwrap_or_default();
-        map.values().map(|v| v.parse::<usize>().unwrap_or(0)).sum()
+impl Api for TestStack {
+    fn app_router(&self) -> Router {
+        self.router()
     }
 }
 
@@ -347,6 +360,9 @@ pub fn media() -> &'static Media {
                 channels: (!is_video).then_some(1),
                 presentation_time_offset: 0,
                 init_size: init_bytes.len() as u64,
+                language: None,
+                label: None,
+                default: false,
             });
             init.push(init_bytes);
             per_track_segments.push(segments);
@@ -395,7 +411,7 @@ pub fn media() -> &'static Media {
 }
 
 /// Creates a session for `plan` through the API; returns (video_id, secret, response).
-pub async fn create_session(stack: &TestStack, plan: &SegmentPlan) -> (String, String, Value) {
+pub async fn create_session(stack: &impl Api, plan: &SegmentPlan) -> (String, String, Value) {
     let (status, body) = stack
         .call(
             "POST",
@@ -458,7 +474,7 @@ pub fn synthetic_plan(n: usize) -> SegmentPlan {
 }
 
 /// `POST next` through the Router; asserts 200.
-pub async fn next(stack: &TestStack, id: &str, secret: &str, max: usize) -> Value {
+pub async fn next(stack: &impl Api, id: &str, secret: &str, max: usize) -> Value {
     let (status, body) = stack
         .call(
             "POST",
@@ -472,7 +488,7 @@ pub async fn next(stack: &TestStack, id: &str, secret: &str, max: usize) -> Valu
 }
 
 /// Reports a slot uploaded through the Router; asserts 202.
-pub async fn report_uploaded(stack: &TestStack, id: &str, secret: &str, slot: u64) -> Value {
+pub async fn report_uploaded(stack: &impl Api, id: &str, secret: &str, slot: u64) -> Value {
     let (status, body) = stack
         .call(
             "POST",
@@ -486,7 +502,7 @@ pub async fn report_uploaded(stack: &TestStack, id: &str, secret: &str, slot: u6
 }
 
 /// `GET status` through the Router; asserts 200.
-pub async fn status(stack: &TestStack, id: &str) -> Value {
+pub async fn status(stack: &impl Api, id: &str) -> Value {
     let (code, body) = stack
         .call("GET", &format!("/api/videos/{id}/status"), None, None)
         .await;

@@ -1,0 +1,227 @@
+//! End to end: the `chunkstream` binary uploads ffmpeg-made files through the real
+//! runner on LocalStack; ffprobe decodes the published MPD to the source's frame count.
+//! Resume after SIGKILL sends only the missing parts; a viewer's prioritize is served next.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ffmpeg, scratch, video_frames, Runner, Upload};
+
+fn video_id(u: &Upload) -> String {
+    u.event("link").expect("a link event")["video_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn uploads_ffmpeg_files_and_the_published_mpd_decodes_to_every_frame() {
+    let runner = Runner::start();
+    let dir = scratch("cli-e2e-media");
+    let state = dir.join("state");
+    let v = "-f lavfi -i testsrc2=size=320x180:rate=";
+    let cases: Vec<(&str, String, bool)> = vec![
+        // moov at the end (ffmpeg's default), B-frames (so an edit list), two audio tracks
+        ("bframes-2audio.mp4", format!("{v}30 -f lavfi -i sine=frequency=440:sample_rate=48000 -f lavfi -i sine=frequency=660:sample_rate=44100 -t 14 -map 0 -map 1 -map 2 -c:v libx264 -preset veryfast -g 60 -bf 2 -c:a aac"), false),
+        ("faststart.mp4", format!("{v}25 -f lavfi -i sine=sample_rate=48000 -t 9 -c:v libx264 -preset veryfast -c:a aac -movflags +faststart"), false),
+        ("rotated.mov", format!("{v}25 -f lavfi -i sine=sample_rate=48000 -t 6 -c:v libx264 -preset veryfast -c:a aac -metadata:s:v rotate=90"), false),
+        ("vfr.mp4", "-f lavfi -i testsrc2=size=320x180:rate=30,setpts='PTS+if(gt(N,90),0.4/TB,0)' -t 8 -fps_mode vfr -c:v libx264 -preset veryfast".to_owned(), false),
+        ("av1-opus.mp4", format!("{v}24 -f lavfi -i sine=sample_rate=48000 -t 5 -c:v libaom-av1 -cpu-used 8 -b:v 150k -g 48 -c:a libopus"), false),
+        ("hevc.mp4", format!("{v}25 -t 4 -c:v libx265 -preset ultrafast -x265-params log-level=none -tag:v hvc1"), true),
+    ];
+    for (name, args, warns) in cases {
+        let file = dir.join(name);
+        let args: Vec<&str> = args.split_whitespace().collect();
+        ffmpeg(&file, &args);
+        let mut up = Upload::start(&runner, &file, &state, &[]);
+        let code = up.finish(Duration::from_secs(120));
+        assert_eq!(code, 0, "{name}: exit code; events {:?}", up.seen);
+        let done = up
+            .event("done")
+            .unwrap_or_else(|| panic!("{name}: no done event"));
+        let id = video_id(&up);
+        let status = runner.get_json(&format!("/api/videos/{id}/status"));
+        assert_eq!(status["complete"], true, "{name}: {status}");
+        assert_eq!(done["parts_uploaded"], status["slot_count"], "{name}");
+        let warned = up.seen.iter().any(|e| {
+            e["event"] == "warning" && e["message"].as_str().unwrap_or("").contains("Chromium")
+        });
+        assert_eq!(warned, warns, "{name}: Chromium playability warning");
+        let mpd = format!("{}/v/{id}/manifest.mpd", runner.base);
+        assert_eq!(
+            video_frames(&mpd),
+            video_frames(file.to_str().unwrap()),
+            "{name}: frames decoded from the MPD"
+        );
+    }
+}
+
+#[test]
+fn resume_after_sigkill_uploads_only_the_missing_parts() {
+    let runner = Runner::start();
+    let dir = scratch("cli-e2e-resume");
+    let state = dir.join("state");
+    let file = dir.join("long.mp4");
+    ffmpeg(
+        &file,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x180:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=sample_rate=48000",
+            "-t",
+            "30",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-g",
+            "30",
+            "-b:v",
+            "600k",
+            "-c:a",
+            "aac",
+        ],
+    );
+    let paced = [
+        "--segment-secs",
+        "1",
+        "--parallel",
+        "1",
+        "--max-rate",
+        "400000",
+    ];
+    let mut first = Upload::start(&runner, &file, &state, &paced);
+    for _ in 0..4 {
+        first.wait_for("part uploaded", Duration::from_secs(60), |e| {
+            e["event"] == "part" && e["state"] == "uploaded"
+        });
+    }
+    first.child.kill().unwrap(); // SIGKILL: no chance to clean up
+    first.child.wait().unwrap();
+    let id = video_id(&first);
+    let count = first.event("link").unwrap()["part_count"].as_u64().unwrap();
+    let before = runner.get_json(&format!("/api/videos/{id}/status"));
+    let already = before["counts"]["uploaded"].as_u64().unwrap()
+        + before["counts"]["published"].as_u64().unwrap();
+    assert!(already >= 4 && already < count, "{before}");
+
+    let mut second = Upload::start(
+        &runner,
+        &file,
+        &state,
+        &["--segment-secs", "1", "--parallel", "1"],
+    );
+    assert_eq!(
+        second.finish(Duration::from_secs(120)),
+        0,
+        "{:?}",
+        second.seen
+    );
+    assert_eq!(
+        video_id(&second),
+        id,
+        "the same video (and link) is resumed"
+    );
+    assert_eq!(second.event("link").unwrap()["resumed"], true);
+    let sent: Vec<u64> = second
+        .seen
+        .iter()
+        .filter(|e| e["event"] == "part" && e["state"] == "uploaded")
+        .map(|e| e["slot"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        sent.len() as u64,
+        count - already,
+        "only the missing parts go up: {sent:?}"
+    );
+    for (i, s) in before["slots"].as_array().unwrap().iter().enumerate() {
+        if s["state"] == "published" || s["state"] == "uploaded" {
+            assert!(
+                !sent.contains(&(i as u64)),
+                "part {i} was already uploaded and went up again"
+            );
+        }
+    }
+    let mpd = format!("{}/v/{id}/manifest.mpd", runner.base);
+    assert_eq!(video_frames(&mpd), video_frames(file.to_str().unwrap()));
+}
+
+#[test]
+fn a_viewers_prioritize_at_three_quarters_is_sent_next() {
+    let runner = Runner::start();
+    let dir = scratch("cli-e2e-prio");
+    let file = dir.join("long.mp4");
+    ffmpeg(
+        &file,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x180:rate=30",
+            "-t",
+            "40",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-g",
+            "30",
+            "-b:v",
+            "400k",
+        ],
+    );
+    let mut up = Upload::start(
+        &runner,
+        &file,
+        &dir.join("state"),
+        &[
+            "--segment-secs",
+            "1",
+            "--parallel",
+            "2",
+            "--max-rate",
+            "300000",
+        ],
+    );
+    up.wait_for("part uploaded", Duration::from_secs(60), |e| {
+        e["event"] == "part" && e["state"] == "uploaded"
+    });
+    let id = video_id(&up);
+    let count = up.event("link").unwrap()["part_count"].as_u64().unwrap();
+    let answer = runner.post_json(
+        &format!("/api/videos/{id}/prioritize"),
+        r#"{"position": 30.0}"#,
+    );
+    let target = answer["window"][0].as_u64().unwrap();
+    assert!(
+        target * 10 >= count * 7 && target < count,
+        "window {answer} of {count} parts"
+    );
+    up.wait_for("priority", Duration::from_secs(10), |e| {
+        e["event"] == "priority"
+            && e["slots"]
+                .as_array()
+                .is_some_and(|s| s.contains(&serde_json::json!(target)))
+    });
+    let next = up.wait_for("part sending", Duration::from_secs(30), |e| {
+        e["event"] == "part" && e["state"] == "sending"
+    });
+    assert_eq!(
+        next["slot"].as_u64(),
+        Some(target),
+        "the first part sent after the viewer's prioritize"
+    );
+    assert_eq!(next["priority"], true);
+    up.wait_for("target uploaded", Duration::from_secs(30), |e| {
+        e["event"] == "part" && e["state"] == "uploaded" && e["slot"].as_u64() == Some(target)
+    });
+    let _ = up.child.kill();
+    let _ = up.child.wait();
+}

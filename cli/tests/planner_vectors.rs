@@ -1,0 +1,98 @@
+//! The shared planner vectors (testdata/planner/*.json, written by the page's planner —
+//! see generate.ts there): the CLI's planner must produce exactly the same plan. The web
+//! suite runs the same files (web/test/planner-vectors.test.ts).
+
+use std::path::PathBuf;
+
+use chunkstream_cli::planner::{plan_segments, validate_plan, Plan, PlanOptions, PlanTrackInput};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Vector {
+    description: String,
+    /// null: each side's defaults
+    options: Option<PlanOptions>,
+    tracks: Vec<PlanTrackInput>,
+    expected: Plan,
+}
+
+fn vectors() -> Vec<(String, Vector)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/planner");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("testdata/planner exists") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&path).expect("readable vector");
+            let v: Vector =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            out.push((
+                path.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                v,
+            ));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn cli_planner_matches_every_shared_vector() {
+    let all = vectors();
+    assert!(
+        all.len() >= 10,
+        "expected the shared vectors, found {}",
+        all.len()
+    );
+    for (name, v) in &all {
+        let plan = plan_segments(&v.tracks, v.options.unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            validate_plan(&v.tracks, &plan),
+            Vec::<String>::new(),
+            "{name}"
+        );
+        if plan != v.expected {
+            let first = plan
+                .slots
+                .iter()
+                .zip(&v.expected.slots)
+                .position(|(a, b)| a != b);
+            panic!(
+                "{name} ({}): the CLI plans {} slots, the page {}; first differing slot {first:?}\nCLI:  {:?}\npage: {:?}",
+                v.description,
+                plan.slots.len(),
+                v.expected.slots.len(),
+                first.and_then(|i| plan.slots.get(i)),
+                first.and_then(|i| v.expected.slots.get(i)),
+            );
+        }
+    }
+}
+
+#[test]
+fn defaults_vector_pins_the_cli_default_options() {
+    let all = vectors();
+    let (_, v) = all
+        .iter()
+        .find(|(n, _)| n == "defaults.json")
+        .expect("defaults.json");
+    assert!(
+        v.options.is_none(),
+        "the defaults vector must plan with each side's defaults"
+    );
+    assert_eq!(
+        v.expected.options,
+        PlanOptions::default(),
+        "the page's default plan options differ from the CLI's (planner::DEFAULT_TARGET_DURATION / DEFAULT_MAX_SEGMENT_BYTES)"
+    );
+}
+
+#[test]
+fn vectors_state_their_options_explicitly_except_defaults() {
+    for (name, v) in vectors() {
+        assert_eq!(v.options.is_none(), name == "defaults.json", "{name}");
+    }
+}

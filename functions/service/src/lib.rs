@@ -3,14 +3,19 @@
 //! local runner's queue poller. Domain logic lives in `chunkstream-domain`.
 
 pub mod api;
+pub mod auth;
 pub mod aws;
+pub mod cdn;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod faults;
 pub mod inits;
+pub mod jwt;
+pub mod keys;
 pub mod local;
 pub mod memory;
+pub mod owner;
 #[cfg(feature = "provision")]
 pub mod provision;
 pub mod queue;

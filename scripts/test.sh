@@ -29,6 +29,10 @@ fi
 step "LocalStack" bash localstack/start.sh
 
 # the CLI's end-to-end tests (cli/tests) drive the real runner binary
+# The CLI and Chromium end-to-end runs start the runner without API keys (the
+# explicit open mode); credentials, quotas and the owner routes are tested in
+# functions/service/tests/owner.rs.
+export CHUNKSTREAM_AUTH=open
 step "runner build" cargo build --quiet -p chunkstream-runner
 step "Rust unit + LocalStack integration tests" cargo test --workspace
 

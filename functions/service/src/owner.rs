@@ -96,6 +96,26 @@ impl OwnerConfig {
         Self::from_lookup(&|name| std::env::var(name).ok())
     }
 
+    /// Every variable [`OwnerConfig::from_env`] reads (all optional), found by
+    /// reading a config through a recording lookup; the template test checks
+    /// the cloud stack against it.
+    pub fn variables() -> Vec<String> {
+        let seen = std::sync::Mutex::new(Vec::<String>::new());
+        let _ = Self::from_lookup(&|name: &str| {
+            if let Ok(mut seen) = seen.lock() {
+                seen.push(name.to_string());
+            }
+            Some(match name {
+                "CHUNKSTREAM_AUTH" => "keys".to_string(),
+                n if n.ends_with("_URL") || n.ends_with("_ISSUER") || n.ends_with("_ORIGINS") => {
+                    "http://127.0.0.1:1".to_string()
+                }
+                _ => "1".to_string(),
+            })
+        });
+        seen.into_inner().unwrap_or_default()
+    }
+
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         fn number<T: std::str::FromStr>(
@@ -975,5 +995,13 @@ mod tests {
         );
         let c = OwnerConfig::from_lookup(&|_| None).expect("defaults");
         assert_eq!((c.max_live_sessions, c.retention_days), (5, 30));
+        let vars = OwnerConfig::variables();
+        for name in [
+            "CHUNKSTREAM_OIDC_AUDIENCE",
+            "CHUNKSTREAM_RETENTION_DAYS",
+            "CHUNKSTREAM_ALLOWED_ORIGINS",
+        ] {
+            assert!(vars.iter().any(|v| v == name), "{name} not in {vars:?}");
+        }
     }
 }

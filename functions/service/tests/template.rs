@@ -14,9 +14,12 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use chunkstream::api::{app, AppState, MAX_PRIORITY_WAIT_MS};
+use chunkstream::cdn::NoCdn;
 use chunkstream::clock::{Clock, ManualClock, SystemClock};
 use chunkstream::config::Config;
+use chunkstream::keys::Keys;
 use chunkstream::memory::{MemoryQueue, MemoryStore};
+use chunkstream::owner::{self, OwnerConfig, OwnerState};
 use chunkstream::provision::{queue_name, QueueSettings, STORAGE_TEMPLATE};
 use chunkstream::reaper::{reap_abandoned, ReapSettings, CURSOR_KEY};
 use chunkstream::sessions::{self, Sessions};
@@ -25,7 +28,7 @@ use chunkstream::store::{
     StreamedObject,
 };
 use chunkstream::worker::{handle_batch, Worker};
-use chunkstream_domain::plan::PlanLimits;
+use chunkstream_domain::plan::{PlanLimits, SegmentPlan};
 use chunkstream_domain::state::SchedulePolicy;
 use common::*;
 use serde_yaml_ng::Value;
@@ -80,7 +83,12 @@ fn the_cloud_stack_sets_every_required_variable_and_only_variables_the_code_read
         vars.iter().any(|(n, _)| n == "CHUNKSTREAM_BUCKET"),
         "recording lookup saw nothing: {vars:?}"
     );
-    let read: BTreeSet<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
+    let owner_vars = chunkstream::owner::OwnerConfig::variables();
+    let read: BTreeSet<&str> = vars
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .chain(owner_vars.iter().map(String::as_str))
+        .collect();
     let required: BTreeSet<&str> = vars
         .iter()
         .filter(|(_, required)| *required)
@@ -488,11 +496,14 @@ struct Roles {
     clock: Arc<ManualClock>,
     state: AppState,
     worker_sessions: Sessions,
+    api_owners: OwnerState,
+    worker_owners: OwnerState,
+    key: String,
 }
 
 impl Api for Roles {
     fn app_router(&self) -> axum::Router {
-        app(self.state.clone())
+        owner::wrap(app(self.state.clone()), self.api_owners.clone())
     }
 }
 
@@ -522,8 +533,29 @@ impl Roles {
             queue: queue.clone(),
             events: Default::default(),
         };
+        let worker_sessions = Sessions::with_clock(worker.clone(), clock.clone());
+        let owner_config = OwnerConfig::from_lookup(&|name| {
+            (name == "CHUNKSTREAM_RETENTION_DAYS").then(|| "1".to_string())
+        })
+        .unwrap();
+        let owners = |sessions: Sessions| {
+            owner::owner_state(
+                owner_config.clone(),
+                sessions,
+                "http://127.0.0.1:9".into(),
+                Duration::from_secs(300),
+                Arc::new(NoCdn),
+            )
+        };
+        // Issued by the admin command (the operator's credentials, not a role).
+        let key = futures::executor::block_on(Keys::new(memory.clone()).issue("alice", "iam"))
+            .unwrap()
+            .key;
         Self {
-            worker_sessions: Sessions::with_clock(worker.clone(), clock.clone()),
+            api_owners: owners(state.sessions.clone()),
+            worker_owners: owners(worker_sessions.clone()),
+            key,
+            worker_sessions,
             memory,
             api,
             worker,
@@ -542,7 +574,7 @@ impl Roles {
     /// Creates a video, uploads its inits and every slot, and reports them.
     async fn uploaded_video(&self, viewer_fetches_init_first: bool) -> String {
         let media = media();
-        let (id, secret, created) = create_session(self, &media.plan).await;
+        let (id, secret, created) = self.create(&media.plan).await;
         for (i, u) in created["init_uploads"]
             .as_array()
             .unwrap()
@@ -615,6 +647,17 @@ impl Roles {
         id
     }
 
+    async fn create(&self, plan: &SegmentPlan) -> (String, String, serde_json::Value) {
+        let body = serde_json::to_string(plan).unwrap();
+        let (status, created) = self
+            .call("POST", "/api/videos", Some(&self.key), Some(&body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let id = created["video_id"].as_str().unwrap().to_string();
+        let secret = created["upload_secret"].as_str().unwrap().to_string();
+        (id, secret, created)
+    }
+
     async fn drain(&self) {
         let worker = Worker::new(self.worker_sessions.clone());
         for _ in 0..100 {
@@ -650,8 +693,48 @@ async fn each_role_grants_exactly_the_s3_calls_its_function_makes() {
             .await;
         assert_eq!(code, StatusCode::OK);
     }
+    // The owner: their list, keeping one, deleting one mid-upload.
+    for path in ["/api/me", "/api/me/videos"] {
+        let (code, body) = r.call("GET", path, Some(&r.key), None).await;
+        assert_eq!(code, StatusCode::OK, "{path}: {body}");
+    }
+    for kept in ["true", "false"] {
+        let body = format!("{{\"kept\":{kept}}}");
+        let uri = format!("/api/me/videos/{by_viewer}/keep");
+        let (code, answer) = r.call("POST", &uri, Some(&r.key), Some(&body)).await;
+        assert_eq!(code, StatusCode::OK, "{answer}");
+    }
+    let (deleted, secret, _) = r.create(&media.plan).await;
+    let batch = next(&r, &deleted, &secret, 2).await;
+    let first = &batch["assignments"][0];
+    r.upload(
+        &first["uploads"][0],
+        &media.segments[first["slot"].as_u64().unwrap() as usize][0],
+    );
+    let upload = &batch["assignments"][1]["uploads"][0];
+    let (code, _) = r
+        .call(
+            "DELETE",
+            &format!("/api/me/videos/{deleted}"),
+            Some(&r.key),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let late_slot = batch["assignments"][1]["slot"].as_u64().unwrap() as usize;
+    r.upload(upload, &media.segments[late_slot][0]); // a PUT that was under way
+    let (code, _) = r
+        .call(
+            "POST",
+            &format!("/api/videos/{deleted}/slots/0/uploaded"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::GONE);
+
     // The reaper: an abandoned upload and a half-created session.
-    let (abandoned, _, _) = create_session(&r, &media.plan).await;
+    let (abandoned, _, _) = r.create(&media.plan).await;
     r.memory
         .insert(&sessions::live_key("halfcreatedsession0000"), "0");
     r.clock.advance(TTL.as_millis() as u64 + 1);
@@ -674,6 +757,15 @@ async fn each_role_grants_exactly_the_s3_calls_its_function_makes() {
         .await
         .unwrap();
     assert!(r.memory.object(CURSOR_KEY).is_some());
+    // Retention (with the reaper): the videos expire; the deleted one's late PUT is swept.
+    r.clock.advance(24 * 3600 * 1000);
+    let expired = owner::expire_due(&r.worker_owners).await.unwrap();
+    assert!(expired.expired.contains(&by_worker), "{expired:?}");
+    assert_eq!(expired.swept, vec![deleted.clone()]);
+    assert!(r
+        .memory
+        .keys(&sessions::incoming_prefix(&deleted))
+        .is_empty());
 
     assert_least_privilege("ApiRole", &r.api.needs());
     assert_least_privilege("WorkerRole", &r.worker.needs());

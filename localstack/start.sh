@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Start LocalStack (S3 + SQS only) natively from localstack/.venv, in the background.
+# Start LocalStack (S3, SQS, CloudFormation) natively from localstack/.venv, in the background.
+# CloudFormation deploys infra/storage.yaml (bucket + queues); LocalStack's free
+# edition has no native Lambda, API Gateway v2 or CloudFront, so the local runner
+# plays those parts.
 #
-# Idempotent: if something on 127.0.0.1:4566 already reports s3 and sqs as
+# Idempotent: if something on 127.0.0.1:4566 already reports s3, sqs and cloudformation as
 # available/running in /_localstack/health, this does nothing and exits 0
 # (that also covers the Docker path: `docker compose up -d` in this folder).
 #
@@ -10,7 +13,7 @@
 #   state/tmp -> localstack/data/filesystem/ (wiped by LocalStack on every start/stop;
 #                nothing is persisted: a restart means empty buckets and queues)
 #
-# Env knobs: LOCALSTACK_START_TIMEOUT (seconds, default 120).
+# Env knobs: LOCALSTACK_START_TIMEOUT (seconds, default 120), AWS_ENDPOINT_URL (port).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,17 +21,23 @@ data="$here/data"
 venv="$here/.venv"
 pidfile="$data/localstack.pid"
 logfile="$data/localstack.log"
-endpoint="http://127.0.0.1:4566"
+# Another port than 4566 (e.g. a second LocalStack beside a shared one): set
+# AWS_ENDPOINT_URL=http://127.0.0.1:PORT, as scripts/env.sh reads it too.
+endpoint="${AWS_ENDPOINT_URL:-http://127.0.0.1:4566}"
+port="${endpoint##*:}"; port="${port%%/*}"
 timeout="${LOCALSTACK_START_TIMEOUT:-120}"
 
 log() { printf '[localstack] %s\n' "$*" >&2; }
 
-# Succeeds when health reports both s3 and sqs as available or running.
+services=(s3 sqs cloudformation)
+
+# Succeeds when health reports every service in $services as available or running.
 health() {
-  local body
+  local body s
   body="$(curl -fsS --max-time 2 "$endpoint/_localstack/health" 2>/dev/null)" || return 1
-  grep -Eq '"s3": *"(available|running)"' <<<"$body" \
-    && grep -Eq '"sqs": *"(available|running)"' <<<"$body"
+  for s in "${services[@]}"; do
+    grep -Eq "\"$s\": *\"(available|running)\"" <<<"$body" || return 1
+  done
 }
 
 ours_alive() {
@@ -40,15 +49,16 @@ ours_alive() {
 }
 
 if health; then
-  log "already running and healthy at $endpoint (s3, sqs)"
+  log "already running and healthy at $endpoint (${services[*]})"
   exit 0
 fi
 
 if ! ours_alive; then
   rm -f "$pidfile"
   if curl -sS --max-time 2 -o /dev/null "$endpoint/" 2>/dev/null; then
-    log "something else answers on $endpoint but its health does not show s3+sqs ready;"
-    log "stop it (or 'docker compose down' in localstack/) and retry"
+    log "something else answers on $endpoint but its health does not show ${services[*]} ready"
+    log "(a LocalStack started before cloudformation was added?): stop it with localstack/stop.sh"
+    log "(or 'docker compose down' in localstack/) and retry"
     exit 1
   fi
   if ! "$venv/bin/python" -c 'import localstack' 2>/dev/null; then
@@ -76,9 +86,9 @@ if ! ours_alive; then
   (
     cd "$data"
     exec env \
-      SERVICES=s3,sqs \
-      GATEWAY_LISTEN=127.0.0.1:4566 \
-      LOCALSTACK_HOST=127.0.0.1:4566 \
+      SERVICES="$(IFS=,; echo "${services[*]}")" \
+      GATEWAY_LISTEN="127.0.0.1:$port" \
+      LOCALSTACK_HOST="127.0.0.1:$port" \
       SQS_ENDPOINT_STRATEGY=path \
       S3_SKIP_SIGNATURE_VALIDATION=0 \
       EAGER_SERVICE_LOADING=1 \

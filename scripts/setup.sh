@@ -35,6 +35,19 @@ if [ ! -x "$tools/bin/cargo-lambda" ]; then
   "$tools/bin/pip" install -q cargo-lambda
 fi
 
+# SAM CLI + cfn-lint (infra/requirements.txt) in their own venv: sam pins its own
+# boto3/botocore, which must not meet LocalStack's or cargo-lambda's.
+sam_venv="$tools/sam"
+sam_stamp="$sam_venv/.installed-$(sha256sum infra/requirements.txt | cut -c1-16)"
+if [ ! -f "$sam_stamp" ]; then
+  log "installing the SAM CLI and cfn-lint into .tools/sam (from PyPI)"
+  python3.11 -m venv "$sam_venv" 2>/dev/null || python3 -m venv "$sam_venv"
+  "$sam_venv/bin/pip" install -q --upgrade pip
+  "$sam_venv/bin/pip" install -q -r infra/requirements.txt
+  rm -f "$sam_venv"/.installed-*
+  touch "$sam_stamp"
+fi
+
 if [ -f web/package.json ]; then
   if [ ! -d web/node_modules ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
     log "npm ci in web/"

@@ -16,6 +16,8 @@ import { trace } from './lib/trace.ts';
 import { describe, Uploader } from './lib/uploader.ts';
 import type { LocalSlotState, ProgressInfo } from './lib/uploader.ts';
 import { drawSlotMap, formatBytes, formatDuration, formatRate } from './ui.ts';
+import { needsKey, OwnerApi } from './lib/credentials.ts';
+import { MyVideos } from './my-videos.ts';
 
 type PageState = 'idle' | 'analyzing' | 'confirm' | 'creating' | 'uploading' | 'pausing' | 'paused' | 'complete' | 'error' | 'cancelled';
 
@@ -68,6 +70,12 @@ const api = new Api(apiBase, {
   onRetry: (e, attempt, delay) => showConnection(`Connection problem (${describe(e)}); retrying in ${Math.ceil(delay / 1000)} s (attempt ${attempt + 1}).`),
   onRecovered: () => showConnection(null),
 });
+
+const ownerApi = new OwnerApi(apiBase);
+const myVideos = new MyVideos(ownerApi, (v) =>
+  showMessage('info', `To resume “${v.title}”, pick the same file again: the upload continues where it stopped, same link.`),
+);
+void myVideos.refresh();
 
 let current: { uploader: Uploader | null; token: number } = { uploader: null, token: 0 };
 
@@ -288,7 +296,7 @@ async function handleFile(file: File): Promise<void> {
     try {
       const body = sessionRequest(analysis, plan, fingerprint);
       trace('create-request');
-      const res = await api.createSession(body);
+      const res = await ownerApi.createSession(body);
       trace('create-response');
       stored = {
         videoId: res.video_id,
@@ -304,9 +312,11 @@ async function handleFile(file: File): Promise<void> {
       };
       initUploads = res.init_uploads;
       saveSession(fingerprint, stored);
+      void myVideos.refresh();
     } catch (e) {
       if (stale()) return;
       setState('error');
+      if (needsKey(e)) myVideos.askForKey(`The server needs a valid API key (${describe(e)}). Paste it below, then pick the file again.`);
       showMessage('error', `The server refused this video: ${describe(e)}`);
       return;
     }

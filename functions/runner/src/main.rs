@@ -1,6 +1,7 @@
-//! The local runner: provisions LocalStack, serves the API Router plus the
-//! static web pages on 127.0.0.1, plays Lambda's SQS event source mappings
-//! (priority queue first) and runs the reaper periodically.
+//! The local runner: deploys the storage stack (infra/storage.yaml) on
+//! LocalStack, serves the API Router plus the static web pages on 127.0.0.1,
+//! plays Lambda's SQS event source mappings (priority queue first) and runs
+//! the reaper periodically.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chunkstream::config::Config;
 use chunkstream::local::{run_poller, PollerSettings};
+use chunkstream::owner::{self, OwnerConfig};
 use chunkstream::provision::{provision, QueueSettings};
 use chunkstream::worker::Worker;
 use chunkstream::{api, app_state, aws, reaper, telemetry};
@@ -36,9 +38,18 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let clients = aws::clients_from_env().await;
-    let queues = provision(&clients, &bucket, &queue_prefix, &QueueSettings::default())
-        .await
-        .context("provisioning LocalStack (is it running? see localstack/start.sh)")?;
+    let cloudformation = aws::cloudformation_from_env().await;
+    let queues = provision(
+        &cloudformation,
+        &bucket,
+        &queue_prefix,
+        &QueueSettings::default(),
+    )
+    .await
+    .context(
+        "deploying infra/storage.yaml on LocalStack (is it running with cloudformation? \
+         see localstack/start.sh)",
+    )?;
     let config = Config::from_env_with(&[
         ("CHUNKSTREAM_BUCKET", bucket.clone()),
         (
@@ -55,7 +66,27 @@ async fn main() -> anyhow::Result<()> {
         ),
     ])?;
     let reap_settings = reaper::ReapSettings::from_config(&config);
+    let owner_config = OwnerConfig::from_env()?;
     let state = app_state(config, &clients);
+    let owners = owner::owner_state_from_env(
+        owner_config,
+        state.sessions.clone(),
+        state.config.public_base_url.clone(),
+        state.config.presign_ttl,
+    )
+    .await;
+    // Keys are required unless CHUNKSTREAM_AUTH=open: a development key per start.
+    let dev_key = if owners.config.auth.open {
+        None
+    } else {
+        let issued = owners
+            .auth
+            .keys()
+            .issue("dev", "local runner")
+            .await
+            .context("issuing the development API key")?;
+        Some(issued.key)
+    };
 
     let worker = Worker::new(state.sessions.clone());
     tokio::spawn(run_poller(
@@ -70,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
     ));
     let reaper_sessions = state.sessions.clone();
     let reaper_queue = state.queue.clone();
+    let reaper_owners = owners.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(reap_every);
         loop {
@@ -87,15 +119,29 @@ async fn main() -> anyhow::Result<()> {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = format!("{e:#}"), "reaper failed"),
             }
+            match owner::expire_due(&reaper_owners).await {
+                Ok(r) if !r.expired.is_empty() || !r.swept.is_empty() => {
+                    tracing::info!(report = ?r, "retention")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "retention pass failed"),
+            }
         }
     });
 
-    let app = api::app(state).fallback_service(ServeDir::new(&web_dir));
+    let app = owner::wrap(api::app(state), owners).fallback_service(ServeDir::new(&web_dir));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     tracing::info!(%listen, %web_dir, %bucket, "runner ready");
     println!("Chunkstream is running: open http://{listen}/");
+    match &dev_key {
+        Some(key) => println!(
+            "Development API key (owner 'dev'; the page asks for it once): {key}\n\
+             (CHUNKSTREAM_AUTH=open runs without keys; chunkstream-admin issues more)"
+        ),
+        None => println!("Running open (CHUNKSTREAM_AUTH=open): no API key needed"),
+    }
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -19,3 +19,11 @@ pub async fn clients_from_env() -> AwsClients {
         sqs: aws_sdk_sqs::Client::new(&shared),
     }
 }
+
+/// A CloudFormation client from the same environment: the local runner deploys
+/// the storage stack with it ([`crate::provision`]).
+#[cfg(feature = "provision")]
+pub async fn cloudformation_from_env() -> aws_sdk_cloudformation::Client {
+    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    aws_sdk_cloudformation::Client::new(&shared)
+}

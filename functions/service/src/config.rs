@@ -72,6 +72,36 @@ impl Config {
         Self::from_lookup(&|name: &str| std::env::var(name).ok())
     }
 
+    /// Every variable [`Config::from_env`] reads, with whether it is required
+    /// (its absence stops the process). Found by reading a config through a
+    /// recording lookup, so it cannot drift from the code above; the template
+    /// test checks the cloud stack against it.
+    pub fn variables() -> Vec<(String, bool)> {
+        // A value every variable accepts: URLs where a URL is read, else a number.
+        let valid = |name: &str| {
+            Some(if name.ends_with("_URL") || name.ends_with("_ENDPOINT") {
+                "http://127.0.0.1:1".to_string()
+            } else {
+                "1".to_string()
+            })
+        };
+        let seen = std::sync::Mutex::new(Vec::<String>::new());
+        let _ = Self::from_lookup(&|name: &str| {
+            if let Ok(mut seen) = seen.lock() {
+                seen.push(name.to_string());
+            }
+            valid(name)
+        });
+        let names = seen.into_inner().unwrap_or_default();
+        names
+            .iter()
+            .map(|name| {
+                let without = Self::from_lookup(&|n: &str| if n == name { None } else { valid(n) });
+                (name.clone(), without.is_err())
+            })
+            .collect()
+    }
+
     fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let vars = Vars { lookup };
         let defaults = PlanLimits::default();

@@ -3,7 +3,9 @@
 //! local runner's queue poller. Domain logic lives in `chunkstream-domain`.
 
 pub mod api;
+pub mod auth;
 pub mod aws;
+pub mod cdn;
 pub mod clock;
 pub mod config;
 pub mod counting;
@@ -11,9 +13,13 @@ pub mod error;
 pub mod faults;
 pub mod hints;
 pub mod inits;
+pub mod jwt;
+pub mod keys;
 pub mod local;
 pub mod memory;
+pub mod owner;
 pub mod previews;
+#[cfg(feature = "provision")]
 pub mod provision;
 pub mod queue;
 pub mod reaper;

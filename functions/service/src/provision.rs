@@ -1,15 +1,21 @@
-//! Idempotent provisioning of the bucket and the queues, with the same names
-//! and settings as the cloud template (infra/template.yaml).
+//! Provisions the bucket and the job queues by deploying `infra/storage.yaml`
+//! — the same template the cloud stack nests — with CloudFormation (LocalStack
+//! locally). There is no second definition of these resources in code.
 
-use anyhow::Context;
-use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
-use aws_sdk_sqs::types::QueueAttributeName;
+use std::collections::HashMap;
+use std::time::Duration;
 
-use crate::aws::AwsClients;
+use anyhow::{bail, Context};
+use aws_sdk_cloudformation::error::ProvideErrorMetadata;
+use aws_sdk_cloudformation::types::{Parameter, StackStatus};
+use aws_sdk_cloudformation::Client;
 
-/// Queue settings shared with infra/template.yaml.
-#[derive(Debug, Clone)]
+/// The storage template, embedded so the runner needs no file at run time.
+pub const STORAGE_TEMPLATE: &str = include_str!("../../../infra/storage.yaml");
+
+/// Queue settings: parameters of the storage template. The defaults are the
+/// template's own (a test pins that they agree).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueSettings {
     pub visibility_timeout_secs: u32,
     pub max_receive_count: u32,
@@ -18,8 +24,8 @@ pub struct QueueSettings {
 impl Default for QueueSettings {
     fn default() -> Self {
         Self {
-            visibility_timeout_secs: 60,
-            max_receive_count: 3,
+            visibility_timeout_secs: 180,
+            max_receive_count: 5,
         }
     }
 }
@@ -33,147 +39,198 @@ pub struct Provisioned {
     pub normal_dlq_url: String,
 }
 
+/// `{prefix}-jobs-{lane}[-dlq]`, as `infra/storage.yaml` names the queues.
 pub fn queue_name(prefix: &str, lane: &str, dlq: bool) -> String {
     format!("{prefix}-jobs-{lane}{}", if dlq { "-dlq" } else { "" })
 }
 
+/// The storage stack's name for a queue prefix.
+pub fn stack_name(queue_prefix: &str) -> String {
+    format!("{queue_prefix}-storage")
+}
+
+const POLL: Duration = Duration::from_millis(200);
+const DEPLOY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Creates the storage stack `{queue_prefix}-storage`, or updates it to these
+/// parameters when it exists, waits for it and returns its outputs.
 pub async fn provision(
-    clients: &AwsClients,
+    cloudformation: &Client,
     bucket: &str,
     queue_prefix: &str,
     settings: &QueueSettings,
 ) -> anyhow::Result<Provisioned> {
-    ensure_bucket(clients, bucket).await?;
-    let (priority_dlq_url, priority_queue_url) =
-        ensure_lane(clients, queue_prefix, "priority", settings).await?;
-    let (normal_dlq_url, normal_queue_url) =
-        ensure_lane(clients, queue_prefix, "normal", settings).await?;
+    let stack = stack_name(queue_prefix);
+    let parameters = [
+        ("BucketName", bucket.to_string()),
+        ("QueuePrefix", queue_prefix.to_string()),
+        (
+            "VisibilityTimeoutSecs",
+            settings.visibility_timeout_secs.to_string(),
+        ),
+        ("MaxReceiveCount", settings.max_receive_count.to_string()),
+    ]
+    .map(|(k, v)| {
+        Parameter::builder()
+            .parameter_key(k)
+            .parameter_value(v)
+            .build()
+    });
+
+    match status(cloudformation, &stack).await? {
+        None => create(cloudformation, &stack, &parameters).await?,
+        // A failed first creation leaves a stack that can only be deleted.
+        Some(StackStatus::RollbackComplete) => {
+            cloudformation
+                .delete_stack()
+                .stack_name(&stack)
+                .send()
+                .await
+                .with_context(|| format!("deleting failed stack {stack}"))?;
+            wait(cloudformation, &stack).await?;
+            create(cloudformation, &stack, &parameters).await?
+        }
+        Some(_) => {
+            let updated = cloudformation
+                .update_stack()
+                .stack_name(&stack)
+                .template_body(STORAGE_TEMPLATE)
+                .set_parameters(Some(parameters.to_vec()))
+                .send()
+                .await;
+            match updated {
+                Ok(_) => {}
+                Err(e) if e.message().is_some_and(|m| m.contains("No updates")) => {}
+                Err(e) => return Err(e).with_context(|| format!("updating stack {stack}")),
+            }
+        }
+    }
+    let outputs = wait(cloudformation, &stack).await?;
+    let output = |key: &str| {
+        outputs
+            .get(key)
+            .cloned()
+            .with_context(|| format!("stack {stack} has no output {key}"))
+    };
     Ok(Provisioned {
-        bucket: bucket.to_string(),
-        priority_queue_url,
-        normal_queue_url,
-        priority_dlq_url,
-        normal_dlq_url,
+        bucket: output("BucketName")?,
+        priority_queue_url: output("PriorityQueueUrl")?,
+        normal_queue_url: output("NormalQueueUrl")?,
+        priority_dlq_url: output("PriorityDlqUrl")?,
+        normal_dlq_url: output("NormalDlqUrl")?,
     })
 }
 
-async fn ensure_bucket(clients: &AwsClients, bucket: &str) -> anyhow::Result<()> {
-    if let Err(e) = clients.s3.create_bucket().bucket(bucket).send().await {
-        let code = e
-            .as_service_error()
-            .and_then(|s| s.code())
-            .unwrap_or_default()
-            .to_string();
-        if code != "BucketAlreadyOwnedByYou" && code != "BucketAlreadyExists" {
-            return Err(e).with_context(|| format!("creating bucket {bucket}"));
-        }
-    }
-    // Browsers PUT segments straight to S3 and read them back from any origin.
-    let rule = CorsRule::builder()
-        .allowed_origins("*")
-        .allowed_methods("GET")
-        .allowed_methods("PUT")
-        .allowed_methods("HEAD")
-        .allowed_headers("*")
-        .expose_headers("ETag")
-        .max_age_seconds(3600)
-        .build()
-        .context("building CORS rule")?;
-    clients
-        .s3
-        .put_bucket_cors()
-        .bucket(bucket)
-        .cors_configuration(
-            CorsConfiguration::builder()
-                .cors_rules(rule)
-                .build()
-                .context("CORS")?,
-        )
+async fn create(
+    cloudformation: &Client,
+    stack: &str,
+    parameters: &[Parameter],
+) -> anyhow::Result<()> {
+    cloudformation
+        .create_stack()
+        .stack_name(stack)
+        .template_body(STORAGE_TEMPLATE)
+        .set_parameters(Some(parameters.to_vec()))
         .send()
         .await
-        .with_context(|| format!("setting CORS on {bucket}"))?;
+        .with_context(|| format!("creating stack {stack}"))?;
     Ok(())
 }
 
-async fn ensure_queue(
-    clients: &AwsClients,
-    name: &str,
-    attributes: Vec<(QueueAttributeName, String)>,
-) -> anyhow::Result<String> {
-    let created = clients
-        .sqs
-        .create_queue()
-        .queue_name(name)
-        .set_attributes(Some(attributes.iter().cloned().collect()))
+/// The stack's status, `None` if there is no such stack.
+async fn status(cloudformation: &Client, stack: &str) -> anyhow::Result<Option<StackStatus>> {
+    match cloudformation
+        .describe_stacks()
+        .stack_name(stack)
         .send()
-        .await;
-    match created {
-        Ok(out) => out
-            .queue_url
-            .with_context(|| format!("no URL for queue {name}")),
-        Err(_) => {
-            // Exists with other attributes: bring it in line.
-            let url = clients
-                .sqs
-                .get_queue_url()
-                .queue_name(name)
-                .send()
-                .await
-                .with_context(|| format!("creating or finding queue {name}"))?
-                .queue_url
-                .with_context(|| format!("no URL for queue {name}"))?;
-            clients
-                .sqs
-                .set_queue_attributes()
-                .queue_url(&url)
-                .set_attributes(Some(attributes.into_iter().collect()))
-                .send()
-                .await
-                .with_context(|| format!("updating queue {name}"))?;
-            Ok(url)
-        }
+        .await
+    {
+        Ok(out) => Ok(out
+            .stacks()
+            .first()
+            .and_then(|s| s.stack_status().cloned())
+            .filter(|s| *s != StackStatus::DeleteComplete)),
+        Err(e) if e.message().is_some_and(|m| m.contains("does not exist")) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("describing stack {stack}")),
     }
 }
 
-async fn ensure_lane(
-    clients: &AwsClients,
-    prefix: &str,
-    lane: &str,
-    settings: &QueueSettings,
-) -> anyhow::Result<(String, String)> {
-    let dlq_name = queue_name(prefix, lane, true);
-    let dlq_url = ensure_queue(
-        clients,
-        &dlq_name,
-        vec![(
-            QueueAttributeName::MessageRetentionPeriod,
-            (14 * 24 * 3600).to_string(),
-        )],
-    )
-    .await?;
-    let dlq_arn = clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(QueueAttributeName::QueueArn)
+/// Waits until the stack leaves its `*_IN_PROGRESS` state; returns its outputs
+/// if it ended complete, else the failure reasons from its events.
+async fn wait(cloudformation: &Client, stack: &str) -> anyhow::Result<HashMap<String, String>> {
+    let deadline = tokio::time::Instant::now() + DEPLOY_TIMEOUT;
+    loop {
+        let described = match cloudformation
+            .describe_stacks()
+            .stack_name(stack)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            // Deleted while we waited (the delete of a failed stack).
+            Err(e) if e.message().is_some_and(|m| m.contains("does not exist")) => {
+                return Ok(HashMap::new())
+            }
+            Err(e) => return Err(e).with_context(|| format!("describing stack {stack}")),
+        };
+        let Some(s) = described.stacks().first() else {
+            bail!("stack {stack} vanished");
+        };
+        let status = s
+            .stack_status()
+            .cloned()
+            .unwrap_or(StackStatus::CreateInProgress);
+        let name = status.as_str();
+        if !name.ends_with("_IN_PROGRESS") {
+            if matches!(
+                status,
+                StackStatus::CreateComplete
+                    | StackStatus::UpdateComplete
+                    | StackStatus::DeleteComplete
+            ) {
+                return Ok(s
+                    .outputs()
+                    .iter()
+                    .filter_map(|o| {
+                        Some((o.output_key()?.to_string(), o.output_value()?.to_string()))
+                    })
+                    .collect());
+            }
+            bail!(
+                "stack {stack} ended {name}: {}",
+                failure_reasons(cloudformation, stack).await
+            );
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("stack {stack} still {name} after {DEPLOY_TIMEOUT:?}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn failure_reasons(cloudformation: &Client, stack: &str) -> String {
+    let Ok(events) = cloudformation
+        .describe_stack_events()
+        .stack_name(stack)
         .send()
         .await
-        .with_context(|| format!("reading ARN of {dlq_name}"))?
-        .attributes
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .with_context(|| format!("no ARN for {dlq_name}"))?;
-    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": settings.max_receive_count});
-    let url = ensure_queue(
-        clients,
-        &queue_name(prefix, lane, false),
-        vec![
-            (
-                QueueAttributeName::VisibilityTimeout,
-                settings.visibility_timeout_secs.to_string(),
-            ),
-            (QueueAttributeName::RedrivePolicy, redrive.to_string()),
-        ],
-    )
-    .await?;
-    Ok((dlq_url, url))
+    else {
+        return "(no events)".into();
+    };
+    events
+        .stack_events()
+        .iter()
+        .filter(|e| {
+            e.resource_status()
+                .is_some_and(|s| s.as_str().ends_with("_FAILED"))
+        })
+        .filter_map(|e| {
+            Some(format!(
+                "{}: {}",
+                e.logical_resource_id()?,
+                e.resource_status_reason().unwrap_or("?")
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }

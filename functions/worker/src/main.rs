@@ -2,6 +2,7 @@
 //! to the shared batch handler; an EventBridge schedule event runs the reaper.
 
 use aws_lambda_events::event::sqs::SqsEvent;
+use chunkstream::owner::{self, OwnerConfig};
 use chunkstream::queue::SqsQueues;
 use chunkstream::sessions::Sessions;
 use chunkstream::store::S3Store;
@@ -36,10 +37,18 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config.normal_queue_url.clone(),
     ));
     let reap_settings = reaper::ReapSettings::from_config(&config);
+    let owners = owner::owner_state_from_env(
+        OwnerConfig::from_env()?,
+        sessions.clone(),
+        config.public_base_url.clone(),
+        config.presign_ttl,
+    )
+    .await;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let worker = worker.clone();
         let sessions = sessions.clone();
         let queue = queue.clone();
+        let owners = owners.clone();
         async move {
             if event.payload.get("Records").is_some() {
                 let deadline = invocation_deadline(event.context.deadline);
@@ -50,7 +59,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             } else {
                 let report =
                     reaper::reap_abandoned(&sessions, queue.as_ref(), &reap_settings).await?;
-                Ok(serde_json::to_value(report)?)
+                // Retention runs with the reaper (same schedule).
+                let retention = owner::expire_due(&owners).await?;
+                Ok(serde_json::json!({"reaper": report, "retention": retention}))
             }
         }
     }))

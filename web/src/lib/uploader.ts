@@ -15,7 +15,7 @@
  *    leased, presigned assignment of the slots it names, so a seek costs no extra round trip.
  * Each slot's segments are generated only when the slot is about to be sent (plus one ahead).
  */
-import { ApiError, isTransient, sleep, withRetry } from './api.ts';
+import { ApiError, isTransient, retryDelayMs, sleep, withRetry } from './api.ts';
 import type { Api, Assignment, PresignedUpload, PriorityResponse, StatusResponse } from './api.ts';
 import type { Analysis } from './analyze.ts';
 import { LinkMeter } from './link-meter.ts';
@@ -958,7 +958,8 @@ export class Uploader {
           return;
         }
         failures++;
-        await sleep(Math.min(15_000, 250 * 2 ** Math.min(failures, 6)), signal).catch(() => undefined);
+        // a 503 under contention says when to come back (Retry-After)
+        await sleep(retryDelayMs(e, Math.min(15_000, 250 * 2 ** Math.min(failures, 6))), signal).catch(() => undefined);
       }
     }
   }

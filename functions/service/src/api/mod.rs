@@ -19,8 +19,8 @@ use crate::error::ApiError;
 use crate::queue::JobQueue;
 use crate::sessions::{SessionRecord, Sessions};
 
-use playback::{hls_master, hls_media_playlist, init_segment, manifest, media_segment};
 pub(crate) use playback::stream_object;
+use playback::{hls_master, hls_media_playlist, init_segment, manifest, media_segment};
 use uploads::{create_video, init_uploads, next_assignments, slot_uploaded};
 use viewers::{prioritize, priority_feed, status};
 
@@ -56,7 +56,9 @@ impl PriorityEvents {
 
 /// How often a waiting long poll re-reads the state (changes made by other processes).
 pub(crate) const PRIORITY_POLL_MS: u64 = 250;
-pub(crate) const MAX_PRIORITY_WAIT_MS: u64 = 25_000;
+/// The longest request the API serves: a priority long poll's cap. The API
+/// Lambda's timeout (infra/template.yaml) must be above it (pinned by a test).
+pub const MAX_PRIORITY_WAIT_MS: u64 = 25_000;
 
 /// Largest request body accepted: a plan of `max_slots` slots fits easily.
 pub(crate) const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -87,12 +89,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v/{id}/hls/{file}", get(hls_media_playlist))
         .merge(crate::previews::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(
-            tower_http::cors::CorsLayer::new()
-                .allow_origin(tower_http::cors::Any)
-                .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
-                .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION]),
-        )
+        // CORS is one layer around the whole API: `owner::wrap` (auth::AuthConfig::cors_layer)
         .with_state(state)
 }
 

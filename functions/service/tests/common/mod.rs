@@ -32,13 +32,22 @@ pub fn endpoint() -> String {
     std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
 }
 
-pub async fn localstack_clients() -> AwsClients {
-    let shared = aws_config::defaults(BehaviorVersion::latest())
+async fn localstack_config() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
         .load()
-        .await;
+        .await
+}
+
+/// For deploying infra/storage.yaml (see `chunkstream::provision`).
+pub async fn localstack_cloudformation() -> aws_sdk_cloudformation::Client {
+    aws_sdk_cloudformation::Client::new(&localstack_config().await)
+}
+
+pub async fn localstack_clients() -> AwsClients {
+    let shared = localstack_config().await;
     let s3 = aws_sdk_s3::config::Builder::from(&shared)
         .force_path_style(true)
         .build();
@@ -67,7 +76,7 @@ impl TestStack {
     pub async fn with(settings: QueueSettings, tweak: impl FnOnce(&mut Config)) -> Self {
         let clients = localstack_clients().await;
         let name = unique("cs-test");
-        let queues = provision(&clients, &name, &name, &settings)
+        let queues = provision(&localstack_cloudformation().await, &name, &name, &settings)
             .await
             .expect("LocalStack must be running (localstack/start.sh)");
         let mut config = Config {

@@ -651,13 +651,63 @@ impl Roles {
             }
         }
         status(self, &id).await;
-        for path in ["manifest.mpd", "master.m3u8", "hls/0.m3u8"] {
+        self.send_preview(&id, &secret).await;
+        for path in [
+            "manifest.mpd",
+            "master.m3u8",
+            "hls/0.m3u8",
+            "previews/thumbnails.vtt",
+        ] {
             let (code, _) = self
                 .call("GET", &format!("/v/{id}/{path}"), None, None)
                 .await;
             assert_eq!(code, StatusCode::OK, "{path}");
         }
         id
+    }
+
+    /// The uploader sends seek-bar preview sprite 0 (presigned PUT, check, publish); a viewer reads it.
+    async fn send_preview(&self, id: &str, secret: &str) {
+        let (code, layout) = self
+            .call("GET", &format!("/api/videos/{id}/previews"), None, None)
+            .await;
+        assert_eq!(code, StatusCode::OK, "{layout}");
+        let (w, h) = (
+            layout["sprite_width"].as_u64().unwrap(),
+            layout["sprite_height"].as_u64().unwrap(),
+        );
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc2=s={w}x{h}"))
+            .args(["-frames:v", "1", "-f", "mjpeg", "-"])
+            .output()
+            .expect("ffmpeg (scripts/setup.sh)");
+        assert!(out.status.success());
+        let jpeg = out.stdout;
+        let body = format!(r#"{{"sprites":[{{"index":0,"size":{}}}]}}"#, jpeg.len());
+        let (code, presigned) = self
+            .call(
+                "POST",
+                &format!("/api/videos/{id}/previews"),
+                Some(secret),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(code, StatusCode::OK, "{presigned}");
+        self.upload(&presigned["uploads"][0], &jpeg);
+        let (code, published) = self
+            .call(
+                "POST",
+                &format!("/api/videos/{id}/previews/0/uploaded"),
+                Some(secret),
+                None,
+            )
+            .await;
+        assert_eq!(code, StatusCode::OK, "{published}");
+        let (code, _) = self
+            .call("GET", &format!("/v/{id}/previews/0.jpg"), None, None)
+            .await;
+        assert_eq!(code, StatusCode::OK);
     }
 
     async fn create(&self, plan: &SegmentPlan) -> (String, String, serde_json::Value) {

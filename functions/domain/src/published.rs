@@ -146,26 +146,16 @@ impl PublishState {
 
     /// Track `track`'s init segment is public. Returns false if it already was.
     pub fn mark_init_published(&mut self, track: usize) -> bool {
-        match self.inits.get_mut(track) {
-            Some(state) if *state != InitState::Published => {
-                *state = InitState::Published;
-                self.update_complete();
-                true
-            }
-            _ => false,
+        let changed = crate::state::publish_init(&mut self.inits, track);
+        if changed {
+            self.update_complete();
         }
+        changed
     }
 
     /// The uploaded init segment of `track` was refused (the uploader sends it again via /init).
     pub fn mark_init_failed(&mut self, track: usize, reason: String) -> bool {
-        match self.inits.get_mut(track) {
-            Some(state) if *state != InitState::Published => {
-                let changed = !matches!(state, InitState::Failed { reason: r } if *r == reason);
-                *state = InitState::Failed { reason };
-                changed
-            }
-            _ => false,
-        }
+        crate::state::fail_init(&mut self.inits, track, reason)
     }
 }
 

@@ -157,26 +157,16 @@ impl SessionState {
 
     /// The worker published track `track`'s init segment. Returns false if it already was.
     pub fn mark_init_published(&mut self, track: usize) -> bool {
-        match self.inits.get_mut(track) {
-            Some(state) if *state != InitState::Published => {
-                *state = InitState::Published;
-                self.update_complete();
-                true
-            }
-            _ => false,
+        let changed = publish_init(&mut self.inits, track);
+        if changed {
+            self.update_complete();
         }
+        changed
     }
 
     /// The uploaded init segment of `track` was refused (the uploader sends it again via /init).
     pub fn mark_init_failed(&mut self, track: usize, reason: String) -> bool {
-        match self.inits.get_mut(track) {
-            Some(state) if *state != InitState::Published => {
-                let changed = !matches!(state, InitState::Failed { reason: r } if *r == reason);
-                *state = InitState::Failed { reason };
-                changed
-            }
-            _ => false,
-        }
+        fail_init(&mut self.inits, track, reason)
     }
 
     fn check_slot(&self, slot: usize) -> Result<(), StateError> {
@@ -379,6 +369,31 @@ impl SessionState {
     /// No progress for `ttl_ms` and not complete: the session is abandoned.
     pub fn is_abandoned(&self, now_ms: u64, ttl_ms: u64) -> bool {
         !self.complete && now_ms.saturating_sub(self.progress_ms) >= ttl_ms
+    }
+}
+
+/// Track `track`'s init segment is public. Returns false if it already was (or no such track).
+/// Shared by the uploader's state and the worker's published state.
+pub(crate) fn publish_init(inits: &mut [InitState], track: usize) -> bool {
+    match inits.get_mut(track) {
+        Some(state) if *state != InitState::Published => {
+            *state = InitState::Published;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Track `track`'s uploaded init segment was refused; a published one stays published.
+/// Returns whether anything changed.
+pub(crate) fn fail_init(inits: &mut [InitState], track: usize, reason: String) -> bool {
+    match inits.get_mut(track) {
+        Some(state) if *state != InitState::Published => {
+            let changed = !matches!(state, InitState::Failed { reason: r } if *r == reason);
+            *state = InitState::Failed { reason };
+            changed
+        }
+        _ => false,
     }
 }
 

@@ -89,6 +89,8 @@ impl RateLimit {
         tokio::time::sleep_until(until).await;
     }
 }
+/// how long natural-order parts wait for the lease of a part a viewer just asked for
+const PRIORITY_LEASE_WAIT: Duration = Duration::from_secs(5);
 /// a kept assignment is re-sent only if its URLs stay valid at least this long
 const URL_MARGIN: Duration = Duration::from_secs(60);
 
@@ -114,6 +116,8 @@ struct Shared {
     server_complete: bool,
     fatal: Option<CliError>,
     last_natural: Option<Instant>,
+    /// when the viewers' list last changed: natural parts wait briefly for its lease
+    prio_changed_at: Option<Instant>,
 }
 
 /// Statistics of one run.
@@ -379,6 +383,18 @@ impl Uploader {
             .any(|j| j.priority && j.sent.load(Ordering::Relaxed) < j.bytes)
     }
 
+    /// A viewer's part is known but not yet on its way (its lease is being fetched):
+    /// a natural part started now would take the link it needs. Bounded, so a slot
+    /// the server never hands out cannot stall natural order.
+    fn priority_waiting(sh: &Shared) -> bool {
+        sh.prio_changed_at
+            .is_some_and(|t| t.elapsed() < PRIORITY_LEASE_WAIT)
+            && sh
+                .prio_slots
+                .iter()
+                .any(|&s| !Self::is_done(sh, s) && !sh.jobs.contains_key(&s))
+    }
+
     /// Start an assignment as a job (priority ones always, natural ones if a lane is free).
     fn start_job(self: &Arc<Self>, sh: &mut Shared, a: Assignment, priority: bool, guarded: bool) {
         let slot = a.slot;
@@ -397,6 +413,11 @@ impl Uploader {
             },
         );
         sh.states[slot] = Local::Working;
+        // emitted here, under the lock, so the events' order is the order of decisions
+        self.reporter.event(
+            "part",
+            serde_json::json!({ "slot": slot, "state": "sending", "priority": priority }),
+        );
         if !priority {
             sh.last_natural = Some(Instant::now());
         }
@@ -478,10 +499,6 @@ impl Uploader {
         .await
         .map_err(|e| CliError::Internal(e.to_string()))?
         .map_err(|e| CliError::Io(e.to_string()))?;
-        self.reporter.event(
-            "part",
-            serde_json::json!({ "slot": slot, "state": "sending", "priority": a.priority }),
-        );
         let per_track: Vec<Arc<AtomicU64>> =
             tracks.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
         let puts = a
@@ -576,7 +593,10 @@ impl Uploader {
                 started += 1;
             } else if priority {
                 sh.deferred.insert(a.slot, a);
-            } else if !Self::priority_on_link(&sh) && sh.jobs.len() < self.opts.parallel {
+            } else if !Self::priority_on_link(&sh)
+                && !Self::priority_waiting(&sh)
+                && sh.jobs.len() < self.opts.parallel
+            {
                 self.start_job(&mut sh, a, false, false);
                 started += 1;
             } else {
@@ -603,6 +623,9 @@ impl Uploader {
         }
         if version != sh.prio_version || version.is_none() {
             sh.asked.clear();
+        }
+        if slots != sh.prio_slots {
+            sh.prio_changed_at = Some(Instant::now());
         }
         sh.prio_version = version;
         // jobs already on their way become priority ones (never yielded)
@@ -791,7 +814,7 @@ impl Uploader {
                     .is_some_and(|t| t.elapsed() >= self.opts.natural_every)
                     && !natural_running;
                 (
-                    Self::priority_on_link(&sh),
+                    Self::priority_on_link(&sh) || Self::priority_waiting(&sh),
                     self.opts.parallel.saturating_sub(sh.jobs.len()),
                     sh.server_complete,
                     due,
@@ -846,6 +869,9 @@ impl Uploader {
         for slot in slots {
             if Self::priority_on_link(&sh) || sh.jobs.len() >= self.opts.parallel {
                 break;
+            }
+            if Self::priority_waiting(&sh) && !sh.prio_slots.contains(&slot) {
+                continue;
             }
             let Some(a) = sh.deferred.remove(&slot) else {
                 continue;

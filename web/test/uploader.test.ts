@@ -15,7 +15,7 @@ import type { Plan } from '../src/lib/planner.ts';
 import { Uploader } from '../src/lib/uploader.ts';
 import type { SegmentSource, SideUpload, UploaderApi } from '../src/lib/uploader.ts';
 
-type St = 'pending' | 'assigned' | 'uploaded' | 'published';
+type St = 'pending' | 'assigned' | 'uploaded' | 'published' | 'failed';
 
 const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -119,7 +119,7 @@ class FakeLink {
 
 interface LogEntry {
   t: number;
-  what: 'next' | 'put-start' | 'put-done' | 'put-aborted' | 'reported' | 'prioritize';
+  what: 'next' | 'put-start' | 'put-done' | 'put-aborted' | 'reported' | 'prioritize' | 'refused';
   slot?: number;
   slots?: number[];
   url?: string;
@@ -135,6 +135,8 @@ class FakeServer implements UploaderApi {
   readonly urlsBySlot = new Map<number, string[]>();
   private issued = 0;
   priorityMissing = false;
+  /** slots whose first upload the worker refuses (failed; handed out again by next) */
+  readonly refuseOnce = new Set<number>();
 
   constructor(
     n: number,
@@ -169,7 +171,7 @@ class FakeServer implements UploaderApi {
     await delay(2);
     const picks: Assignment[] = [];
     const take = (s: number, priority: boolean) => {
-      if (picks.length >= max || this.slots[s] !== 'pending' || picks.some((p) => p.slot === s)) return;
+      if (picks.length >= max || (this.slots[s] !== 'pending' && this.slots[s] !== 'failed') || picks.some((p) => p.slot === s)) return;
       picks.push(this.lease(s, priority));
     };
     for (const s of this.prioritySlots()) take(s, true);
@@ -188,6 +190,11 @@ class FakeServer implements UploaderApi {
     this.slots[slot] = 'uploaded';
     this.log.push({ t: performance.now(), what: 'reported', slot });
     setTimeout(() => {
+      if (this.refuseOnce.delete(slot)) {
+        this.slots[slot] = 'failed';
+        this.log.push({ t: performance.now(), what: 'refused', slot });
+        return;
+      }
       this.slots[slot] = 'published';
       if (this.prioritySlots().length === 0 && this.windows.length) this.windows = [];
     }, 5);
@@ -487,5 +494,21 @@ describe('upload scheduler', () => {
     assert.ok(rep.t - t < 500, `slot 18 reported ${rep.t - t} ms after the prioritize`);
     const order = server.log.filter((l) => l.what === 'reported').map((l) => l.slot);
     assert.ok(order.indexOf(18) < 10, `slot 18 came out of natural order: ${order}`);
+  });
+
+  it('a part the worker refused is sent again when the server hands it out, even before the status poll shows it failed', { timeout: 30_000 }, async () => {
+    // the status poll is too slow to tell: only the new lease says the server wants the part again
+    const { server, uploader } = setup(8, 50_000, new FakeLink(1_000_000), { statusIntervalMs: 60_000 });
+    server.refuseOnce.add(1);
+    const running = uploader.run().catch(() => 'stopped' as const);
+    const run = await Promise.race([running, delay(10_000).then(() => 'stuck' as const)]);
+    if (run === 'stuck') {
+      uploader.stop();
+      await running;
+    }
+    assert.equal(run, 'complete', `upload did not complete; server slots ${server.slots.join(',')}`);
+    assert.ok(server.log.some((l) => l.what === 'refused' && l.slot === 1), 'the fake refused slot 1');
+    assert.equal(server.log.filter((l) => l.what === 'put-done' && l.slot === 1).length, 2, 'slot 1 was sent twice');
+    assert.equal(server.log.filter((l) => l.what === 'reported' && l.slot === 1).length, 2, 'slot 1 was reported twice');
   });
 });

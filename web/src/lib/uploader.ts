@@ -560,7 +560,9 @@ export class Uploader {
         this.fatal ??= new Error(`server assigned slot ${a.slot}, outside the plan`);
         continue;
       }
-      if (this.puts.has(a.slot) || this.isDone(a.slot)) continue;
+      // A lease for a slot this tab thinks uploaded means the server wants it again (the
+      // worker refused those bytes, or the report was lost): the lease, not a status poll, says so.
+      if (this.puts.has(a.slot) || this.states[a.slot] === 'published') continue;
       this.held.set(a.slot, a); // the fresher lease and URLs win
       if (a.priority && !this.prio.rank.has(a.slot)) this.prio.rank.set(a.slot, UNLISTED_PRIORITY_RANK);
       this.setState(a.slot, 'assigned');

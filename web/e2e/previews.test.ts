@@ -95,7 +95,7 @@ describe('seek-bar previews', () => {
 
   it('during a real upload on a throttled link, the uploader sends every sprite ahead of natural order, and a viewer sees the tile of a part not uploaded yet', { timeout: 120_000 }, async () => {
     const file = await makeClip(join(tmp.dir, 'throttled.mp4'), { seconds: 40, x264params: 'keyint=60' });
-    const up = await openUploader(browser.context, file, { seg: 4, bw: 150_000, previews: 1 });
+    const up = await openUploader(browser.context, file, { seg: 4, bw: 150_000 });
     try {
       const { videoId } = await waitForLink(up);
       const layout = (await (await fetch(`${BASE_URL}/api/videos/${videoId}/previews`)).json()) as { sprites: number; tiles: number };

@@ -331,9 +331,8 @@ async function handleFile(file: File): Promise<void> {
 
   const segmenter = new Segmenter(file, analysis, plan);
   const session = stored;
-  // seek-bar previews, opt-in with `?previews=1` for now: decoding a keyframe per part raised the
-  // renderer's peak RSS past the memory test's bound for a 1 GB file (not yet bounded)
-  const sideUploads = params.get('previews') !== '1' ? {} : { sideUploads: () => previewSideUploads(apiBase, session.videoId, session.secret, file, analysis, plan) };
+  // seek-bar previews (one decoded keyframe per part; `?previews=0` turns them off)
+  const sideUploads = params.get('previews') === '0' ? {} : { sideUploads: () => previewSideUploads(apiBase, session.videoId, session.secret, file, analysis, plan) };
   const uploader = new Uploader(api, stored.videoId, stored.secret, analysis, plan, segmenter, { parallel: parallel(), ...(bandwidth() ? { pacer: new Pacer(bandwidth()) } : {}), ...sideUploads }, {
     onSlotStates: renderSlots,
     onProgress: renderProgress,

@@ -13,6 +13,7 @@
 import type { Analysis } from './analyze.ts';
 import { Api, ApiError, withRetry } from './api.ts';
 import type { PresignedUpload } from './api.ts';
+import { frameToTile } from './frame-tile.ts';
 import type { Plan } from './planner.ts';
 import type { SideUpload } from './uploader.ts';
 
@@ -140,15 +141,28 @@ export async function buildPreviews(
   let drawn = 0;
   let failed = 0;
   let note: string | undefined;
-  const draw = (frame: VideoFrame): void => {
-    const tile = Math.round(frame.timestamp / 1000);
-    const { sprite, x, y } = tilePosition(layout, tile);
-    const target = canvases[sprite];
-    if (target) {
-      target.ctx.drawImage(frame, x, y, layout.tile_width, layout.tile_height);
+  // One frame at a time through one reused buffer (see frame-tile.ts for why not drawImage).
+  let copying: Promise<void> = Promise.resolve();
+  let planes: Uint8Array | null = null;
+  const drawOne = async (frame: VideoFrame): Promise<void> => {
+    try {
+      const { sprite, x, y } = tilePosition(layout, Math.round(frame.timestamp / 1000));
+      const target = canvases[sprite];
+      if (!target) return;
+      const tile = await frameToTile(frame, layout.tile_width, layout.tile_height, planes);
+      if (tile) {
+        planes = tile.buffer;
+        target.ctx.putImageData(new ImageData(tile.pixels, layout.tile_width, layout.tile_height), x, y);
+      } else {
+        target.ctx.drawImage(frame, x, y, layout.tile_width, layout.tile_height); // a format sampleTile does not read
+      }
       drawn++;
+    } finally {
+      frame.close();
     }
-    frame.close();
+  };
+  const draw = (frame: VideoFrame): void => {
+    copying = copying.then(() => drawOne(frame)).catch(() => undefined);
   };
   let decoderError: unknown = null;
   const open = (): VideoDecoder => {
@@ -171,7 +185,9 @@ export async function buildPreviews(
     try {
       group.forEach((k, i) => decoder.decode(new EncodedVideoChunk({ type: 'key', timestamp: k.tile * 1000, data: bytes[i]! })));
       await decoder.flush();
+      await copying;
     } catch (e) {
+      await copying;
       // one bad keyframe closes the decoder: count the group's undrawn tiles, start a new one
       failed += group.length - (drawn - drawnBefore);
       note = `the decoder refused a keyframe (${e instanceof Error ? e.message : String(decoderError ?? e)})`;

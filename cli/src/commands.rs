@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{retry, Api, PresignedUpload, StatusResponse};
 use crate::codec::{codec_name, playable_in_chromium};
-use crate::error::{ApiError, CliError, MediaError, MediaErrorKind};
+use crate::error::{explain, ApiError, CliError, MediaError, MediaErrorKind};
 use crate::planner::{plan_segments, validate_plan, Plan, PlanOptions, TrackKind};
 use crate::report::Reporter;
 use crate::request::session_request;
@@ -218,7 +218,10 @@ pub async fn upload(args: UploadArgs, stop: CancellationToken) -> Result<(), Cli
     let session = match stored {
         Some(s) => s,
         None => {
-            let res = api.create_session(&request, args.key.as_deref()).await?;
+            let res = api
+                .create_session(&request, args.key.as_deref())
+                .await
+                .map_err(|e| explain(e, api.base(), None))?;
             let s = StoredSession {
                 api: api.base().to_owned(),
                 video_id: res.video_id,
@@ -377,7 +380,9 @@ async fn resume_session(
 /// `chunkstream status ID`
 pub async fn status(api_base: &str, id: &str, as_json: bool) -> Result<(), CliError> {
     let api = Api::new(api_base)?;
-    let s = retry(Some(4), |_, _, _| {}, || api.status(id)).await?;
+    let s = retry(Some(4), |_, _, _| {}, || api.status(id))
+        .await
+        .map_err(|e| explain(e, api.base(), Some(id)))?;
     if as_json {
         println!(
             "{}",

@@ -121,6 +121,7 @@ if [ "$shaped" = 1 ]; then
   sent1=$(ip netns exec "${CHUNKSTREAM_NETNS:-chunkstream-bench}" tc -s qdisc show dev "${CHUNKSTREAM_LINK_NS_IF:-csb-ns}" | awk '/Sent/ { print $2; exit }')
   raw2=$(raw_put 2)
   load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+  for n in 1 2; do curl -fsS -o /dev/null -X DELETE "$AWS_ENDPOINT_URL/$bucket/bench-raw-put-$n.mp4" || true; done
   python3 - "$work/shaped-cli.jsonl" "$file_bytes" "$raw1" "$raw2" "$t0" "$t1" "$((sent1 - sent0))" \
     "$rate" "$load_before" "$load_after" "$(nproc)" <<'PY'
 import json, sys
@@ -143,4 +144,7 @@ print(f"shaped_goodput rate_mbit={sys.argv[8]} file_bytes={file_bytes} parts={li
       f"wire_bytes_during_cli={wire} wire_overhead={wire / payload - 1:.3f} "
       f"load_before={sys.argv[9].replace(' ', '/')} load_after={sys.argv[10].replace(' ', '/')} cores={sys.argv[11]}")
 PY
+  # the benchmark's video goes again (through the CLI's own delete)
+  vid=$(python3 -c 'import json,sys; print(next(e["video_id"] for e in map(json.loads, open(sys.argv[1])) if e.get("event") == "link"))' "$work/shaped-cli.jsonl")
+  target/release/chunkstream delete "$vid" --yes --api "http://$link_ip:$sport" || true
 fi

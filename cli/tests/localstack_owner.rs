@@ -98,8 +98,37 @@ fn http_status(url: &str) -> u16 {
     String::from_utf8_lossy(&o.stdout).parse().unwrap_or(0)
 }
 
+/// Runs `command` on a pseudo-terminal (util-linux `script`), typing `input`; the
+/// terminal's output is the Output's stdout.
+fn on_a_terminal(command: &str, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .env_remove("CHUNKSTREAM_KEY")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    // type once the CLI is at its prompt: some versions of `script` end the session when
+    // their input ends
+    std::thread::sleep(Duration::from_millis(1500));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn small_video(dir: &Path, name: &str) -> std::path::PathBuf {
+    video(dir, name, 8)
+}
+
+fn video(dir: &Path, name: &str, seconds: u32) -> std::path::PathBuf {
     let file = dir.join(name);
+    let seconds = seconds.to_string();
     ffmpeg(
         &file,
         &[
@@ -112,7 +141,7 @@ fn small_video(dir: &Path, name: &str) -> std::path::PathBuf {
             "-i",
             "sine=sample_rate=48000",
             "-t",
-            "8",
+            &seconds,
             "-c:v",
             "libx264",
             "-preset",
@@ -227,6 +256,29 @@ fn an_owner_lists_keeps_and_deletes_its_upload_and_another_owner_cannot() {
     assert!(stderr(&unasked).contains("--yes"), "{}", stderr(&unasked));
     assert_eq!(http_status(&manifest), 200);
 
+    // on a terminal it names the video and asks; anything but yes deletes nothing
+    let prompt = on_a_terminal(
+        &format!(
+            "{} delete {id} --api {} --key {key}",
+            env!("CARGO_BIN_EXE_chunkstream"),
+            runner.base
+        ),
+        "n\n",
+    );
+    assert_eq!(
+        code(&prompt),
+        0,
+        "{}",
+        String::from_utf8_lossy(&prompt.stdout)
+    );
+    let shown = String::from_utf8_lossy(&prompt.stdout);
+    assert!(
+        shown.contains("Delete \"Demo day\"") && shown.contains("[y/N]"),
+        "{shown}"
+    );
+    assert!(shown.contains("Nothing deleted."), "{shown}");
+    assert_eq!(http_status(&manifest), 200);
+
     let deleted = run(&[
         "delete",
         &id,
@@ -321,4 +373,54 @@ fn without_a_valid_key_nothing_is_created_and_the_message_says_where_the_key_goe
     assert_eq!(code(&gone), UNAVAILABLE, "{}", stderr(&gone));
     assert!(stderr(&gone).contains("cannot reach"), "{}", stderr(&gone));
     assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn deleting_a_video_while_its_upload_runs_stops_the_cli_with_a_clear_error() {
+    let _serial = one_at_a_time();
+    let runner = Runner::start_with_keys();
+    let key = runner.dev_key.clone().unwrap();
+    let dir = scratch("cli-delete-running");
+    let file = video(&dir, "running.mp4", 40);
+    // slow enough that the upload is still running when the owner deletes it
+    let slow = [
+        "--key",
+        &key,
+        "--max-rate",
+        "40000",
+        "--parallel",
+        "1",
+        "--segment-secs",
+        "2",
+    ];
+    let mut up = Upload::start(&runner, &file, &dir.join("state"), &slow);
+    let link = up.wait_for("link", Duration::from_secs(30), |e| e["event"] == "link");
+    let id = link["video_id"].as_str().unwrap().to_owned();
+    up.wait_for("a part uploaded", Duration::from_secs(60), |e| {
+        e["event"] == "part" && e["state"] == "uploaded"
+    });
+    let deleted = run(&["delete", &id, "--yes", "--api", &runner.base, "--key", &key]);
+    assert_eq!(code(&deleted), 0, "{}", stderr(&deleted));
+
+    let exit = up.finish(Duration::from_secs(90));
+    let err = up
+        .event("error")
+        .unwrap_or_else(|| panic!("no error event: {:?}", up.seen))
+        .clone();
+    assert_eq!(exit, 4, "{err}");
+    assert_eq!(err["code"], "video_deleted", "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("deleted by its owner"),
+        "{err}"
+    );
+    assert!(up.event("done").is_none());
+    // nothing published remains (a PUT in flight at the deletion may still land in
+    // incoming/: the retention pass sweeps it, functions/service/tests/owner.rs)
+    assert_eq!(objects(&runner, &format!("v/{id}/")), Vec::<String>::new());
+    assert!(list_json(&runner, &key)
+        .iter()
+        .all(|v| v["video_id"] != id.as_str()));
 }

@@ -347,6 +347,10 @@ pub async fn upload(args: UploadArgs, stop: CancellationToken) -> Result<(), Cli
                     eprintln!("Interrupted. The link keeps working for the parts already uploaded; run the same command again to resume.");
                 }
             }
+            if matches!(&e, CliError::Api(a) if a.code() == Some("video_deleted")) {
+                // nothing to resume: the same command again starts a new video
+                store.forget(&fp, api.base());
+            }
             Err(e)
         }
     }

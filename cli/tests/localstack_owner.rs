@@ -393,7 +393,8 @@ fn deleting_a_video_while_its_upload_runs_stops_the_cli_with_a_clear_error() {
         "--segment-secs",
         "2",
     ];
-    let mut up = Upload::start(&runner, &file, &dir.join("state"), &slow);
+    let state = dir.join("state");
+    let mut up = Upload::start(&runner, &file, &state, &slow);
     let link = up.wait_for("link", Duration::from_secs(30), |e| e["event"] == "link");
     let id = link["video_id"].as_str().unwrap().to_owned();
     up.wait_for("a part uploaded", Duration::from_secs(60), |e| {
@@ -417,6 +418,9 @@ fn deleting_a_video_while_its_upload_runs_stops_the_cli_with_a_clear_error() {
         "{err}"
     );
     assert!(up.event("done").is_none());
+    // nothing left to resume: the same command again would start a new video
+    let remembered = std::fs::read_dir(&state).map_or(0, |d| d.count());
+    assert_eq!(remembered, 0, "session files in {}", state.display());
     // nothing published remains (a PUT in flight at the deletion may still land in
     // incoming/: the retention pass sweeps it, functions/service/tests/owner.rs)
     assert_eq!(objects(&runner, &format!("v/{id}/")), Vec::<String>::new());

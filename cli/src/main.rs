@@ -73,22 +73,27 @@ enum Command {
     },
     /// Delete a video: every part, the manifests, its link. Asks first unless --yes.
     Delete {
+        /// the video id (the v= of its watch link; `chunkstream list` shows them)
         id: String,
         #[command(flatten)]
         owner: Owner,
         /// do not ask (required when not on a terminal)
         #[arg(long, short)]
         yes: bool,
+        /// `{"event": "deleted", "video_id", "deleted_objects"}` on stdout
         #[arg(long)]
         json: bool,
     },
     /// Keep a video past the server's retention (--off: let it expire again).
     Keep {
+        /// the video id (the v= of its watch link; `chunkstream list` shows them)
         id: String,
         #[command(flatten)]
         owner: Owner,
+        /// no longer kept: retention deletes it when its time comes
         #[arg(long)]
         off: bool,
+        /// the video as `list --json` shows it, on stdout
         #[arg(long)]
         json: bool,
     },

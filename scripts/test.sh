@@ -31,7 +31,8 @@ step "LocalStack" bash localstack/start.sh
 # the CLI's end-to-end tests (cli/tests) drive the real runner binary
 # The CLI and Chromium end-to-end runs start the runner without API keys (the
 # explicit open mode); credentials, quotas and the owner routes are tested in
-# functions/service/tests/owner.rs.
+# functions/service/tests/owner.rs, and through the CLI in cli/tests/localstack_owner.rs
+# (its runners require keys whatever this says).
 export CHUNKSTREAM_AUTH=open
 # ...and without the live-session quota: in open mode every run shares one owner, and the
 # suites leave uploads in progress on purpose (pause, resume, kill, stalls)

@@ -116,6 +116,49 @@ pub struct StatusResponse {
     pub priority_slots: Vec<usize>,
 }
 
+/// One of the owner's videos, as `GET /api/me/videos` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnedVideo {
+    pub video_id: String,
+    pub title: String,
+    #[serde(default)]
+    pub duration_secs: f64,
+    #[serde(default)]
+    pub size_bytes: u64,
+    #[serde(default)]
+    pub created_ms: u64,
+    /// kept: exempt from retention
+    #[serde(default)]
+    pub kept: bool,
+    /// when retention deletes it (ms since the epoch); none when kept or retention is off
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
+    /// `uploading`, `processing` (every part uploaded, not all published) or `ready`
+    pub state: String,
+    #[serde(default)]
+    pub published_slots: usize,
+    #[serde(default)]
+    pub total_slots: usize,
+    pub watch_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MyVideos {
+    pub videos: Vec<OwnedVideo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Deleted {
+    pub video_id: String,
+    #[serde(default)]
+    pub deleted_objects: usize,
+}
+
+#[derive(Serialize)]
+struct KeepRequest {
+    kept: bool,
+}
+
 #[derive(Deserialize)]
 struct ErrorBody {
     #[serde(default)]
@@ -305,6 +348,48 @@ impl Api {
             &format!("/api/videos/{id}/status"),
             None,
             None,
+            Duration::from_secs(30),
+        )
+        .await
+    }
+
+    /// `GET /api/me/videos`: the videos of the key's owner, newest first.
+    pub async fn my_videos(&self, key: Option<&str>) -> Result<MyVideos, ApiError> {
+        self.call(
+            reqwest::Method::GET,
+            "/api/me/videos",
+            None,
+            key,
+            Duration::from_secs(30),
+        )
+        .await
+    }
+
+    /// `DELETE /api/me/videos/{id}`: every object of the video.
+    pub async fn delete_video(&self, id: &str, key: Option<&str>) -> Result<Deleted, ApiError> {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/api/me/videos/{id}"),
+            None,
+            key,
+            Duration::from_secs(120),
+        )
+        .await
+    }
+
+    /// `POST /api/me/videos/{id}/keep`: exempt the video from retention (or not).
+    pub async fn keep_video(
+        &self,
+        id: &str,
+        kept: bool,
+        key: Option<&str>,
+    ) -> Result<OwnedVideo, ApiError> {
+        let body = Self::json(&KeepRequest { kept })?;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/api/me/videos/{id}/keep"),
+            Some(body),
+            key,
             Duration::from_secs(30),
         )
         .await

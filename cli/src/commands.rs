@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{retry, Api, PresignedUpload, StatusResponse};
 use crate::codec::{codec_name, playable_in_chromium};
-use crate::error::{ApiError, CliError, MediaError, MediaErrorKind};
+use crate::error::{explain, ApiError, CliError, MediaError, MediaErrorKind};
 use crate::planner::{plan_segments, validate_plan, Plan, PlanOptions, TrackKind};
 use crate::report::Reporter;
 use crate::request::session_request;
@@ -218,7 +218,10 @@ pub async fn upload(args: UploadArgs, stop: CancellationToken) -> Result<(), Cli
     let session = match stored {
         Some(s) => s,
         None => {
-            let res = api.create_session(&request, args.key.as_deref()).await?;
+            let res = api
+                .create_session(&request, args.key.as_deref())
+                .await
+                .map_err(|e| explain(e, api.base(), None))?;
             let s = StoredSession {
                 api: api.base().to_owned(),
                 video_id: res.video_id,
@@ -344,6 +347,10 @@ pub async fn upload(args: UploadArgs, stop: CancellationToken) -> Result<(), Cli
                     eprintln!("Interrupted. The link keeps working for the parts already uploaded; run the same command again to resume.");
                 }
             }
+            if matches!(&e, CliError::Api(a) if a.code() == Some("video_deleted")) {
+                // nothing to resume: the same command again starts a new video
+                store.forget(&fp, api.base());
+            }
             Err(e)
         }
     }
@@ -377,7 +384,9 @@ async fn resume_session(
 /// `chunkstream status ID`
 pub async fn status(api_base: &str, id: &str, as_json: bool) -> Result<(), CliError> {
     let api = Api::new(api_base)?;
-    let s = retry(Some(4), |_, _, _| {}, || api.status(id)).await?;
+    let s = retry(Some(4), |_, _, _| {}, || api.status(id))
+        .await
+        .map_err(|e| explain(e, api.base(), Some(id)))?;
     if as_json {
         println!(
             "{}",

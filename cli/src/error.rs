@@ -61,6 +61,10 @@ pub mod exit {
     pub const REFUSED: i32 = 4;
     /// the server or storage could not be reached (after retries), or the file could not be read
     pub const UNAVAILABLE: i32 = 5;
+    /// no API key, or the server refused it (401: wrong or revoked): `--key` / `CHUNKSTREAM_KEY`
+    pub const CREDENTIAL: i32 = 6;
+    /// no such video (404): unknown id, or another owner's video on the owner routes
+    pub const UNKNOWN_VIDEO: i32 = 7;
     /// interrupted (Ctrl-C): run the same command again to resume
     pub const INTERRUPTED: i32 = 130;
 }
@@ -102,6 +106,18 @@ impl ApiError {
             _ => None,
         }
     }
+    /// The API refused the credential (missing, wrong, revoked, expired). Not a
+    /// wrong upload secret (403 `wrong_secret`) nor a storage 403.
+    pub fn is_credential(&self) -> bool {
+        matches!(self, ApiError::Status { status: 401, .. })
+            || matches!(
+                self.code(),
+                Some("missing_credential" | "invalid_api_key" | "invalid_token")
+            )
+    }
+    pub fn is_unknown_video(&self) -> bool {
+        matches!(self, ApiError::Status { status: 404, code, .. } if code == "unknown_video")
+    }
 }
 
 /// Everything `chunkstream` can fail with, mapped to an exit code in one place.
@@ -113,6 +129,14 @@ pub enum CliError {
     Api(#[from] ApiError),
     #[error("{0}")]
     Io(String),
+    /// The API wants a (valid) credential; the message says where to put one.
+    #[error("{message}")]
+    Credential { code: String, message: String },
+    #[error("{0}")]
+    UnknownVideo(String),
+    /// A command line that cannot be carried out as given (exit 2, like clap's).
+    #[error("{0}")]
+    Usage(String),
     #[error("interrupted")]
     Interrupted,
     #[error("{0}")]
@@ -123,6 +147,9 @@ impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Media(_) => exit::BAD_FILE,
+            CliError::Credential { .. } => exit::CREDENTIAL,
+            CliError::UnknownVideo(_) => exit::UNKNOWN_VIDEO,
+            CliError::Usage(_) => exit::USAGE,
             CliError::Api(e) if e.is_transient() => exit::UNAVAILABLE,
             CliError::Api(_) => exit::REFUSED,
             CliError::Io(_) => exit::UNAVAILABLE,
@@ -134,10 +161,78 @@ impl CliError {
     pub fn code(&self) -> String {
         match self {
             CliError::Media(e) => e.kind.code().to_owned(),
+            CliError::Credential { code, .. } => code.clone(),
+            CliError::UnknownVideo(_) => "unknown_video".to_owned(),
+            CliError::Usage(_) => "usage".to_owned(),
             CliError::Api(e) => e.code().unwrap_or("network").to_owned(),
             CliError::Io(_) => "io".to_owned(),
             CliError::Interrupted => "interrupted".to_owned(),
             CliError::Internal(_) => "internal".to_owned(),
         }
+    }
+}
+
+/// An API failure in words for the user: where to put a key (401), which video is
+/// unknown (404), which server is unreachable; other failures as they are.
+pub fn explain(e: ApiError, api_base: &str, video_id: Option<&str>) -> CliError {
+    if e.is_credential() {
+        let message = match e.code() {
+            Some("missing_credential") => format!(
+                "{api_base} requires an API key: pass --key csk_… or set CHUNKSTREAM_KEY \
+                 (the local runner prints a development key; chunkstream-admin issues keys)."
+            ),
+            _ => format!(
+                "{api_base} refused the API key ({e}): check --key / CHUNKSTREAM_KEY; \
+                 a revoked key stays refused."
+            ),
+        };
+        let code = e.code().unwrap_or("unauthorized").to_owned();
+        return CliError::Credential { code, message };
+    }
+    if let (true, Some(id)) = (e.is_unknown_video(), video_id) {
+        return CliError::UnknownVideo(format!(
+            "No video {id} here: the id is wrong, the video was deleted, or it belongs to \
+             another owner (`chunkstream list` shows this key's videos)."
+        ));
+    }
+    if let ApiError::Network(detail) = &e {
+        return CliError::Io(format!(
+            "cannot reach the Chunkstream API at {api_base} ({detail}); is the server running? \
+             (--api / CHUNKSTREAM_API)"
+        ));
+    }
+    CliError::Api(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16, code: &str) -> ApiError {
+        ApiError::Status {
+            status,
+            code: code.into(),
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn credential_refusals_and_unknown_videos_have_their_own_exit_codes() {
+        let base = "http://h";
+        let missing = explain(status(401, "missing_credential"), base, None);
+        assert_eq!(missing.exit_code(), exit::CREDENTIAL);
+        assert!(missing.to_string().contains("CHUNKSTREAM_KEY"), "{missing}");
+        let wrong = explain(status(401, "invalid_api_key"), base, None);
+        assert_eq!(wrong.exit_code(), exit::CREDENTIAL);
+        assert_eq!(wrong.code(), "invalid_api_key");
+        // a wrong upload secret is not a credential problem
+        let secret = explain(status(403, "wrong_secret"), base, Some("v1"));
+        assert_eq!(secret.exit_code(), exit::REFUSED);
+        let unknown = explain(status(404, "unknown_video"), base, Some("v1"));
+        assert_eq!(unknown.exit_code(), exit::UNKNOWN_VIDEO);
+        assert!(unknown.to_string().contains("v1"), "{unknown}");
+        let gone = explain(ApiError::Network("refused".into()), base, None);
+        assert_eq!(gone.exit_code(), exit::UNAVAILABLE);
+        assert!(gone.to_string().contains("http://h"), "{gone}");
     }
 }

@@ -5,7 +5,8 @@
 //! the `mp4` crate), `planner` cuts it into keyframe-aligned slots with the page's
 //! rules, `fragment`/`init`/`segment` write the fMP4 bytes, `api` talks to the
 //! server, `upload` runs the priority-aware upload loop, `resume` keeps sessions
-//! across runs, `report` shows progress, `commands` ties them together.
+//! across runs, `report` shows progress, `commands` ties them together;
+//! `videos` lists, deletes and keeps the owner's videos.
 
 pub mod api;
 pub mod boxes;
@@ -21,3 +22,4 @@ pub mod resume;
 pub mod segment;
 pub mod source;
 pub mod upload;
+pub mod videos;

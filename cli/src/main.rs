@@ -1,12 +1,14 @@
 //! `chunkstream`: share a local MP4/MOV as a streaming link at once, then upload it.
 //! Exit codes: 0 ok, 1 internal error, 2 bad usage, 3 the file cannot be streamed,
 //! 4 the server refused, 5 server/storage unreachable or the file unreadable,
+//! 6 no API key or a refused one, 7 no such video (or another owner's),
 //! 130 interrupted (run the same command again to resume).
 
 use std::path::PathBuf;
 
 use chunkstream_cli::commands::{self, UploadArgs};
 use chunkstream_cli::error::{exit, CliError};
+use chunkstream_cli::videos::{self, OwnerArgs};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -30,7 +32,7 @@ enum Command {
         #[arg(long, env = "CHUNKSTREAM_API", default_value = "http://127.0.0.1:8080")]
         api: String,
         /// uploader credential (bearer token) for servers that require one
-        #[arg(long, env = "CHUNKSTREAM_KEY")]
+        #[arg(long, env = "CHUNKSTREAM_KEY", hide_env_values = true)]
         key: Option<String>,
         /// target part duration in seconds (default 10, as the web page)
         #[arg(long)]
@@ -61,6 +63,60 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the videos of the key's owner: title, duration, size, state, created, link.
+    List {
+        #[command(flatten)]
+        owner: Owner,
+        /// `{"videos": [...]}` on stdout, for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a video: every part, the manifests, its link. Asks first unless --yes.
+    Delete {
+        /// the video id (the v= of its watch link; `chunkstream list` shows them)
+        id: String,
+        #[command(flatten)]
+        owner: Owner,
+        /// do not ask (required when not on a terminal)
+        #[arg(long, short)]
+        yes: bool,
+        /// `{"event": "deleted", "video_id", "deleted_objects"}` on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep a video past the server's retention (--off: let it expire again).
+    Keep {
+        /// the video id (the v= of its watch link; `chunkstream list` shows them)
+        id: String,
+        #[command(flatten)]
+        owner: Owner,
+        /// no longer kept: retention deletes it when its time comes
+        #[arg(long)]
+        off: bool,
+        /// the video as `list --json` shows it, on stdout
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The owner routes' server and credential (as `upload`'s).
+#[derive(clap::Args)]
+struct Owner {
+    /// API base URL
+    #[arg(long, env = "CHUNKSTREAM_API", default_value = "http://127.0.0.1:8080")]
+    api: String,
+    /// uploader credential (API key `csk_…` or a bearer token)
+    #[arg(long, env = "CHUNKSTREAM_KEY", hide_env_values = true)]
+    key: Option<String>,
+}
+
+impl From<Owner> for OwnerArgs {
+    fn from(o: Owner) -> Self {
+        OwnerArgs {
+            api: o.api,
+            key: o.key,
+        }
+    }
 }
 
 fn main() {
@@ -117,6 +173,19 @@ fn main() {
                 json,
             } => (json, commands::plan(&file, segment_secs, json)),
             Command::Status { id, api, json } => (json, commands::status(&api, &id, json).await),
+            Command::List { owner, json } => (json, videos::list(owner.into(), json).await),
+            Command::Delete {
+                id,
+                owner,
+                yes,
+                json,
+            } => (json, videos::delete(owner.into(), &id, yes, json).await),
+            Command::Keep {
+                id,
+                owner,
+                off,
+                json,
+            } => (json, videos::keep(owner.into(), &id, !off, json).await),
         }
     });
     let code = match result {

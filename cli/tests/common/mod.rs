@@ -19,8 +19,12 @@ pub fn bin_dir() -> PathBuf {
         .to_owned()
 }
 
+/// The `chunkstream` binary; tests pass keys explicitly, never the caller's.
 pub fn cli() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_chunkstream"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_chunkstream"));
+    c.env_remove("CHUNKSTREAM_KEY")
+        .env_remove("CHUNKSTREAM_API");
+    c
 }
 
 pub fn unique(prefix: &str) -> String {
@@ -41,10 +45,55 @@ pub fn scratch(name: &str) -> PathBuf {
 pub struct Runner {
     child: Child,
     pub base: String,
+    /// its bucket (and queue prefix)
+    pub bucket: String,
+    /// the development API key it printed (runners started with credentials on)
+    pub dev_key: Option<String>,
+}
+
+/// The AWS settings of the shared LocalStack (scripts/env.sh), for the runner and
+/// chunkstream-admin.
+pub fn aws_env(cmd: &mut Command) -> &mut Command {
+    for (name, default) in [
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ] {
+        cmd.env(name, std::env::var(name).unwrap_or_else(|_| default.into()));
+    }
+    cmd
 }
 
 impl Runner {
+    /// With the auth mode the environment says (scripts/test.sh: open).
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With API keys required (`CHUNKSTREAM_AUTH=keys`), whatever the environment says.
+    pub fn start_with_keys() -> Self {
+        let r = Self::start_with(&[("CHUNKSTREAM_AUTH", "keys")]);
+        assert!(r.dev_key.is_some(), "the runner printed no development key");
+        r
+    }
+
+    /// Issues an API key for `owner` in this runner's bucket with `chunkstream-admin`.
+    pub fn issue_key(&self, owner: &str) -> String {
+        let admin = bin_dir().join("chunkstream-admin");
+        let out = aws_env(&mut Command::new(&admin))
+            .args(["--bucket", &self.bucket, "issue", owner])
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}", admin.display()));
+        assert!(
+            out.status.success(),
+            "chunkstream-admin issue: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
         let runner = bin_dir().join("runner");
         assert!(
             runner.exists(),
@@ -58,34 +107,33 @@ impl Runner {
             .port();
         let name = unique("cs-cli-test").to_lowercase();
         let log = std::fs::File::create(std::env::temp_dir().join(format!("{name}.log"))).unwrap();
-        let child = Command::new(runner)
+        let mut cmd = Command::new(runner);
+        aws_env(&mut cmd)
             .env("CHUNKSTREAM_LISTEN", format!("127.0.0.1:{port}"))
             .env("CHUNKSTREAM_BUCKET", &name)
             .env("CHUNKSTREAM_QUEUE_PREFIX", &name)
-            .env("CHUNKSTREAM_WEB_DIR", std::env::temp_dir())
-            .env(
-                "AWS_ENDPOINT_URL",
-                std::env::var("AWS_ENDPOINT_URL")
-                    .unwrap_or_else(|_| "http://127.0.0.1:4566".into()),
-            )
-            .env(
-                "AWS_REGION",
-                std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
-            )
-            .env(
-                "AWS_ACCESS_KEY_ID",
-                std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "test".into()),
-            )
-            .env(
-                "AWS_SECRET_ACCESS_KEY",
-                std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "test".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+            .env("CHUNKSTREAM_WEB_DIR", std::env::temp_dir());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(log).spawn().unwrap();
+        // the runner prints its development key (if any) on stdout before it serves
+        let (key_tx, key_rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(key) = line.split_whitespace().find(|w| w.starts_with("csk_")) {
+                    let _ = key_tx.send(key.to_owned());
+                }
+            }
+        });
         let base = format!("http://127.0.0.1:{port}");
-        let r = Runner { child, base };
+        let mut r = Runner {
+            child,
+            base,
+            bucket: name,
+            dev_key: None,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if Command::new("curl")
@@ -93,6 +141,7 @@ impl Runner {
                 .output()
                 .is_ok_and(|o| o.status.success())
             {
+                r.dev_key = key_rx.recv_timeout(Duration::from_millis(500)).ok();
                 return r;
             }
             std::thread::sleep(Duration::from_millis(200));

@@ -21,6 +21,7 @@ pub struct ErrorBody {
     pub message: String,
     /// The quota that refused the request (only on quota answers).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = QuotaLimit)]
     pub limit: Option<QuotaLimit>,
 }
 

@@ -169,12 +169,15 @@ pub struct VideoEntry {
     pub created_ms: u64,
     /// Kept past the retention period.
     #[serde(default)]
+    #[schema(required = true)]
     pub kept: bool,
     /// Deleted then by retention (ms since the epoch); absent when kept or retention is off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = u64)]
     pub expires_ms: Option<u64>,
     /// The upload completed (no longer counts against the live-session quota).
     #[serde(default)]
+    #[schema(required = true)]
     pub done: bool,
 }
 

@@ -380,6 +380,7 @@ pub(crate) struct SlotStatus {
     state: SlotPhase,
     /// Why the check refused it (`failed` only).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
     reason: Option<String>,
 }
 

@@ -194,13 +194,17 @@ pub fn document() -> utoipa::openapi::OpenApi {
 /// utoipa writes an optional request body (`Option<T>`) as `oneOf: [null, T]`;
 /// these routes take no body or a `T`, never a JSON `null`.
 fn optional_bodies_are_absent_not_null(doc: &mut utoipa::openapi::OpenApi) {
-    let is_null = |s: &RefOr<Schema>| {
-        matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == Type::Null.into())
-    };
+    let is_null = |s: &RefOr<Schema>| matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == Type::Null.into());
     for item in doc.paths.paths.values_mut() {
-        for op in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch]
-            .into_iter()
-            .flatten()
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
         {
             let Some(body) = op.request_body.as_mut() else {
                 continue;

@@ -67,7 +67,8 @@ impl Modify for SecuritySchemes {
             API_KEY,
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 API_KEY_HEADER,
-                "An API key (`csk_…`). The same key is also accepted as `Authorization: Bearer csk_…`.",
+                "An API key (`csk_…`); also accepted as `Authorization: Bearer csk_…`. A local runner \
+                 with `CHUNKSTREAM_AUTH=open` takes no credential.",
             ))),
         );
         components.add_security_scheme(

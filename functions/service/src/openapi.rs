@@ -17,7 +17,8 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 use crate::auth::API_KEY_HEADER;
 use crate::error::ErrorBody;
 
-/// Security scheme names used by the routes' `security(...)`.
+/// Security scheme names. The routes' `security(...)` repeat them as literals (utoipa takes
+/// only literals there); tests/openapi.rs checks that every name used is defined.
 pub const API_KEY: &str = "api_key";
 pub const BEARER: &str = "bearer";
 pub const UPLOAD_SECRET: &str = "upload_secret";

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What kind of media a track carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TrackKind {
     Video,
@@ -12,7 +12,7 @@ pub enum TrackKind {
 }
 
 /// One track of the source, as it appears in its own init segment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrackPlan {
     /// ISO-BMFF track_ID in the init segment and in every fragment's `tfhd`.
@@ -69,7 +69,7 @@ pub fn label_valid(label: &str) -> bool {
 }
 
 /// One track's media segment within a slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FragmentPlan {
     /// `tfdt` baseMediaDecodeTime, in the track's timescale.
@@ -81,7 +81,7 @@ pub struct FragmentPlan {
 }
 
 /// A slot: the same stretch of time in every track, uploaded and published together.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlotPlan {
     /// One entry per track, in the order of [`SegmentPlan::tracks`].
@@ -89,14 +89,18 @@ pub struct SlotPlan {
 }
 
 /// The whole plan as the client proposes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentPlan {
+    /// The source file's name: the video's title in its owner's list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_name: Option<String>,
+    /// The uploader's fingerprint of the source file (kept, not interpreted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// The source's tracks, each with its own init segment.
     pub tracks: Vec<TrackPlan>,
+    /// The parts, in playback order: slot `n` is `/v/{id}/seg/{track}/{n}.m4s`.
     pub slots: Vec<SlotPlan>,
 }
 

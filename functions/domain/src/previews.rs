@@ -23,7 +23,7 @@ pub fn sprite_path(index: usize) -> String {
 
 /// Where every tile goes: `tiles` tiles (one per slot) of `tile_width`×`tile_height`,
 /// row by row in sprites of `columns`×`rows` tiles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PreviewLayout {
     pub tile_width: u32,
     pub tile_height: u32,

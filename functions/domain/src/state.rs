@@ -32,7 +32,7 @@ impl SlotState {
 pub use crate::windows::PriorityWindow;
 
 /// Which processing queue a job goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Lane {
     Priority,
@@ -40,7 +40,7 @@ pub enum Lane {
 }
 
 /// Life cycle of one track's init segment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum InitState {
     Pending,

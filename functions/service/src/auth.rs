@@ -16,10 +16,9 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::error::ErrorBody;
 use crate::jwt::{JwtError, JwtVerifier};
 use crate::keys::{KeyError, Keys};
 
@@ -127,7 +126,7 @@ impl AuthConfig {
 pub const API_KEY_HEADER: &str = "x-api-key";
 
 /// How the owner was identified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Via {
     ApiKey,
@@ -190,7 +189,10 @@ impl IntoResponse for AuthError {
                 tracing::error!(error = %self, "credential check failed");
                 let mut r = (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    Json(json!({"error": "auth_unavailable", "message": "credentials cannot be checked right now"})),
+                    ErrorBody::new(
+                        "auth_unavailable",
+                        "credentials cannot be checked right now",
+                    ),
                 )
                     .into_response();
                 r.headers_mut()
@@ -198,11 +200,7 @@ impl IntoResponse for AuthError {
                 return r;
             }
         };
-        let mut r = (
-            status,
-            Json(json!({"error": code, "message": self.to_string()})),
-        )
-            .into_response();
+        let mut r = (status, ErrorBody::new(code, self.to_string())).into_response();
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"chunkstream\""),

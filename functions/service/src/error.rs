@@ -6,11 +6,50 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chunkstream_domain::plan::PlanError;
 use chunkstream_domain::state::StateError;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::queue::QueueError;
 use crate::sessions::SessionError;
 use crate::store::StoreError;
+
+/// The body of every error answer (4xx, 503 and the opaque 500).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for programs: e.g. `bad_json`, `unknown_video`, `busy`.
+    pub error: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// The quota that refused the request (only on quota answers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = QuotaLimit)]
+    pub limit: Option<QuotaLimit>,
+}
+
+impl ErrorBody {
+    pub fn new(error: impl Into<String>, message: impl Into<String>) -> Json<Self> {
+        Json(Self {
+            error: error.into(),
+            message: message.into(),
+            limit: None,
+        })
+    }
+}
+
+/// A quota and its configured value.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct QuotaLimit {
+    pub name: QuotaName,
+    pub value: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum QuotaName {
+    /// Uploads in progress per owner.
+    LiveSessions,
+    /// Bytes of new videos per owner and UTC day.
+    BytesPerDay,
+}
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -25,7 +64,7 @@ pub enum ApiError {
 }
 
 /// How long a client waits before retrying after a 503.
-const RETRY_AFTER_SECS: u32 = 1;
+pub(crate) const RETRY_AFTER_SECS: u32 = 1;
 
 impl ApiError {
     pub fn client(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -62,8 +101,7 @@ impl IntoResponse for ApiError {
                 code,
                 message,
             } => {
-                let mut response =
-                    (status, Json(json!({"error": code, "message": message}))).into_response();
+                let mut response = (status, ErrorBody::new(code, message)).into_response();
                 if status == StatusCode::SERVICE_UNAVAILABLE
                     || status == StatusCode::TOO_MANY_REQUESTS
                 {
@@ -78,7 +116,7 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = format!("{err:#}"), "request failed");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    Json(json!({"error": "internal", "message": "internal error"})),
+                    ErrorBody::new("internal", "internal error"),
                 )
                     .into_response()
             }

@@ -17,6 +17,7 @@ pub mod jwt;
 pub mod keys;
 pub mod local;
 pub mod memory;
+pub mod openapi;
 pub mod owner;
 pub mod previews;
 #[cfg(feature = "provision")]

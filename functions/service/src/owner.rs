@@ -24,15 +24,17 @@ use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use chunkstream_domain::plan::SegmentPlan;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{require_owner, AuthConfig, Authenticator, Owner, Via};
 use crate::cdn::CdnInvalidator;
+use crate::error::{ErrorBody, QuotaLimit, QuotaName};
 use crate::sessions::{self, SessionError, Sessions};
 use crate::store::{ObjectStore, PutCondition, StoreError};
 
@@ -156,19 +158,26 @@ impl OwnerConfig {
 }
 
 /// What the owner index keeps per video.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct VideoEntry {
     pub video_id: String,
+    /// From the file name.
     pub title: String,
     pub duration_secs: f64,
     pub size_bytes: u64,
+    /// Created then (ms since the epoch).
     pub created_ms: u64,
+    /// Kept past the retention period.
     #[serde(default)]
+    #[schema(required = true)]
     pub kept: bool,
+    /// Deleted then by retention (ms since the epoch); absent when kept or retention is off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = u64)]
     pub expires_ms: Option<u64>,
     /// The upload completed (no longer counts against the live-session quota).
     #[serde(default)]
+    #[schema(required = true)]
     pub done: bool,
 }
 
@@ -257,22 +266,26 @@ impl IntoResponse for OwnerError {
                 tracing::error!(error = %self, "owner request failed");
                 return (
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    Json(json!({"error": "internal", "message": "internal error"})),
+                    ErrorBody::new("internal", "internal error"),
                 )
                     .into_response();
             }
         };
-        let mut body = json!({"error": code, "message": self.to_string()});
-        match &self {
-            OwnerError::LiveSessions { limit, .. } => {
-                body["limit"] = json!({"name": "live_sessions", "value": limit})
-            }
+        let mut body = ErrorBody::new(code, self.to_string());
+        body.limit = match &self {
+            OwnerError::LiveSessions { limit, .. } => Some(QuotaLimit {
+                name: QuotaName::LiveSessions,
+                value: *limit as u64,
+            }),
             OwnerError::BytesPerDay { limit, .. } | OwnerError::TooLargeForDay { limit, .. } => {
-                body["limit"] = json!({"name": "bytes_per_day", "value": limit})
+                Some(QuotaLimit {
+                    name: QuotaName::BytesPerDay,
+                    value: *limit,
+                })
             }
-            _ => {}
-        }
-        let mut response = (status, Json(body)).into_response();
+            _ => None,
+        };
+        let mut response = (status, body).into_response();
         if let Some(secs) = retry_after {
             response
                 .headers_mut()
@@ -520,15 +533,15 @@ impl OwnerState {
         state: Option<&chunkstream_domain::state::SessionState>,
     ) -> VideoSummary {
         let (state_name, published, total) = match state {
-            None => ("gone", 0, 0),
+            None => (VideoPhase::Gone, 0, 0),
             Some(s) => {
                 let published = s.slots.iter().filter(|s| s.name() == "published").count();
                 let name = if s.complete {
-                    "ready"
+                    VideoPhase::Ready
                 } else if published == s.slots.len() {
-                    "processing"
+                    VideoPhase::Processing
                 } else {
-                    "uploading"
+                    VideoPhase::Uploading
                 };
                 (name, published, s.slots.len())
             }
@@ -598,62 +611,101 @@ async fn delete_objects(store: &dyn ObjectStore, id: &str) -> Result<usize, Stor
     Ok(deleted)
 }
 
+/// Where a video is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoPhase {
+    Uploading,
+    /// Every part uploaded, not all published yet.
+    Processing,
+    Ready,
+    /// Its session is gone (removed while this answer was made).
+    Gone,
+}
+
 /// One video in "my videos".
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct VideoSummary {
     #[serde(flatten)]
     pub entry: VideoEntry,
-    /// `uploading`, `processing` (every part uploaded, not all published), `ready`.
-    pub state: &'static str,
+    pub state: VideoPhase,
     pub published_slots: usize,
     pub total_slots: usize,
     pub watch_url: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct MeAnswer {
+    /// The owner's name: an API key's owner, `<issuer>#<sub>` for a JWT, `local` when open.
     owner: String,
     via: Via,
     limits: Limits,
     usage: UsageAnswer,
+    /// Videos are deleted this long after creation unless kept; 0: never.
     retention_days: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Limits {
     live_sessions: usize,
     bytes_per_day: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct UsageAnswer {
     live_sessions: usize,
     bytes_today: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct VideosAnswer {
+    /// Newest first.
     videos: Vec<VideoSummary>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct KeepRequest {
     kept: bool,
 }
 
+#[derive(Serialize, ToSchema)]
+struct DeletedAnswer {
+    video_id: String,
+    /// Objects deleted from the bucket.
+    deleted_objects: usize,
+}
+
+/// Every owner route, each with its OpenAPI operation.
+pub(crate) fn routes() -> OpenApiRouter<OwnerState> {
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(list_videos))
+        .routes(routes!(delete_video))
+        .routes(routes!(keep_video))
+}
+
 /// The owner routes, behind the credential check.
 pub fn router(state: OwnerState) -> Router {
     let auth = state.auth.clone();
-    Router::new()
-        .route("/api/me", get(me))
-        .route("/api/me/videos", get(list_videos))
-        .route("/api/me/videos/{id}", delete(delete_video))
-        .route("/api/me/videos/{id}/keep", post(keep_video))
+    let (router, _) = routes().split_for_parts();
+    router
         .layer(from_fn_with_state(auth, require_owner))
         .with_state(state)
 }
 
+/// The caller: who they are, their quotas and usage.
+#[utoipa::path(
+    get,
+    path = "/api/me",
+    tag = "owner",
+    security(("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "OK", body = MeAnswer),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 async fn me(State(state): State<OwnerState>, owner: Owner) -> Result<Response, OwnerError> {
     let id = owner.id();
     let body = MeAnswer {
@@ -672,6 +724,18 @@ async fn me(State(state): State<OwnerState>, owner: Owner) -> Result<Response, O
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
 }
 
+/// The caller's videos, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/me/videos",
+    tag = "owner",
+    security(("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "OK", body = VideosAnswer),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 async fn list_videos(
     State(state): State<OwnerState>,
     owner: Owner,
@@ -708,6 +772,21 @@ async fn owned_entry(
         .ok_or(OwnerError::UnknownVideo)
 }
 
+/// Deletes one of the caller's videos: every object, its CDN copies, and any upload still running.
+/// Another owner's video is `unknown_video`, like a missing one.
+#[utoipa::path(
+    delete,
+    path = "/api/me/videos/{id}",
+    tag = "owner",
+    params(("id" = String, Path, description = "The video id")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "OK", body = DeletedAnswer),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 async fn delete_video(
     State(state): State<OwnerState>,
     owner: Owner,
@@ -715,9 +794,29 @@ async fn delete_video(
 ) -> Result<Response, OwnerError> {
     let (entry, _) = owned_entry(&state, &owner, &video_id).await?;
     let deleted = state.delete_video(&owner.id(), &entry).await?;
-    Ok(Json(json!({"video_id": video_id, "deleted_objects": deleted})).into_response())
+    Ok(Json(DeletedAnswer {
+        video_id,
+        deleted_objects: deleted,
+    })
+    .into_response())
 }
 
+/// Keeps a video past the retention period (`kept: true`), or lets it expire again.
+#[utoipa::path(
+    post,
+    path = "/api/me/videos/{id}/keep",
+    tag = "owner",
+    params(("id" = String, Path, description = "The video id")),
+    request_body = KeepRequest,
+    security(("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "OK", body = VideoSummary),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 async fn keep_video(
     State(state): State<OwnerState>,
     owner: Owner,
@@ -797,7 +896,10 @@ pub async fn guard(State(state): State<OwnerState>, request: Request, next: Next
         if let Ok(Some(_)) = state.store().head(&tombstone_key(id)).await {
             return (
                 StatusCode::GONE,
-                Json(json!({"error": "video_deleted", "message": "this video was deleted by its owner; the upload cannot continue"})),
+                ErrorBody::new(
+                    "video_deleted",
+                    "this video was deleted by its owner; the upload cannot continue",
+                ),
             )
                 .into_response();
         }

@@ -9,13 +9,15 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chunkstream_domain::previews::{
     check_sprite, render_vtt, sprite_path, PreviewLayout, MAX_SPRITE_BYTES, SPRITE_CONTENT_TYPE,
     VTT_PATH,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::{load_authorized, parse_json, stream_object, AppState};
 use crate::error::ApiError;
@@ -25,17 +27,11 @@ use crate::store::{PresignedUpload, StoreError};
 /// `GET /api/videos/{id}/previews` (layout), `POST` (presigned sprite PUTs),
 /// `POST …/previews/{n}/uploaded` (check + publish), and the public
 /// `/v/{id}/previews/{n}.jpg` and `/v/{id}/previews/thumbnails.vtt`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/videos/{id}/previews",
-            get(layout).post(presign_sprites),
-        )
-        .route(
-            "/api/videos/{id}/previews/{sprite}/uploaded",
-            post(sprite_uploaded),
-        )
-        .route("/v/{id}/previews/{file}", get(public_preview))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(layout, presign_sprites))
+        .routes(routes!(sprite_uploaded))
+        .routes(routes!(public_preview))
 }
 
 fn upload_key(id: &str, sprite: usize) -> String {
@@ -72,18 +68,34 @@ fn sprite_index(layout: &PreviewLayout, sprite: &str) -> Result<usize, ApiError>
         })
 }
 
-#[derive(Serialize)]
+/// The sprite grid the uploader draws its previews in.
+#[derive(Serialize, ToSchema)]
 struct LayoutAnswer {
     #[serde(flatten)]
     layout: PreviewLayout,
     sprite_width: u32,
     sprite_height: u32,
+    /// What each sprite is (`image/jpeg`).
     content_type: &'static str,
     max_sprite_bytes: u64,
     /// Relative to `/v/{id}/`.
     vtt_path: &'static str,
 }
 
+/// The preview layout of a video (public).
+#[utoipa::path(
+    get,
+    path = "/api/videos/{id}/previews",
+    tag = "previews",
+    params(("id" = String, Path, description = "The video id")),
+    responses(
+        (status = 200, description = "OK", body = LayoutAnswer),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 410, response = crate::openapi::Gone),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 async fn layout(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -100,32 +112,59 @@ async fn layout(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SpriteSize {
     index: usize,
+    /// Bytes of the JPEG to upload.
     size: u64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PresignRequest {
+    /// 1 to `sprites` of the layout.
     sprites: Vec<SpriteSize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SpriteUpload {
     index: usize,
     #[serde(flatten)]
     upload: PresignedUpload,
 }
 
+#[derive(Serialize, ToSchema)]
+struct SpriteUploads {
+    uploads: Vec<SpriteUpload>,
+}
+
+/// Presigned PUTs for preview sprites.
+#[utoipa::path(
+    post,
+    path = "/api/videos/{id}/previews",
+    tag = "previews",
+    params(("id" = String, Path, description = "The video id")),
+    request_body = PresignRequest,
+    security(("upload_secret" = [])),
+    responses(
+        (status = 200, description = "OK", body = SpriteUploads),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 410, response = crate::openapi::Gone),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 async fn presign_sprites(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SpriteUploads>, ApiError> {
     let record = load_authorized(&state, &id, &headers).await?;
     let layout = layout_of(&record)?;
     let request: PresignRequest = parse_json(&body)?;
@@ -160,11 +199,38 @@ async fn presign_sprites(
             .await?;
         uploads.push(SpriteUpload { index, upload });
     }
-    Ok(Json(serde_json::json!({ "uploads": uploads })))
+    Ok(Json(SpriteUploads { uploads }))
+}
+
+#[derive(Serialize, ToSchema)]
+struct SpritePublished {
+    sprite: usize,
+    published: bool,
 }
 
 /// Checks the uploaded sprite (a JPEG of the layout's size) and publishes
 /// exactly the bytes checked (copy conditional on their ETag).
+#[utoipa::path(
+    post,
+    path = "/api/videos/{id}/previews/{sprite}/uploaded",
+    tag = "previews",
+    params(
+        ("id" = String, Path, description = "The video id"),
+        ("sprite" = usize, Path, description = "The sprite's index"),
+    ),
+    security(("upload_secret" = [])),
+    responses(
+        (status = 200, description = "OK", body = SpritePublished),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 410, response = crate::openapi::Gone),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 422, response = crate::openapi::Unprocessable),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 async fn sprite_uploaded(
     State(state): State<AppState>,
     Path((id, sprite)): Path<(String, String)>,
@@ -215,13 +281,35 @@ async fn sprite_uploaded(
     tracing::info!(video_id = %id, sprite = index, bytes = head.total_len, "preview sprite published");
     Ok((
         StatusCode::OK,
-        Json(serde_json::json!({"sprite": index, "published": true})),
+        Json(SpritePublished {
+            sprite: index,
+            published: true,
+        }),
     )
         .into_response())
 }
 
 /// `GET /v/{id}/previews/{n}.jpg` (a published sprite) or `thumbnails.vtt`
 /// (rendered from the plan, so it exists from the moment the video does).
+#[utoipa::path(
+    get,
+    path = "/v/{id}/previews/{file}",
+    tag = "previews",
+    params(
+        ("id" = String, Path, description = "The video id"),
+        ("file" = String, Path, description = "`{n}.jpg` (a sprite) or `thumbnails.vtt`"),
+    ),
+    responses(
+        (status = 200, description = "A sprite, or the WebVTT thumbnails track",
+            content(
+                (crate::openapi::Binary = "image/jpeg"),
+                (String = "text/vtt"),
+            )),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 async fn public_preview(
     State(state): State<AppState>,
     Path((id, file)): Path<(String, String)>,

@@ -107,12 +107,17 @@ pub struct StreamedObject {
 }
 
 /// A presigned upload: the client sends exactly these headers.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct PresignedUpload {
+    /// `PUT`.
     pub method: String,
+    /// The storage URL (S3, presigned): no credential of the API goes with it.
     pub url: String,
+    /// Headers the PUT must carry (those the signature covers).
     pub headers: BTreeMap<String, String>,
+    /// When the URL stops working (RFC 3339).
     #[serde(with = "crate::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: SystemTime,
 }
 

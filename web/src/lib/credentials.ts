@@ -47,7 +47,8 @@ export interface VideoSummary {
   created_ms: number;
   kept: boolean;
   expires_ms?: number | null;
-  state: 'uploading' | 'processing' | 'ready';
+  /** `gone`: the session was removed while the answer was made */
+  state: 'uploading' | 'processing' | 'ready' | 'gone';
   published_slots: number;
   total_slots: number;
   watch_url: string;

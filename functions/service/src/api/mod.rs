@@ -1,5 +1,7 @@
 //! The HTTP API as one axum `Router`: run by `lambda_http::run` in Lambda and
-//! by `axum::serve` in the local runner. See docs/api.md.
+//! by `axum::serve` in the local runner. Each handler's `#[utoipa::path]`
+//! both documents it and registers its route (see [`routes`] and
+//! crate::openapi). See docs/api.md and docs/openapi.json.
 
 mod playback;
 mod uploads;
@@ -9,10 +11,11 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -20,9 +23,6 @@ use crate::queue::JobQueue;
 use crate::sessions::{SessionRecord, Sessions};
 
 pub(crate) use playback::stream_object;
-use playback::{hls_master, hls_media_playlist, init_segment, manifest, media_segment};
-use uploads::{create_video, init_uploads, next_assignments, slot_uploaded};
-use viewers::{prioritize, priority_feed, status};
 
 /// What every handler shares; built once per process.
 #[derive(Clone)]
@@ -69,28 +69,62 @@ pub(crate) const MAX_ASSIGNMENTS: usize = 16;
 pub(crate) const SEGMENT_HOLD: std::time::Duration = std::time::Duration::from_millis(1_200);
 pub(crate) const SEGMENT_HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// Every route of the API (with `previews::routes`; the owner routes are
+/// added by `owner::wrap`), each with its OpenAPI operation.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(openapi_document))
+        .routes(routes!(uploads::create_video))
+        .routes(routes!(uploads::init_uploads))
+        .routes(routes!(uploads::next_assignments))
+        .routes(routes!(uploads::slot_uploaded))
+        .routes(routes!(viewers::prioritize))
+        .routes(routes!(viewers::status))
+        .routes(routes!(viewers::priority_feed))
+        .routes(routes!(playback::manifest))
+        .routes(routes!(playback::init_segment))
+        .routes(routes!(playback::media_segment))
+        .routes(routes!(playback::hls_master))
+        .routes(routes!(playback::hls_media_playlist))
+        .merge(crate::previews::routes())
+}
+
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/api/health", get(|| async { Json(json!({"ok": true})) }))
-        .route("/api/videos", post(create_video))
-        .route("/api/videos/{id}/init", post(init_uploads))
-        .route("/api/videos/{id}/next", post(next_assignments))
-        .route(
-            "/api/videos/{id}/slots/{slot}/uploaded",
-            post(slot_uploaded),
-        )
-        .route("/api/videos/{id}/prioritize", post(prioritize))
-        .route("/api/videos/{id}/status", get(status))
-        .route("/api/videos/{id}/priority", get(priority_feed))
-        .route("/v/{id}/manifest.mpd", get(manifest))
-        .route("/v/{id}/init/{file}", get(init_segment))
-        .route("/v/{id}/seg/{track}/{file}", get(media_segment))
-        .route("/v/{id}/master.m3u8", get(hls_master))
-        .route("/v/{id}/hls/{file}", get(hls_media_playlist))
-        .merge(crate::previews::router())
+    let (router, _) = routes().split_for_parts();
+    router
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         // CORS is one layer around the whole API: `owner::wrap` (auth::AuthConfig::cors_layer)
         .with_state(state)
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
+    ok: bool,
+}
+
+/// Liveness: the process answers (it touches no backend).
+#[utoipa::path(get, path = "/api/health", tag = "meta", responses((status = 200, description = "OK", body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health { ok: true })
+}
+
+/// This document (OpenAPI 3.1).
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
+)]
+async fn openapi_document() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        crate::openapi::document_json(),
+    )
+        .into_response()
 }
 
 /// Parses a JSON body, turning every failure into a 400 that says what is wrong.

@@ -33,6 +33,18 @@ pub(crate) async fn stream_object(
     Ok(Some(response))
 }
 
+/// The DASH manifest (MPD): dynamic while the upload runs, static once complete.
+#[utoipa::path(
+    get,
+    path = "/v/{id}/manifest.mpd",
+    tag = "playback",
+    params(("id" = String, Path, description = "The video id")),
+    responses(
+        (status = 200, description = "The MPD", content_type = "application/dash+xml", body = String),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(crate) async fn manifest(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -54,6 +66,21 @@ pub(crate) fn parse_numbered(file: &str, ext: &str) -> Option<usize> {
     file.strip_suffix(ext)?.parse().ok()
 }
 
+/// A track's init segment (`{track}.mp4`), published once checked.
+#[utoipa::path(
+    get,
+    path = "/v/{id}/init/{file}",
+    tag = "playback",
+    params(
+        ("id" = String, Path, description = "The video id"),
+        ("file" = String, Path, description = "`{track}.mp4`: the track's index in the plan"),
+    ),
+    responses(
+        (status = 200, description = "The init segment (immutable)", content_type = "video/mp4", body = crate::openapi::Binary),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(crate) async fn init_segment(
     State(state): State<AppState>,
     Path((id, file)): Path<(String, String)>,
@@ -85,7 +112,8 @@ pub(crate) async fn init_segment(
     Ok(response)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct SegmentQuery {
     /// `nohint=1`: a miss is not a priority hint (benchmarks' natural-order baseline).
     nohint: Option<String>,
@@ -105,6 +133,24 @@ pub(crate) async fn published_segment(
     stream_object(state, key, "video/mp4", crate::store::IMMUTABLE).await
 }
 
+/// A part's media segment for one track. A miss is a priority hint and is
+/// held up to 1.2 s in case the part is published meanwhile.
+#[utoipa::path(
+    get,
+    path = "/v/{id}/seg/{track}/{file}",
+    tag = "playback",
+    params(
+        ("id" = String, Path, description = "The video id"),
+        ("track" = usize, Path, description = "The track's index in the plan"),
+        ("file" = String, Path, description = "`{slot}.m4s`"),
+        SegmentQuery,
+    ),
+    responses(
+        (status = 200, description = "The media segment (immutable)", content_type = "video/mp4", body = crate::openapi::Binary),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(crate) async fn media_segment(
     State(state): State<AppState>,
     Path((id, track, file)): Path<(String, String, String)>,
@@ -160,6 +206,17 @@ pub(crate) async fn media_segment(
 }
 
 /// `GET /v/{id}/master.m3u8`: the HLS multivariant playlist, written with the MPD.
+#[utoipa::path(
+    get,
+    path = "/v/{id}/master.m3u8",
+    tag = "playback",
+    params(("id" = String, Path, description = "The video id")),
+    responses(
+        (status = 200, description = "The multivariant playlist", content_type = "application/vnd.apple.mpegurl", body = String),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(crate) async fn hls_master(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -178,6 +235,20 @@ pub(crate) async fn hls_master(
 }
 
 /// `GET /v/{id}/hls/{track}.m3u8`: one track's HLS media playlist.
+#[utoipa::path(
+    get,
+    path = "/v/{id}/hls/{file}",
+    tag = "playback",
+    params(
+        ("id" = String, Path, description = "The video id"),
+        ("file" = String, Path, description = "`{track}.m3u8`: the track's index in the plan"),
+    ),
+    responses(
+        (status = 200, description = "The media playlist", content_type = "application/vnd.apple.mpegurl", body = String),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(crate) async fn hls_media_playlist(
     State(state): State<AppState>,
     Path((id, file)): Path<(String, String)>,

@@ -10,7 +10,7 @@ use axum::Json;
 use chunkstream_domain::plan::SegmentPlan;
 use chunkstream_domain::state::{Lane, SessionState, StateError};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::ToSchema;
 
 use super::*;
 use crate::error::ApiError;
@@ -18,10 +18,12 @@ use crate::queue::Job;
 use crate::sessions::{self, SessionRecord};
 use crate::store::PresignedUpload;
 
-#[derive(Serialize)]
-pub(crate) struct InitUpload {
+/// Where to PUT one track's object (an init segment, or a part's media segment).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TrackUpload {
     /// Index of the track in the plan.
     track: usize,
+    /// The track's `id` in the plan.
     track_id: u32,
     #[serde(flatten)]
     upload: PresignedUpload,
@@ -30,7 +32,7 @@ pub(crate) struct InitUpload {
 pub(crate) async fn presign_inits(
     state: &AppState,
     record: &SessionRecord,
-) -> Result<Vec<InitUpload>, ApiError> {
+) -> Result<Vec<TrackUpload>, ApiError> {
     let mut out = Vec::with_capacity(record.plan.tracks.len());
     for (index, track) in record.plan.tracks.iter().enumerate() {
         let upload = state
@@ -43,7 +45,7 @@ pub(crate) async fn presign_inits(
                 state.config.presign_ttl,
             )
             .await?;
-        out.push(InitUpload {
+        out.push(TrackUpload {
             track: index,
             track_id: track.id,
             upload,
@@ -52,6 +54,42 @@ pub(crate) async fn presign_inits(
     Ok(out)
 }
 
+/// A new session.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CreatedVideo {
+    video_id: String,
+    /// Authorises the upload routes of this video: `Authorization: Bearer <upload_secret>`.
+    /// Shown once; the server keeps only its hash.
+    upload_secret: String,
+    /// The watch page: share this link.
+    watch_url: String,
+    /// The DASH manifest (MPD).
+    manifest_url: String,
+    /// The HLS multivariant playlist.
+    hls_url: String,
+    status_url: String,
+    slot_count: usize,
+    /// One per track: where to PUT its init segment.
+    init_uploads: Vec<TrackUpload>,
+}
+
+/// Creates a video from the uploader's plan: the share link is usable at once.
+#[utoipa::path(
+    post,
+    path = "/api/videos",
+    tag = "uploader",
+    request_body = SegmentPlan,
+    security(("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = CreatedVideo),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 422, response = crate::openapi::Unprocessable),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(crate) async fn create_video(
     State(state): State<AppState>,
     body: Bytes,
@@ -66,21 +104,21 @@ pub(crate) async fn create_video(
     tracing::info!(video_id = %id, slots = slot_count, "session created");
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "video_id": id,
-            "upload_secret": secret,
-            "watch_url": format!("{base}/watch.html?v={id}"),
-            "manifest_url": format!("{base}/v/{id}/manifest.mpd"),
-            "hls_url": format!("{base}/v/{id}/{}", chunkstream_domain::hls::MASTER_PATH),
-            "status_url": format!("{base}/api/videos/{id}/status"),
-            "slot_count": slot_count,
-            "init_uploads": init_uploads,
-        })),
+        Json(CreatedVideo {
+            upload_secret: secret,
+            watch_url: format!("{base}/watch.html?v={id}"),
+            manifest_url: format!("{base}/v/{id}/manifest.mpd"),
+            hls_url: format!("{base}/v/{id}/{}", chunkstream_domain::hls::MASTER_PATH),
+            status_url: format!("{base}/api/videos/{id}/status"),
+            slot_count,
+            init_uploads,
+            video_id: id,
+        }),
     )
         .into_response())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct InitRequest {
     /// The uploader is resuming (e.g. after a reload): release the leases of its earlier run.
@@ -88,12 +126,39 @@ pub(crate) struct InitRequest {
     release_leases: bool,
 }
 
+#[derive(Serialize, ToSchema)]
+pub(crate) struct InitAnswer {
+    /// Fresh presigned PUTs for the init segments.
+    init_uploads: Vec<TrackUpload>,
+    /// Leases released (`release_leases`).
+    released_leases: usize,
+}
+
+/// Fresh init-segment uploads (the first ones expired, or the uploader resumes).
+#[utoipa::path(
+    post,
+    path = "/api/videos/{id}/init",
+    tag = "uploader",
+    params(("id" = String, Path, description = "The video id")),
+    request_body(content = Option<InitRequest>, description = "Optional: an empty body is `{}`"),
+    security(("upload_secret" = [])),
+    responses(
+        (status = 200, description = "OK", body = InitAnswer),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 410, response = crate::openapi::Gone),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(crate) async fn init_uploads(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<InitAnswer>, ApiError> {
     let record = load_authorized(&state, &id, &headers).await?;
     let request: InitRequest = if body.iter().all(u8::is_ascii_whitespace) {
         InitRequest::default()
@@ -118,42 +183,70 @@ pub(crate) async fn init_uploads(
             .await?
             .unwrap_or_else(|never| match never {});
     }
-    Ok(Json(json!({
-        "init_uploads": presign_inits(&state, &record).await?,
-        "released_leases": released,
-    })))
+    Ok(Json(InitAnswer {
+        init_uploads: presign_inits(&state, &record).await?,
+        released_leases: released,
+    }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NextRequest {
+    /// At most this many parts (1..=16, default 4).
+    #[schema(minimum = 1, maximum = 16)]
     max: Option<usize>,
 }
 
-#[derive(Serialize)]
-pub(crate) struct SlotUpload {
-    /// Index of the track in the plan.
-    track: usize,
-    track_id: u32,
-    #[serde(flatten)]
-    upload: PresignedUpload,
-}
-
-#[derive(Serialize)]
+/// A part leased to the caller: PUT each track's object, then report it.
+#[derive(Serialize, ToSchema)]
 pub(crate) struct Assignment {
     slot: usize,
+    /// Leased for a viewer waiting on it.
     priority: bool,
+    /// The lease ends then (RFC 3339): the part may go to another uploader after.
     #[serde(with = "crate::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     lease_expires_at: SystemTime,
-    uploads: Vec<SlotUpload>,
+    /// One per track.
+    uploads: Vec<TrackUpload>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub(crate) struct NextAnswer {
+    /// Parts to upload now, priority ones first (may be empty).
+    assignments: Vec<Assignment>,
+    /// Every part and init segment is published.
+    complete: bool,
+    /// Parts not published yet.
+    remaining: usize,
+    /// Parts viewers are waiting on, nearest to a playhead first.
+    priority_slots: Vec<usize>,
+}
+
+/// Leases the next parts to upload, in the order the server decides.
+#[utoipa::path(
+    post,
+    path = "/api/videos/{id}/next",
+    tag = "uploader",
+    params(("id" = String, Path, description = "The video id")),
+    request_body(content = Option<NextRequest>, description = "Optional: an empty body is `{}`"),
+    security(("upload_secret" = [])),
+    responses(
+        (status = 200, description = "OK", body = NextAnswer),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 410, response = crate::openapi::Gone),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(crate) async fn next_assignments(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<NextAnswer>, ApiError> {
     let record = load_authorized(&state, &id, &headers).await?;
     let request: NextRequest = if body.iter().all(u8::is_ascii_whitespace) {
         NextRequest::default()
@@ -189,12 +282,12 @@ pub(crate) async fn next_assignments(
         complete
     };
     let assignments = presign_assignments(&state, &record, picks).await?;
-    Ok(Json(json!({
-        "assignments": assignments,
-        "complete": complete,
-        "remaining": remaining,
-        "priority_slots": priority_slots,
-    })))
+    Ok(Json(NextAnswer {
+        assignments,
+        complete,
+        remaining,
+        priority_slots,
+    }))
 }
 
 /// Presigned PUT URLs (one per track) for slots just leased.
@@ -225,7 +318,7 @@ pub(crate) async fn presign_assignments(
                     state.config.presign_ttl,
                 )
                 .await?;
-            uploads.push(SlotUpload {
+            uploads.push(TrackUpload {
                 track: index,
                 track_id: track.id,
                 upload,
@@ -241,6 +334,35 @@ pub(crate) async fn presign_assignments(
     Ok(assignments)
 }
 
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UploadedAnswer {
+    slot: usize,
+    /// The queue its check went to.
+    queue: Lane,
+    /// False for a repeat of a fresh report (its job is on its way).
+    enqueued: bool,
+}
+
+/// Reports a part's PUTs done: its objects are checked and it is published.
+#[utoipa::path(
+    post,
+    path = "/api/videos/{id}/slots/{slot}/uploaded",
+    tag = "uploader",
+    params(
+        ("id" = String, Path, description = "The video id"),
+        ("slot" = usize, Path, description = "The part's index"),
+    ),
+    security(("upload_secret" = [])),
+    responses(
+        (status = 202, description = "Accepted: the part is queued for its check", body = UploadedAnswer),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 410, response = crate::openapi::Gone),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(crate) async fn slot_uploaded(
     State(state): State<AppState>,
     Path((id, slot)): Path<(String, String)>,
@@ -323,7 +445,11 @@ pub(crate) async fn slot_uploaded(
     tracing::info!(video_id = %id, slot, ?lane, enqueued = send, "slot uploaded");
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"slot": slot, "queue": lane, "enqueued": send})),
+        Json(UploadedAnswer {
+            slot,
+            queue: lane,
+            enqueued: send,
+        }),
     )
         .into_response())
 }

@@ -11,10 +11,10 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chunkstream_domain::state::{Lane, SessionState, SlotState, StateError};
+use chunkstream_domain::state::{InitState, Lane, SessionState, SlotState, StateError};
 use chunkstream_domain::windows::{is_valid_viewer_id, HintKind, HintOutcome};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use super::uploads::{presign_assignments, Assignment};
 use super::*;
@@ -26,10 +26,14 @@ use crate::sessions;
 /// What viewers read (status) may be kept this long by an edge cache; browsers revalidate.
 pub(crate) const VIEWER_READ_CACHE: &str = "public, max-age=1";
 
-#[derive(Deserialize)]
+/// Exactly one of `position` and `slot`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PrioritizeRequest {
+    /// Seconds from the start (finite, >= 0).
+    #[schema(minimum = 0)]
     position: Option<f64>,
+    /// A part's index.
     slot: Option<usize>,
     /// The watch page's viewer id: its seek replaces its own window only.
     viewer: Option<String>,
@@ -151,19 +155,25 @@ pub(crate) async fn apply_hint(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PriorityQuery {
+    /// The `version` the caller has: answer when the windows differ from it (absent: at once).
     after: Option<i64>,
+    /// How long to wait for a change, in ms (capped at 25000; default 0).
     wait_ms: Option<u64>,
     /// Lease up to this many not-yet-leased window slots and return their
-    /// presigned assignments with the answer (saves the uploader a `next`).
+    /// presigned assignments with the answer (saves the uploader a `next`). 0..=16.
+    #[param(maximum = 16)]
     lease: Option<usize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct PriorityAnswer {
+    /// Changes whenever the viewers' priority windows change.
     version: u64,
+    /// Not-yet-published parts of active viewer windows, nearest to a playhead first.
     priority_slots: Vec<usize>,
     complete: bool,
     /// Window slots leased to the caller by this answer (`lease` > 0).
@@ -173,6 +183,22 @@ pub(crate) struct PriorityAnswer {
 /// Long poll for uploaders: answers at once when the priority windows differ
 /// from version `after` (or the video is complete), otherwise when they
 /// change or `wait_ms` runs out. While it waits it reads only `windows.json`.
+#[utoipa::path(
+    get,
+    path = "/api/videos/{id}/priority",
+    tag = "uploader",
+    params(("id" = String, Path, description = "The video id"), PriorityQuery),
+    security(("upload_secret" = [])),
+    responses(
+        (status = 200, description = "The windows changed, the wait ran out, or the video is complete (`Cache-Control: no-store`)", body = PriorityAnswer),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 410, response = crate::openapi::Gone),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(crate) async fn priority_feed(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -246,12 +272,36 @@ pub(crate) async fn priority_feed(
     }
 }
 
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PrioritizeAnswer {
+    /// The viewer's window: the parts uploaded next, in order.
+    window: Vec<usize>,
+    /// Uploaded parts of the window whose check moved to the priority queue.
+    requeued: Vec<usize>,
+}
+
+/// A viewer's seek: the parts from there on are uploaded and published first.
+#[utoipa::path(
+    post,
+    path = "/api/videos/{id}/prioritize",
+    tag = "viewer",
+    params(("id" = String, Path, description = "The video id")),
+    request_body = PrioritizeRequest,
+    responses(
+        (status = 200, description = "OK", body = PrioritizeAnswer),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 410, response = crate::openapi::Gone),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(crate) async fn prioritize(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<PrioritizeAnswer>, ApiError> {
     let request: PrioritizeRequest = parse_json(&body)?;
     if request
         .viewer
@@ -289,11 +339,91 @@ pub(crate) async fn prioritize(
         ));
     }
     tracing::info!(video_id = %id, slot, requeued = ?hinted.requeued, "prioritized");
-    Ok(Json(
-        json!({"window": hinted.window, "requeued": hinted.requeued}),
-    ))
+    Ok(Json(PrioritizeAnswer {
+        window: hinted.window,
+        requeued: hinted.requeued,
+    }))
 }
 
+/// Where a part is in its life cycle.
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SlotPhase {
+    Pending,
+    /// Leased to an uploader.
+    Assigned,
+    /// Uploaded and reported; its check is queued.
+    Uploaded,
+    Published,
+    /// Refused by the check (`reason` says why).
+    Failed,
+}
+
+impl From<&SlotState> for SlotPhase {
+    fn from(slot: &SlotState) -> Self {
+        match slot {
+            SlotState::Pending => Self::Pending,
+            SlotState::Assigned { .. } => Self::Assigned,
+            SlotState::Uploaded { .. } => Self::Uploaded,
+            SlotState::Published { .. } => Self::Published,
+            SlotState::Failed { .. } => Self::Failed,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SlotStatus {
+    /// Seconds from the start.
+    start: f64,
+    /// Seconds.
+    duration: f64,
+    state: SlotPhase,
+    /// Why the check refused it (`failed` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    reason: Option<String>,
+}
+
+/// Parts per state.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SlotCounts {
+    pending: usize,
+    assigned: usize,
+    uploaded: usize,
+    published: usize,
+    failed: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StatusAnswer {
+    video_id: String,
+    /// Every part and init segment is published.
+    complete: bool,
+    slot_count: usize,
+    /// Seconds.
+    duration: f64,
+    counts: SlotCounts,
+    /// One per part, in order.
+    slots: Vec<SlotStatus>,
+    /// One per track: its init segment's state (empty for sessions older than init checks).
+    inits: Vec<InitState>,
+    /// Parts viewers are waiting on, nearest to a playhead first.
+    priority_slots: Vec<usize>,
+}
+
+/// Where the upload is: every part's state (`Cache-Control: public, max-age=1`).
+#[utoipa::path(
+    get,
+    path = "/api/videos/{id}/status",
+    tag = "viewer",
+    params(("id" = String, Path, description = "The video id")),
+    responses(
+        (status = 200, description = "OK", body = StatusAnswer),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 410, response = crate::openapi::Gone),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(crate) async fn status(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -303,27 +433,37 @@ pub(crate) async fn status(
     let windows = state.sessions.windows(&id).await?;
     let active = windows.active(state.sessions.now_ms(), &state.config.policy);
     let times = record.plan.slot_times();
-    let slots: Vec<serde_json::Value> = s
+    let slots = s
         .slots
         .iter()
         .zip(&times)
-        .map(|(slot, (start, duration))| {
-            let mut v = json!({"start": start, "duration": duration, "state": slot.name()});
-            if let SlotState::Failed { reason } = slot {
-                v["reason"] = json!(reason);
-            }
-            v
+        .map(|(slot, &(start, duration))| SlotStatus {
+            start,
+            duration,
+            state: slot.into(),
+            reason: match slot {
+                SlotState::Failed { reason } => Some(reason.clone()),
+                _ => None,
+            },
         })
         .collect();
-    let body = json!({
-        "video_id": id,
-        "complete": s.complete,
-        "slot_count": s.slots.len(),
-        "duration": record.plan.duration_secs(),
-        "counts": s.counts(),
-        "slots": slots,
-        "inits": s.inits,
-        "priority_slots": s.priority_slots(&active),
-    });
+    let counts = s.counts();
+    let count = |name: &str| counts.get(name).copied().unwrap_or(0);
+    let body = StatusAnswer {
+        video_id: id,
+        complete: s.complete,
+        slot_count: s.slots.len(),
+        duration: record.plan.duration_secs(),
+        counts: SlotCounts {
+            pending: count("pending"),
+            assigned: count("assigned"),
+            uploaded: count("uploaded"),
+            published: count("published"),
+            failed: count("failed"),
+        },
+        slots,
+        priority_slots: s.priority_slots(&active),
+        inits: s.inits,
+    };
     Ok(([(header::CACHE_CONTROL, VIEWER_READ_CACHE)], Json(body)).into_response())
 }

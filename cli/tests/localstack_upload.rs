@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ffmpeg, scratch, video_frames, Runner, Upload};
+use common::{ffmpeg, scratch, video_frames, video_packets, Runner, Upload};
 
 /// These tests each drive a real upload (ffmpeg, the CLI, the runner): run one at a time, so
 /// the priority test's timing is not decided by the CPU the others take.
@@ -236,4 +236,89 @@ fn a_viewers_prioritize_at_three_quarters_is_sent_next() {
     });
     let _ = up.child.kill();
     let _ = up.child.wait();
+}
+
+#[test]
+fn a_file_over_one_gigabyte_uploads_with_default_settings_and_every_frame_is_published() {
+    let _serial = one_at_a_time();
+    let runner = Runner::start();
+    let dir = scratch("cli-e2e-1gb");
+    // ten seconds of noise at ~30 Mbit/s (x264 cannot compress it), looped with -c copy
+    // past 1 GiB: moov at the end, as ffmpeg writes it
+    let clip = dir.join("clip.mp4");
+    ffmpeg(
+        &clip,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "nullsrc=s=640x360:r=30,geq=random(1)*255:128:128",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=sample_rate=48000",
+            "-t",
+            "10",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-b:v",
+            "30M",
+            "-g",
+            "60",
+            "-c:a",
+            "aac",
+        ],
+    );
+    let clip_bytes = std::fs::metadata(&clip).unwrap().len();
+    let loops = (1u64 << 30).div_ceil(clip_bytes);
+    let file = dir.join("big.mp4");
+    let clip_arg = clip.to_str().unwrap().to_owned();
+    let loop_arg = (loops - 1).to_string();
+    ffmpeg(
+        &file,
+        &[
+            "-stream_loop",
+            &loop_arg,
+            "-i",
+            &clip_arg,
+            "-c",
+            "copy",
+            "-map",
+            "0",
+        ],
+    );
+    std::fs::remove_file(&clip).unwrap();
+    let size = std::fs::metadata(&file).unwrap().len();
+    assert!(size >= 1 << 30, "made {size} bytes");
+
+    let mut up = Upload::start(&runner, &file, &dir.join("state"), &[]);
+    let code = up.finish(Duration::from_secs(600));
+    assert_eq!(
+        code,
+        0,
+        "exit code; last events {:?}",
+        up.seen.iter().rev().take(8).collect::<Vec<_>>()
+    );
+    let id = video_id(&up);
+    let status = runner.get_json(&format!("/api/videos/{id}/status"));
+    assert_eq!(status["complete"], true, "{status}");
+    assert_eq!(
+        up.event("done").unwrap()["parts_uploaded"],
+        status["slot_count"]
+    );
+    let link = up.event("link").unwrap();
+    let planned = link["bytes_total"].as_u64().unwrap_or(0);
+    assert!(
+        planned * 100 >= size * 95,
+        "planned {planned} of {size} bytes: {link}"
+    );
+    let mpd = format!("{}/v/{id}/manifest.mpd", runner.base);
+    assert_eq!(
+        video_packets(&mpd),
+        video_packets(file.to_str().unwrap()),
+        "video frames in the MPD"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

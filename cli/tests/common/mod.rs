@@ -206,17 +206,27 @@ pub fn ffmpeg(out: &Path, args: &[&str]) {
     assert!(status.success(), "ffmpeg {args:?}");
 }
 
+/// Video packets (frames, without decoding them), counted by ffprobe: the check
+/// for files too big to decode in a test.
+pub fn video_packets(input: &str) -> u64 {
+    ffprobe_count(input, "-count_packets", "stream=nb_read_packets")
+}
+
 /// Decoded video frames, counted by ffprobe (a file or the published MPD).
 pub fn video_frames(input: &str) -> u64 {
+    ffprobe_count(input, "-count_frames", "stream=nb_read_frames")
+}
+
+fn ffprobe_count(input: &str, count: &str, entry: &str) -> u64 {
     let out = Command::new("ffprobe")
         .args([
             "-v",
             "error",
-            "-count_frames",
+            count,
             "-select_streams",
             "v:0",
             "-show_entries",
-            "stream=nb_read_frames",
+            entry,
             "-of",
             "csv=p=0",
             input,

@@ -15,6 +15,7 @@ pub mod hints;
 pub mod inits;
 pub mod jwt;
 pub mod keys;
+pub mod live_slots;
 pub mod local;
 pub mod memory;
 pub mod openapi;

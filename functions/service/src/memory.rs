@@ -35,6 +35,9 @@ pub struct MemoryStore {
     objects: Mutex<BTreeMap<String, Object>>,
     next_etag: AtomicU64,
     calls: Mutex<BTreeMap<&'static str, u64>>,
+    /// every read and write lets other tasks run first, as a network round trip
+    /// would: concurrent requests interleave (tests of races)
+    interleave: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -47,6 +50,20 @@ const PRESIGN_SCHEME: &str = "memory:///";
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store whose calls interleave across concurrent requests (see `interleave`).
+    pub fn interleaved() -> Self {
+        Self {
+            interleave: true,
+            ..Self::default()
+        }
+    }
+
+    async fn turn(&self) {
+        if self.interleave {
+            tokio::task::yield_now().await;
+        }
     }
 
     fn count(&self, call: &'static str) {
@@ -130,6 +147,7 @@ fn stream_of(body: Bytes) -> crate::store::ByteStreamBox {
 #[async_trait]
 impl ObjectStore for MemoryStore {
     async fn get(&self, key: &str) -> Result<Option<StoredObject>, StoreError> {
+        self.turn().await;
         self.count("get");
         Ok(lock(&self.objects).get(key).map(|o| StoredObject {
             body: o.body.clone(),
@@ -165,6 +183,7 @@ impl ObjectStore for MemoryStore {
         content_type: &str,
         condition: PutCondition,
     ) -> Result<String, StoreError> {
+        self.turn().await;
         self.count("put");
         let mut objects = lock(&self.objects);
         let holds = match (&condition, objects.get(key)) {
@@ -267,6 +286,7 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
+        self.turn().await;
         self.count("head");
         Ok(lock(&self.objects).get(key).map(|o| ObjectMeta {
             len: o.body.len() as u64,
@@ -280,6 +300,7 @@ impl ObjectStore for MemoryStore {
         start_after: Option<&str>,
         max: usize,
     ) -> Result<Vec<String>, StoreError> {
+        self.turn().await;
         self.count("list_keys");
         Ok(self
             .keys(prefix)

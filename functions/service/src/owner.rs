@@ -35,6 +35,7 @@ use utoipa_axum::routes;
 use crate::auth::{require_owner, AuthConfig, Authenticator, Owner, Via};
 use crate::cdn::CdnInvalidator;
 use crate::error::{ErrorBody, QuotaLimit, QuotaName};
+use crate::live_slots;
 use crate::sessions::{self, SessionError, Sessions};
 use crate::store::{ObjectStore, PutCondition, StoreError};
 
@@ -237,6 +238,16 @@ pub enum OwnerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<live_slots::LiveSlotError> for OwnerError {
+    fn from(e: live_slots::LiveSlotError) -> Self {
+        match e {
+            live_slots::LiveSlotError::Store(e) => OwnerError::Store(e),
+            live_slots::LiveSlotError::Session(e) => OwnerError::Session(e),
+            e @ live_slots::LiveSlotError::Corrupt(_) => OwnerError::Internal(e.into()),
+        }
+    }
 }
 
 impl IntoResponse for OwnerError {
@@ -950,15 +961,29 @@ async fn guarded_create(
         }
         .into_response());
     }
-    let size = plan_bytes(&plan);
-    let day = state
-        .reserve_bytes(&owner_id, size)
+    // the count above reads without locking: two creates racing for the last place
+    // both pass it, and only one of them can claim the last slot
+    let busy = || OwnerError::LiveSessions {
+        limit: state.config.max_live_sessions,
+        live: state.config.max_live_sessions,
+    };
+    let slot = live_slots::claim(&state.sessions, &owner_id, state.config.max_live_sessions)
         .await
-        .map_err(IntoResponse::into_response)?;
+        .map_err(|e| OwnerError::from(e).into_response())?
+        .ok_or_else(|| busy().into_response())?;
+    let size = plan_bytes(&plan);
+    let day = match state.reserve_bytes(&owner_id, size).await {
+        Ok(day) => day,
+        Err(e) => {
+            live_slots::release(&state.sessions, slot).await;
+            return Err(e.into_response());
+        }
+    };
     let mut request = Request::from_parts(parts, Body::from(body));
     request.extensions_mut().insert(owner.clone());
     let response = next.run(request).await;
     if response.status() != StatusCode::CREATED {
+        live_slots::release(&state.sessions, slot).await;
         state.refund_bytes(&owner_id, &day, size).await;
         return Ok(response);
     }
@@ -979,8 +1004,13 @@ async fn guarded_create(
     if let Err(e) = state.record(&owner, &plan, &video_id).await {
         // An unowned session would escape the quotas and the owner's delete: undo it.
         let _ = delete_objects(state.store().as_ref(), &video_id).await;
+        live_slots::release(&state.sessions, slot).await;
         state.refund_bytes(&owner_id, &day, size).await;
         return Err(e.into_response());
+    }
+    if let Err(e) = live_slots::bind(&state.sessions, slot, &video_id).await {
+        // the claim stays unbound and frees itself after a while: the quota errs lenient
+        tracing::warn!(%video_id, error = %e, "could not bind the live-session slot");
     }
     tracing::info!(%video_id, owner = %owner.name, size, "session owned");
     Ok(Response::from_parts(parts, Body::from(body)))

@@ -97,7 +97,8 @@ impl Stack {
     }
 
     fn with_jwks(tweak: impl FnOnce(&mut OwnerConfig), jwks: Option<Arc<dyn JwksSource>>) -> Self {
-        let memory = Arc::new(MemoryStore::new());
+        // calls interleave across concurrent requests, as over a network
+        let memory = Arc::new(MemoryStore::interleaved());
         let clock = Arc::new(ManualClock::at(SystemClock.now_ms()));
         let sessions = Sessions::with_clock(memory.clone(), clock.clone());
         let config = Config {
@@ -358,6 +359,45 @@ async fn live_sessions_quota_answers_429_naming_the_limit() {
     let other = s.key("bob").await;
     let (status, _) = s.create(&api_key(&other), &synthetic_plan(2)).await;
     assert_eq!(status, StatusCode::CREATED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn creates_racing_for_the_last_live_session_place_cannot_both_win() {
+    let s = Stack::new(|c| c.max_live_sessions = 2);
+    let key = s.key("alice").await;
+    for round in 0..5 {
+        let creates = (0..8).map(|_| {
+            let (s, key) = (&s, &key);
+            async move { s.create(&api_key(key), &synthetic_plan(2)).await }
+        });
+        let answers = futures::future::join_all(creates).await;
+        let created: Vec<&Value> = answers
+            .iter()
+            .filter(|(status, _)| *status == StatusCode::CREATED)
+            .map(|(_, body)| body)
+            .collect();
+        let refused = answers
+            .iter()
+            .filter(|(status, body)| {
+                *status == StatusCode::TOO_MANY_REQUESTS && body["error"] == "quota_live_sessions"
+            })
+            .count();
+        let expected = if round == 0 { 2 } else { 1 };
+        let statuses: Vec<u16> = answers.iter().map(|(s, _)| s.as_u16()).collect();
+        assert_eq!(created.len(), expected, "round {round}: {statuses:?}");
+        assert_eq!(refused, 8 - expected, "round {round}: {statuses:?}");
+        // deleting one frees its place for the next round's race
+        let id = created[0]["video_id"].as_str().unwrap();
+        let (status, body, _) = s
+            .call(
+                "DELETE",
+                &format!("/api/me/videos/{id}"),
+                &api_key(&key),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
 }
 
 #[tokio::test]

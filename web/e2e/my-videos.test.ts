@@ -40,6 +40,13 @@ describe('my videos', () => {
     await row.waitFor({ state: 'detached', timeout: 10_000 });
     const manifest = await fetch(manifestUrl(videoId));
     assert.equal(manifest.status, 404);
+    // a viewer who opens the link afterwards is told why, and the page stops polling
+    const viewer = await browser.context.newPage();
+    await viewer.goto(`${BASE_URL}/watch.html?v=${videoId}`);
+    const error = viewer.locator('#watch-error');
+    await error.waitFor({ state: 'visible', timeout: 15_000 });
+    assert.match((await error.textContent()) ?? '', /deleted by its owner/);
+    await viewer.close();
     await up.page.close();
   });
 });

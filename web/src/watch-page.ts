@@ -110,7 +110,8 @@ async function pollStatus(): Promise<void> {
     draw();
     updateOverlay();
   } catch (e) {
-    if (e instanceof ApiError && e.status === 404) fatal('This video does not exist (the link may be wrong, or the video was deleted).');
+    if (e instanceof ApiError && e.status === 410) fatal('This video was deleted by its owner.');
+    else if (e instanceof ApiError && e.status === 404) fatal('This video does not exist (the link may be wrong, or the video was deleted).');
     else $('watch-status').textContent = `Could not refresh the upload status (${e instanceof Error ? e.message : String(e)}).`;
   }
   if (!status?.complete && document.body.dataset.state !== 'error') setTimeout(() => void pollStatus(), 2000);

@@ -894,6 +894,7 @@ pub async fn guard(State(state): State<OwnerState>, request: Request, next: Next
     if request.method() == axum::http::Method::POST && path == "/api/videos" {
         return guard_create(State(state), request, next).await;
     }
+    let reading = request.method() == axum::http::Method::GET;
     let response = next.run(request).await;
     let video_id = path
         .strip_prefix("/api/videos/")
@@ -909,7 +910,11 @@ pub async fn guard(State(state): State<OwnerState>, request: Request, next: Next
                 StatusCode::GONE,
                 ErrorBody::new(
                     "video_deleted",
-                    "this video was deleted by its owner; the upload cannot continue",
+                    if reading {
+                        "this video was deleted by its owner"
+                    } else {
+                        "this video was deleted by its owner; the upload cannot continue"
+                    },
                 ),
             )
                 .into_response();

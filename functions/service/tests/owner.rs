@@ -521,6 +521,19 @@ async fn deleting_a_video_during_its_upload_leaves_nothing_and_the_uploader_gets
         )
         .await;
     assert_eq!(status, StatusCode::GONE, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("upload cannot continue"),
+        "{body}"
+    );
+    // A viewer's status read is told the video was deleted, not that an upload stopped.
+    let (status, body, _) = s
+        .call("GET", &format!("/api/videos/{id}/status"), &[], None)
+        .await;
+    assert_eq!(status, StatusCode::GONE, "{body}");
+    assert_eq!(body["message"], "this video was deleted by its owner");
     let (status, _, _) = s
         .call("GET", &format!("/v/{id}/manifest.mpd"), &[], None)
         .await;

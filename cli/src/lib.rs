@@ -6,7 +6,8 @@
 //! rules, `fragment`/`init`/`segment` write the fMP4 bytes, `api` talks to the
 //! server, `upload` runs the priority-aware upload loop, `resume` keeps sessions
 //! across runs, `report` shows progress, `commands` ties them together;
-//! `videos` lists, deletes and keeps the owner's videos.
+//! `videos` lists, deletes and keeps the owner's videos; `track_names` names the
+//! audio tracks for players' menus.
 
 pub mod api;
 pub mod boxes;
@@ -21,5 +22,6 @@ pub mod request;
 pub mod resume;
 pub mod segment;
 pub mod source;
+pub mod track_names;
 pub mod upload;
 pub mod videos;

@@ -42,11 +42,10 @@ pub fn session_request(
                 channels: if video { None } else { t.info.channels },
                 presentation_time_offset: t.input.pto,
                 init_size: t.init_segment.len() as u64,
-                // no names from the CLI's reader yet: the server labels audio
-                // "Audio N" and marks the first audio track as the default
-                language: None,
-                label: None,
-                default: false,
+                // the server labels unnamed audio "Audio N"
+                language: t.language.clone(),
+                label: t.label.clone(),
+                default: t.default,
             }
         })
         .collect();

@@ -2,8 +2,8 @@
 //! never the media data — the same whether the moov is at the start or the end,
 //! for files of any size. Every box size is checked (`boxes.rs`) before the `mp4`
 //! crate parses the movie header and sample tables, and that parse runs under a
-//! time limit. Mirrors the page's `analyze.ts`: one video and one audio track are
-//! streamed, the others are listed as ignored.
+//! time limit. Mirrors the page's `analyze.ts`: one video and up to three audio tracks
+//! are streamed (named by `track_names`), the others are listed as ignored.
 
 use std::fs::File;
 use std::io::Cursor;
@@ -18,6 +18,7 @@ use crate::codec::{entry_info, EntryInfo};
 use crate::error::{MediaError, MediaErrorKind};
 use crate::init::{self, InitParts};
 use crate::planner::{PlanTrackInput, SampleTable, TrackKind};
+use crate::track_names;
 
 const MAX_MOOV_BYTES: u64 = 512 * 1024 * 1024;
 
@@ -41,6 +42,12 @@ pub struct SourceTrack {
     pub cts_offsets: Vec<i32>,
     /// ftyp + moov(mvhd, trak, mvex) for this track alone
     pub init_segment: Vec<u8>,
+    /// BCP 47, from the mdhd (none = undetermined)
+    pub language: Option<String>,
+    /// the name a player's track menu shows
+    pub label: Option<String>,
+    /// the audio track players pick first (exactly one audio track has it)
+    pub default: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +74,10 @@ struct RawTrak {
     media_header: Option<RawBox>,
     stsd: RawBox,
     tables: Vec<RawBox>,
+    language: Option<String>,
+    label: Option<String>,
+    /// tkhd flag 1: ffmpeg enables one audio track per alternate group
+    enabled: bool,
 }
 
 const TABLES: &[&[u8; 4]] = &[
@@ -149,6 +160,10 @@ fn raw_trak(buf: &[u8], trak: &RawBox) -> Result<RawTrak, MediaError> {
             return Err(corrupt_moov());
         }
     }
+    let label = track_names::track_label(
+        track_names::udta_name(buf, &kids).as_deref(),
+        track_names::hdlr_name(buf, hdlr).as_deref(),
+    );
     Ok(RawTrak {
         tkhd,
         edts,
@@ -157,6 +172,9 @@ fn raw_trak(buf: &[u8], trak: &RawBox) -> Result<RawTrak, MediaError> {
         media_header,
         stsd,
         tables,
+        language: track_names::mdhd_language(buf, &mdhd),
+        label,
+        enabled: buf.get(tkhd.body + 3).is_some_and(|f| f & 1 == 1),
     })
 }
 
@@ -494,7 +512,8 @@ pub fn analyze(file: &File, file_size: u64) -> Result<Analysis, MediaError> {
     if mvhd.end - mvhd.start < 108 {
         return Err(corrupt_moov());
     }
-    // one video and one audio track are streamed, in file order; the rest is listed as ignored
+    // one video and up to MAX_AUDIO_TRACKS audio tracks are streamed, in file order;
+    // the rest is listed as ignored
     let mut raw = Vec::new();
     let mut ignored = Vec::new();
     for trak in moov_kids.iter().filter(|b| &b.kind == b"trak") {
@@ -506,7 +525,7 @@ pub fn analyze(file: &File, file_size: u64) -> Result<Analysis, MediaError> {
         return Err(corrupt_moov());
     }
     let mut tracks: Vec<SourceTrack> = Vec::new();
-    let (mut have_video, mut have_audio) = (false, false);
+    let (mut have_video, mut audio_tracks) = (false, 0usize);
     for (i, rt) in raw.iter().enumerate() {
         let ptrak = &parsed.traks[i];
         let id = ptrak.tkhd.track_id;
@@ -524,7 +543,7 @@ pub fn analyze(file: &File, file_size: u64) -> Result<Analysis, MediaError> {
             });
         let taken = match kind {
             Some(TrackKind::Video) => have_video,
-            Some(TrackKind::Audio) => have_audio,
+            Some(TrackKind::Audio) => audio_tracks >= track_names::MAX_AUDIO_TRACKS,
             None => true,
         };
         let Some(kind) = kind.filter(|_| !taken && !stsd_kids.is_empty()) else {
@@ -571,7 +590,7 @@ pub fn analyze(file: &File, file_size: u64) -> Result<Analysis, MediaError> {
         if kind == TrackKind::Video {
             have_video = true;
         } else {
-            have_audio = true;
+            audio_tracks += 1;
         }
         let (pto, edit) = edit_list(&parsed, i);
         let init_segment = init::init_segment(&InitParts {
@@ -610,6 +629,9 @@ pub fn analyze(file: &File, file_size: u64) -> Result<Analysis, MediaError> {
             offsets: tables.offsets,
             cts_offsets: tables.cts,
             init_segment,
+            language: rt.language.clone(),
+            label: rt.label.clone(),
+            default: kind == TrackKind::Audio && rt.enabled,
         });
     }
     if tracks.is_empty() {
@@ -619,6 +641,18 @@ pub fn analyze(file: &File, file_size: u64) -> Result<Analysis, MediaError> {
         ));
     }
     tracks.sort_by_key(|t| t.input.kind != TrackKind::Video);
+    // the default audio track: the first enabled one, else the first (as the page)
+    let audio: Vec<usize> = (0..tracks.len())
+        .filter(|&i| tracks[i].input.kind == TrackKind::Audio)
+        .collect();
+    let default = audio
+        .iter()
+        .copied()
+        .find(|&i| tracks[i].default)
+        .or(audio.first().copied());
+    for (i, t) in tracks.iter_mut().enumerate() {
+        t.default = Some(i) == default;
+    }
     let lead = &tracks[0].input;
     let duration = (lead.samples.end() as f64 - lead.pto as f64) / f64::from(lead.timescale);
     let _ = started;

@@ -33,7 +33,7 @@ fn uploads_ffmpeg_files_and_the_published_mpd_decodes_to_every_frame() {
     let v = "-f lavfi -i testsrc2=size=320x180:rate=";
     let cases: Vec<(&str, String, bool)> = vec![
         // moov at the end (ffmpeg's default), B-frames (so an edit list), two audio tracks
-        ("bframes-2audio.mp4", format!("{v}30 -f lavfi -i sine=frequency=440:sample_rate=48000 -f lavfi -i sine=frequency=660:sample_rate=44100 -t 14 -map 0 -map 1 -map 2 -c:v libx264 -preset veryfast -g 60 -bf 2 -c:a aac"), false),
+        ("bframes-2audio.mp4", format!("{v}30 -f lavfi -i sine=frequency=440:sample_rate=48000 -f lavfi -i sine=frequency=660:sample_rate=44100 -t 14 -map 0 -map 1 -map 2 -c:v libx264 -preset veryfast -g 60 -bf 2 -c:a aac -metadata:s:a:0 language=eng -metadata:s:a:0 title=Desktop -metadata:s:a:1 language=deu -metadata:s:a:1 title=Microphone"), false),
         ("faststart.mp4", format!("{v}25 -f lavfi -i sine=sample_rate=48000 -t 9 -c:v libx264 -preset veryfast -c:a aac -movflags +faststart"), false),
         ("rotated.mov", format!("{v}25 -f lavfi -i sine=sample_rate=48000 -t 6 -c:v libx264 -preset veryfast -c:a aac -metadata:s:v rotate=90"), false),
         ("vfr.mp4", "-f lavfi -i testsrc2=size=320x180:rate=30,setpts='PTS+if(gt(N,90),0.4/TB,0)' -t 8 -fps_mode vfr -c:v libx264 -preset veryfast".to_owned(), false),
@@ -64,6 +64,24 @@ fn uploads_ffmpeg_files_and_the_published_mpd_decodes_to_every_frame() {
             video_frames(file.to_str().unwrap()),
             "{name}: frames decoded from the MPD"
         );
+        if name == "bframes-2audio.mp4" {
+            // every audio track, named and tagged as in the file, the first one the default
+            let text = runner.get_text(&format!("/v/{id}/manifest.mpd"));
+            let audio_sets = text.matches("contentType=\"audio\"").count();
+            assert_eq!(audio_sets, 2, "{name}: audio AdaptationSets in {text}");
+            for needle in ["lang=\"en\"", "lang=\"de\"", ">Desktop<", ">Microphone<"] {
+                assert!(
+                    text.contains(needle),
+                    "{name}: {needle} missing from {text}"
+                );
+            }
+            // both audio tracks' init segments and last parts are published
+            let last = status["slot_count"].as_u64().unwrap() - 1;
+            for track in [1, 2] {
+                runner.get_text(&format!("/v/{id}/init/{track}.mp4"));
+                runner.get_text(&format!("/v/{id}/seg/{track}/{last}.m4s"));
+            }
+        }
     }
 }
 

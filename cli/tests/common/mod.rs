@@ -153,6 +153,10 @@ impl Runner {
     }
 
     pub fn get_json(&self, path: &str) -> Value {
+        serde_json::from_str(&self.get_text(path)).unwrap()
+    }
+
+    pub fn get_text(&self, path: &str) -> String {
         let out = Command::new("curl")
             .args(["-fsS", "--max-time", "10", &format!("{}{path}", self.base)])
             .output()
@@ -162,7 +166,7 @@ impl Runner {
             "GET {path}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).unwrap()
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn post_json(&self, path: &str, body: &str) -> Value {

@@ -79,7 +79,10 @@ for _ in $(seq 1 100); do
   curl -fsS --max-time 1 "http://127.0.0.1:$counter_port/__counts" >/dev/null 2>&1 && break
   sleep 0.2
 done
+# open mode without the live-session quota: the pages carry no API key (the runner requires
+# keys by default), and the seek runs leave uploads in progress on purpose
 AWS_ENDPOINT_URL="http://127.0.0.1:$counter_port" \
+  CHUNKSTREAM_AUTH=open CHUNKSTREAM_QUOTA_LIVE_SESSIONS=100000 \
   CHUNKSTREAM_S3_PUBLIC_ENDPOINT="http://$host_ip:$counter_port" \
   CHUNKSTREAM_LISTEN="$host_ip:$port" CHUNKSTREAM_PUBLIC_BASE_URL="http://$host_ip:$port" \
   CHUNKSTREAM_WEB_DIR="$root/web/dist" CHUNKSTREAM_BUCKET="$name" CHUNKSTREAM_QUEUE_PREFIX="$name" \

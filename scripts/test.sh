@@ -10,7 +10,15 @@ source scripts/env.sh
 export PATH="$root/.tools/bin:$root/.tools/sam/bin:$PATH"
 export SAM_CLI_TELEMETRY=0
 
-step() { printf '\n=== %s\n' "$1" >&2; shift; "$@"; }
+# Each step prints when it started (seconds into the run) and how long it took, so a slow
+# or stuck step is visible in CI's log.
+step() {
+  local name="$1" start=$SECONDS
+  shift
+  printf '\n=== %s (at %ss)\n' "$name" "$start" >&2
+  "$@"
+  printf '=== %s: done in %ss\n' "$name" "$((SECONDS - start))" >&2
+}
 started_localstack=0
 runner_pid=""
 cleanup() {
@@ -38,7 +46,8 @@ export CHUNKSTREAM_AUTH=open
 # suites leave uploads in progress on purpose (pause, resume, kill, stalls)
 export CHUNKSTREAM_QUOTA_LIVE_SESSIONS=100000
 step "runner build" cargo build --quiet -p chunkstream-runner
-step "Rust unit + LocalStack integration tests" cargo test --workspace
+# bounded: a hung integration test fails the run with a message, not CI's time limit
+step "Rust unit + LocalStack integration tests" timeout -k 30 2400 cargo test --workspace
 
 step "cfn-lint (infra/)" cfn-lint infra/template.yaml infra/storage.yaml
 step "sam validate --lint" bash -c 'cd infra && sam validate --lint'
@@ -77,6 +86,7 @@ if [ -f web/package.json ]; then
     kill -0 "$runner_pid" 2>/dev/null || { cat "$root/target/e2e-runner.log" >&2; exit 1; }
     sleep 0.2
   done
+  export E2E_RUNNER_LOG="$root/target/e2e-runner.log"
   step "web end-to-end tests (Chromium)" bash -c 'cd web && npm run test:e2e'
 fi
 printf '\nAll tests passed.\n' >&2

@@ -7,6 +7,11 @@
 //!
 //! Slots are freed lazily: nothing has to run when a video completes or is deleted;
 //! the next create finds the slot's video complete (or gone) and takes it over.
+//!
+//! A create starts its search at a random slot, so its cost does not grow with the
+//! owner's live uploads while most slots are free: one GET and one conditional PUT
+//! (plus one state read per occupied slot it passes). Only an owner near the limit
+//! pays for reading the occupied ones.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -59,7 +64,12 @@ pub async fn claim(
         video_id: None,
         claimed_ms: now,
     });
-    for k in 0..limit {
+    let start = if limit == 0 {
+        0
+    } else {
+        rand::random_range(0..limit)
+    };
+    for k in (start..limit).chain(0..start) {
         let key = slot_key(owner_id, k);
         let condition = match store.get(&key).await? {
             None => PutCondition::IfAbsent,

@@ -955,19 +955,8 @@ async fn guarded_create(
         return Ok(next.run(Request::from_parts(parts, Body::from(body))).await);
     };
     let owner_id = owner.id();
-    let live = state
-        .live_sessions(&owner_id)
-        .await
-        .map_err(IntoResponse::into_response)?;
-    if live >= state.config.max_live_sessions {
-        return Err(OwnerError::LiveSessions {
-            limit: state.config.max_live_sessions,
-            live,
-        }
-        .into_response());
-    }
-    // the count above reads without locking: two creates racing for the last place
-    // both pass it, and only one of them can claim the last slot
+    // The slots are the quota: no count of the owner's uploads first (it read every
+    // entry, so a create grew slower with each video the owner had).
     let busy = || OwnerError::LiveSessions {
         limit: state.config.max_live_sessions,
         live: state.config.max_live_sessions,

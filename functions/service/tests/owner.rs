@@ -19,6 +19,7 @@ use chunkstream::auth::{AuthConfig, Authenticator};
 use chunkstream::cdn::CdnInvalidator;
 use chunkstream::clock::{Clock, ManualClock, SystemClock};
 use chunkstream::config::Config;
+use chunkstream::counting::{CountingStore, Counts};
 use chunkstream::jwt::{HttpJwks, JwksSource, JwtVerifier, StaticJwks};
 use chunkstream::keys::Keys;
 use chunkstream::memory::{MemoryQueue, MemoryStore};
@@ -84,6 +85,8 @@ impl Issuer {
 
 struct Stack {
     memory: Arc<MemoryStore>,
+    /// every S3 call the API and the owner layer make
+    counts: Counts,
     clock: Arc<ManualClock>,
     cdn: Arc<RecordingCdn>,
     keys: Keys,
@@ -99,8 +102,10 @@ impl Stack {
     fn with_jwks(tweak: impl FnOnce(&mut OwnerConfig), jwks: Option<Arc<dyn JwksSource>>) -> Self {
         // calls interleave across concurrent requests, as over a network
         let memory = Arc::new(MemoryStore::interleaved());
+        let counting = Arc::new(CountingStore::new(memory.clone()));
+        let counts = counting.counts.clone();
         let clock = Arc::new(ManualClock::at(SystemClock.now_ms()));
-        let sessions = Sessions::with_clock(memory.clone(), clock.clone());
+        let sessions = Sessions::with_clock(counting, clock.clone());
         let config = Config {
             bucket: "memory".into(),
             priority_queue_url: "memory-priority".into(),
@@ -140,6 +145,7 @@ impl Stack {
         }
         Self {
             memory,
+            counts,
             clock,
             cdn,
             keys,
@@ -359,6 +365,32 @@ async fn live_sessions_quota_answers_429_naming_the_limit() {
     let other = s.key("bob").await;
     let (status, _) = s.create(&api_key(&other), &synthetic_plan(2)).await;
     assert_eq!(status, StatusCode::CREATED);
+}
+
+fn total(counts: &std::collections::BTreeMap<&'static str, u64>) -> u64 {
+    counts.values().sum()
+}
+
+#[tokio::test]
+async fn a_create_costs_the_same_s3_calls_however_many_uploads_the_owner_has_live() {
+    let s = Stack::new(|c| c.max_live_sessions = 100_000);
+    let key = s.key("alice").await;
+    let mut costs = Vec::new();
+    for _ in 0..25 {
+        let before = s.counts.snapshot();
+        let (status, body) = s.create(&api_key(&key), &synthetic_plan(2)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        costs.push(total(&s.counts.snapshot()) - total(&before));
+    }
+    // (the random start slot may hit an occupied one: 2 calls more, rarely)
+    let first = costs[0];
+    println!("S3 calls per create: {costs:?}");
+    for (n, cost) in costs.iter().enumerate() {
+        assert!(
+            *cost <= first + 2,
+            "create {n} with {n} live uploads made {cost} S3 calls; the first made {first}: {costs:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -169,6 +169,32 @@ error_responses! {
                     Some("always sent"), false);
 }
 
+/// The error answers routes share, referenced by their names in `components.responses`:
+/// a route lists its set (`responses((status = 200, ..), crate::openapi::SecretErrors)`)
+/// and only the answers peculiar to it.
+macro_rules! error_sets {
+    ($($(#[$doc:meta])* $set:ident => [$($status:literal => $name:ident),*];)*) => {$(
+        $(#[$doc])*
+        pub struct $set;
+        impl utoipa::IntoResponses for $set {
+            fn responses() -> std::collections::BTreeMap<String, RefOr<Response>> {
+                [$(($status.to_string(), RefOr::Ref(Ref::from_response_name(stringify!($name))))),*]
+                    .into_iter()
+                    .collect()
+            }
+        }
+    )*};
+}
+
+error_sets! {
+    /// Routes under a video's upload secret.
+    SecretErrors => [401 => Unauthorized, 403 => Forbidden, 404 => NotFound, 410 => Gone, 503 => Unavailable];
+    /// Public routes reading a video.
+    PublicErrors => [404 => NotFound, 503 => Unavailable];
+    /// Routes that take a credential: create, and the owner routes.
+    CredentialErrors => [401 => Unauthorized, 503 => Unavailable];
+}
+
 /// Bytes of a media object (segments, init segments, sprites).
 pub struct Binary;
 

@@ -713,8 +713,7 @@ pub fn router(state: OwnerState) -> Router {
     security(("api_key" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "OK", body = MeAnswer),
-        (status = 401, response = crate::openapi::Unauthorized),
-        (status = 503, response = crate::openapi::Unavailable),
+        crate::openapi::CredentialErrors,
     )
 )]
 async fn me(State(state): State<OwnerState>, owner: Owner) -> Result<Response, OwnerError> {
@@ -743,8 +742,7 @@ async fn me(State(state): State<OwnerState>, owner: Owner) -> Result<Response, O
     security(("api_key" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "OK", body = VideosAnswer),
-        (status = 401, response = crate::openapi::Unauthorized),
-        (status = 503, response = crate::openapi::Unavailable),
+        crate::openapi::CredentialErrors,
     )
 )]
 async fn list_videos(
@@ -793,9 +791,8 @@ async fn owned_entry(
     security(("api_key" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "OK", body = DeletedAnswer),
-        (status = 401, response = crate::openapi::Unauthorized),
+        crate::openapi::CredentialErrors,
         (status = 404, response = crate::openapi::NotFound),
-        (status = 503, response = crate::openapi::Unavailable),
     )
 )]
 async fn delete_video(
@@ -823,9 +820,8 @@ async fn delete_video(
     responses(
         (status = 200, description = "OK", body = VideoSummary),
         (status = 400, response = crate::openapi::BadRequest),
-        (status = 401, response = crate::openapi::Unauthorized),
+        crate::openapi::CredentialErrors,
         (status = 404, response = crate::openapi::NotFound),
-        (status = 503, response = crate::openapi::Unavailable),
     )
 )]
 async fn keep_video(

@@ -90,10 +90,9 @@ struct LayoutAnswer {
     params(("id" = String, Path, description = "The video id")),
     responses(
         (status = 200, description = "OK", body = LayoutAnswer),
-        (status = 404, response = crate::openapi::NotFound),
+        crate::openapi::PublicErrors,
         (status = 409, response = crate::openapi::Conflict),
         (status = 410, response = crate::openapi::Gone),
-        (status = 503, response = crate::openapi::Unavailable),
     )
 )]
 async fn layout(
@@ -150,13 +149,9 @@ struct SpriteUploads {
     responses(
         (status = 200, description = "OK", body = SpriteUploads),
         (status = 400, response = crate::openapi::BadRequest),
-        (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, response = crate::openapi::Forbidden),
-        (status = 404, response = crate::openapi::NotFound),
+        crate::openapi::SecretErrors,
         (status = 409, response = crate::openapi::Conflict),
-        (status = 410, response = crate::openapi::Gone),
         (status = 413, response = crate::openapi::PayloadTooLarge),
-        (status = 503, response = crate::openapi::Unavailable),
     )
 )]
 async fn presign_sprites(
@@ -221,14 +216,10 @@ struct SpritePublished {
     security(("upload_secret" = [])),
     responses(
         (status = 200, description = "OK", body = SpritePublished),
-        (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, response = crate::openapi::Forbidden),
-        (status = 404, response = crate::openapi::NotFound),
+        crate::openapi::SecretErrors,
         (status = 409, response = crate::openapi::Conflict),
-        (status = 410, response = crate::openapi::Gone),
         (status = 413, response = crate::openapi::PayloadTooLarge),
         (status = 422, response = crate::openapi::Unprocessable),
-        (status = 503, response = crate::openapi::Unavailable),
     )
 )]
 async fn sprite_uploaded(
@@ -305,9 +296,8 @@ async fn sprite_uploaded(
                 (crate::openapi::Binary = "image/jpeg"),
                 (String = "text/vtt"),
             )),
-        (status = 404, response = crate::openapi::NotFound),
+        crate::openapi::PublicErrors,
         (status = 409, response = crate::openapi::Conflict),
-        (status = 503, response = crate::openapi::Unavailable),
     )
 )]
 async fn public_preview(

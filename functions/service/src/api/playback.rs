@@ -41,8 +41,7 @@ pub(crate) async fn stream_object(
     params(("id" = String, Path, description = "The video id")),
     responses(
         (status = 200, description = "The MPD", content_type = "application/dash+xml", body = String),
-        (status = 404, response = crate::openapi::NotFound),
-        (status = 503, response = crate::openapi::Unavailable),
+        crate::openapi::PublicErrors,
     )
 )]
 pub(crate) async fn manifest(
@@ -77,8 +76,7 @@ pub(crate) fn parse_numbered(file: &str, ext: &str) -> Option<usize> {
     ),
     responses(
         (status = 200, description = "The init segment (immutable)", content_type = "video/mp4", body = crate::openapi::Binary),
-        (status = 404, response = crate::openapi::NotFound),
-        (status = 503, response = crate::openapi::Unavailable),
+        crate::openapi::PublicErrors,
     )
 )]
 pub(crate) async fn init_segment(
@@ -147,8 +145,7 @@ pub(crate) async fn published_segment(
     ),
     responses(
         (status = 200, description = "The media segment (immutable)", content_type = "video/mp4", body = crate::openapi::Binary),
-        (status = 404, response = crate::openapi::NotFound),
-        (status = 503, response = crate::openapi::Unavailable),
+        crate::openapi::PublicErrors,
     )
 )]
 pub(crate) async fn media_segment(
@@ -213,8 +210,7 @@ pub(crate) async fn media_segment(
     params(("id" = String, Path, description = "The video id")),
     responses(
         (status = 200, description = "The multivariant playlist", content_type = "application/vnd.apple.mpegurl", body = String),
-        (status = 404, response = crate::openapi::NotFound),
-        (status = 503, response = crate::openapi::Unavailable),
+        crate::openapi::PublicErrors,
     )
 )]
 pub(crate) async fn hls_master(
@@ -245,8 +241,7 @@ pub(crate) async fn hls_master(
     ),
     responses(
         (status = 200, description = "The media playlist", content_type = "application/vnd.apple.mpegurl", body = String),
-        (status = 404, response = crate::openapi::NotFound),
-        (status = 503, response = crate::openapi::Unavailable),
+        crate::openapi::PublicErrors,
     )
 )]
 pub(crate) async fn hls_media_playlist(

@@ -83,11 +83,10 @@ pub(crate) struct CreatedVideo {
     responses(
         (status = 201, description = "Created", body = CreatedVideo),
         (status = 400, response = crate::openapi::BadRequest),
-        (status = 401, response = crate::openapi::Unauthorized),
+        crate::openapi::CredentialErrors,
         (status = 413, response = crate::openapi::PayloadTooLarge),
         (status = 422, response = crate::openapi::Unprocessable),
         (status = 429, response = crate::openapi::TooManyRequests),
-        (status = 503, response = crate::openapi::Unavailable),
     )
 )]
 pub(crate) async fn create_video(
@@ -145,12 +144,8 @@ pub(crate) struct InitAnswer {
     responses(
         (status = 200, description = "OK", body = InitAnswer),
         (status = 400, response = crate::openapi::BadRequest),
-        (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, response = crate::openapi::Forbidden),
-        (status = 404, response = crate::openapi::NotFound),
+        crate::openapi::SecretErrors,
         (status = 409, response = crate::openapi::Conflict),
-        (status = 410, response = crate::openapi::Gone),
-        (status = 503, response = crate::openapi::Unavailable),
     )
 )]
 pub(crate) async fn init_uploads(
@@ -234,11 +229,7 @@ pub(crate) struct NextAnswer {
     responses(
         (status = 200, description = "OK", body = NextAnswer),
         (status = 400, response = crate::openapi::BadRequest),
-        (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, response = crate::openapi::Forbidden),
-        (status = 404, response = crate::openapi::NotFound),
-        (status = 410, response = crate::openapi::Gone),
-        (status = 503, response = crate::openapi::Unavailable),
+        crate::openapi::SecretErrors,
     )
 )]
 pub(crate) async fn next_assignments(
@@ -355,12 +346,8 @@ pub(crate) struct UploadedAnswer {
     security(("upload_secret" = [])),
     responses(
         (status = 202, description = "Accepted: the part is queued for its check", body = UploadedAnswer),
-        (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, response = crate::openapi::Forbidden),
-        (status = 404, response = crate::openapi::NotFound),
+        crate::openapi::SecretErrors,
         (status = 409, response = crate::openapi::Conflict),
-        (status = 410, response = crate::openapi::Gone),
-        (status = 503, response = crate::openapi::Unavailable),
     )
 )]
 pub(crate) async fn slot_uploaded(

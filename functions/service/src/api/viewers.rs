@@ -192,11 +192,7 @@ pub(crate) struct PriorityAnswer {
     responses(
         (status = 200, description = "The windows changed, the wait ran out, or the video is complete (`Cache-Control: no-store`)", body = PriorityAnswer),
         (status = 400, response = crate::openapi::BadRequest),
-        (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, response = crate::openapi::Forbidden),
-        (status = 404, response = crate::openapi::NotFound),
-        (status = 410, response = crate::openapi::Gone),
-        (status = 503, response = crate::openapi::Unavailable),
+        crate::openapi::SecretErrors,
     )
 )]
 pub(crate) async fn priority_feed(
@@ -290,10 +286,9 @@ pub(crate) struct PrioritizeAnswer {
     responses(
         (status = 200, description = "OK", body = PrioritizeAnswer),
         (status = 400, response = crate::openapi::BadRequest),
-        (status = 404, response = crate::openapi::NotFound),
+        crate::openapi::PublicErrors,
         (status = 410, response = crate::openapi::Gone),
         (status = 429, response = crate::openapi::TooManyRequests),
-        (status = 503, response = crate::openapi::Unavailable),
     )
 )]
 pub(crate) async fn prioritize(
@@ -419,9 +414,8 @@ pub(crate) struct StatusAnswer {
     params(("id" = String, Path, description = "The video id")),
     responses(
         (status = 200, description = "OK", body = StatusAnswer),
-        (status = 404, response = crate::openapi::NotFound),
+        crate::openapi::PublicErrors,
         (status = 410, response = crate::openapi::Gone),
-        (status = 503, response = crate::openapi::Unavailable),
     )
 )]
 pub(crate) async fn status(

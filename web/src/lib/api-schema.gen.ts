@@ -470,8 +470,16 @@ export interface components {
       track_id: number;
     };
     UploadedAnswer: {
-      /** @description False for a repeat of a fresh report (its job is on its way). */
+      /**
+       * @description A job went to `queue`. False for a repeat of a fresh report (its job is on its way),
+       * and for a part a viewer waits for that this call checked and published itself.
+       */
       enqueued: boolean;
+      /**
+       * @description This call checked the part and it is public now (a part a viewer waits for is
+       * checked at once, without the queue's hop).
+       */
+      published: boolean;
       /** @description The queue its check went to. */
       queue: components["schemas"]["Lane"];
       slot: number;
@@ -948,7 +956,7 @@ export interface operations {
       };
     };
     responses: {
-      /** @description Accepted: the part is queued for its check */
+      /** @description Accepted: the part is queued for its check, or (a part a viewer waits for) checked and published already */
       202: {
         content: {
           "application/json": components["schemas"]["UploadedAnswer"];

@@ -223,7 +223,7 @@ export class Api {
   next(id: string, secret: string, max: number, signal?: AbortSignal): Promise<NextResponse> {
     return this.call('POST', `/api/videos/${encodeURIComponent(id)}/next`, { max }, secret, signal);
   }
-  reportUploaded(id: string, secret: string, slot: number, signal?: AbortSignal): Promise<{ slot: number; queue: string }> {
+  reportUploaded(id: string, secret: string, slot: number, signal?: AbortSignal): Promise<{ slot: number; queue: string; published?: boolean }> {
     return this.call('POST', `/api/videos/${encodeURIComponent(id)}/slots/${slot}/uploaded`, undefined, secret, signal);
   }
   /**

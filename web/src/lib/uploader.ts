@@ -864,8 +864,9 @@ export class Uploader {
     try {
       const r = await withRetry(() => this.api.reportUploaded(this.videoId, this.secret, slot, this.abort.signal), this.retryOpts());
       releaseLink?.();
-      this.trace('reported', { slot, queue: r?.queue });
-      this.setState(slot, 'uploaded');
+      this.trace('reported', { slot, queue: r?.queue, published: r?.published === true });
+      // a part a viewer waits for is checked and published by its report
+      this.setState(slot, r?.published === true ? 'published' : 'uploaded');
     } catch (e) {
       releaseLink?.();
       if (e instanceof ApiError && e.code === 'already_published') this.setState(slot, 'published');

@@ -17,6 +17,7 @@ use crate::error::ApiError;
 use crate::queue::Job;
 use crate::sessions::{self, SessionRecord};
 use crate::store::PresignedUpload;
+use crate::worker::{Outcome, Worker};
 
 /// Where to PUT one track's object (an init segment, or a part's media segment).
 #[derive(Serialize, ToSchema)]
@@ -330,8 +331,37 @@ pub(crate) struct UploadedAnswer {
     slot: usize,
     /// The queue its check went to.
     queue: Lane,
-    /// False for a repeat of a fresh report (its job is on its way).
+    /// A job went to `queue`. False for a repeat of a fresh report (its job is on its way),
+    /// and for a part a viewer waits for that this call checked and published itself.
     enqueued: bool,
+    /// This call checked the part and it is public now (a part a viewer waits for is
+    /// checked at once, without the queue's hop).
+    published: bool,
+}
+
+/// How long a report may spend checking and publishing a part a viewer waits for
+/// before it leaves the job to the worker (two ranged GETs, two copies, a state write).
+const INLINE_PUBLISH_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Checks and publishes a part at once, with the worker's own code. `None` when the
+/// job must go to the queue after all (a transient error, a fatal one the worker's
+/// retries and the reaper handle, or out of time).
+async fn publish_inline(state: &AppState, job: &Job) -> Option<Outcome> {
+    let worker = Worker::new(state.sessions.clone());
+    match tokio::time::timeout(INLINE_PUBLISH_BUDGET, worker.process(job)).await {
+        Ok(Ok(outcome)) => {
+            tracing::info!(video_id = %job.video_id, slot = job.slot, lane = ?job.lane, ?outcome, inline = true, "job done");
+            Some(outcome)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(video_id = %job.video_id, slot = job.slot, error = %e, "inline check failed; queued for the worker");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(video_id = %job.video_id, slot = job.slot, "inline check ran out of time; queued for the worker");
+            None
+        }
+    }
 }
 
 /// Reports a part's PUTs done: its objects are checked and it is published.
@@ -345,7 +375,7 @@ pub(crate) struct UploadedAnswer {
     ),
     security(("upload_secret" = [])),
     responses(
-        (status = 202, description = "Accepted: the part is queued for its check", body = UploadedAnswer),
+        (status = 202, description = "Accepted: the part is queued for its check, or (a part a viewer waits for) checked and published already", body = UploadedAnswer),
         crate::openapi::SecretErrors,
         (status = 409, response = crate::openapi::Conflict),
     )
@@ -418,24 +448,35 @@ pub(crate) async fn slot_uploaded(
         })
         .await?
         .map_err(ApiError::from)?;
-    if send {
-        state
-            .queue
-            .enqueue(&Job {
-                video_id: record.video_id.clone(),
-                slot,
-                lane,
-                etags,
-            })
-            .await?;
+    tracing::info!(video_id = %id, slot, ?lane, fresh = send, "slot uploaded");
+    let job = Job {
+        video_id: record.video_id.clone(),
+        slot,
+        lane,
+        etags,
+    };
+    // A viewer waits for this part: check and publish it now rather than after the
+    // queue's hop (the worker's code, idempotent like a redelivery).
+    let inline = if send && lane == Lane::Priority {
+        publish_inline(&state, &job).await
+    } else {
+        None
+    };
+    let published = matches!(
+        inline,
+        Some(Outcome::Published { .. } | Outcome::AlreadyPublished)
+    );
+    let enqueued = send && inline.is_none();
+    if enqueued {
+        state.queue.enqueue(&job).await?;
     }
-    tracing::info!(video_id = %id, slot, ?lane, enqueued = send, "slot uploaded");
     Ok((
         StatusCode::ACCEPTED,
         Json(UploadedAnswer {
             slot,
             queue: lane,
-            enqueued: send,
+            enqueued,
+            published,
         }),
     )
         .into_response())

@@ -269,8 +269,8 @@ async fn after_prioritize_assignments_start_at_the_window_and_its_jobs_jump_the_
     assert_eq!(batch["assignments"][0]["priority"], true);
     assert_eq!(batch["assignments"][4]["priority"], false);
 
-    // A real video: slots 0 and 1 go to the normal lane behind a backlog; slot 2 is
-    // in a viewer's window, goes to the priority lane and is processed first.
+    // A real video: slots 0 and 1 go to the normal lane behind a backlog; a part a
+    // viewer waits for does not wait behind it.
     let (id, secret, created) = create_session(&stack, &media.plan).await;
     upload_inits(&created, media).await;
     for _ in 0..20 {
@@ -298,27 +298,37 @@ async fn after_prioritize_assignments_start_at_the_window_and_its_jobs_jump_the_
         report_uploaded(&stack, &id, &secret, 1).await["queue"],
         "normal"
     );
-    let (code, _) = stack
+    prioritize(&stack, &id, 2).await;
+    // Slot 2 is in the viewer's window: its report checks and publishes it at once.
+    let answer = report_uploaded(&stack, &id, &secret, 2).await;
+    assert_eq!(
+        (&answer["queue"], &answer["published"], &answer["enqueued"]),
+        (&json!("priority"), &json!(true), &json!(false)),
+        "{answer}"
+    );
+    let st = status(&stack, &id).await;
+    assert_eq!(st["slots"][2]["state"], "published", "{st}");
+    // The viewer seeks back to slot 1, reported before on the normal lane: its job goes
+    // to the priority lane and the poller takes it before the normal backlog.
+    let (code, body) = stack
         .call(
             "POST",
             &format!("/api/videos/{id}/prioritize"),
             None,
-            Some(r#"{"slot": 2}"#),
+            Some(r#"{"slot": 1}"#),
         )
         .await;
-    assert_eq!(code, StatusCode::OK);
     assert_eq!(
-        report_uploaded(&stack, &id, &secret, 2).await["queue"],
-        "priority"
+        (code, &body["requeued"]),
+        (StatusCode::OK, &json!([1])),
+        "{body}"
     );
-
     poll_once(&stack.clients.sqs, &stack.worker, &poller(&stack), false)
         .await
         .unwrap();
     let st = status(&stack, &id).await;
-    assert_eq!(st["slots"][2]["state"], "published", "{st}");
+    assert_eq!(st["slots"][1]["state"], "published", "{st}");
     assert_eq!(st["slots"][0]["state"], "uploaded");
-    assert_eq!(st["slots"][1]["state"], "uploaded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

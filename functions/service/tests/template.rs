@@ -622,15 +622,7 @@ impl Roles {
                 .call("GET", &format!("/v/{id}/seg/0/0.m4s"), None, None)
                 .await;
             assert_eq!(code, StatusCode::NOT_FOUND);
-            let (code, _) = self
-                .call(
-                    "POST",
-                    &format!("/api/videos/{id}/prioritize"),
-                    None,
-                    Some(r#"{"slot":0}"#),
-                )
-                .await;
-            assert_eq!(code, StatusCode::OK);
+            prioritize(self, &id, 0).await;
             let (code, _) = self
                 .call(
                     "GET",

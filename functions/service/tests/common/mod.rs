@@ -508,6 +508,20 @@ pub async fn report_uploaded(stack: &impl Api, id: &str, secret: &str, slot: u64
     body
 }
 
+/// A viewer's seek to `slot` (`POST prioritize`) through the Router; asserts 200.
+pub async fn prioritize(stack: &impl Api, id: &str, slot: usize) -> Value {
+    let (code, body) = stack
+        .call(
+            "POST",
+            &format!("/api/videos/{id}/prioritize"),
+            None,
+            Some(&format!(r#"{{"slot": {slot}}}"#)),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    body
+}
+
 /// `GET status` through the Router; asserts 200.
 pub async fn status(stack: &impl Api, id: &str) -> Value {
     let (code, body) = stack

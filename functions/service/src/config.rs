@@ -24,9 +24,18 @@ pub struct Config {
     pub presign_ttl: Duration,
     /// A session with no progress for this long is reaped.
     pub session_ttl: Duration,
+    /// How long a viewer's miss of a part not published yet is held, re-checking, before
+    /// it answers 404 ([`DEFAULT_SEGMENT_HOLD`]).
+    pub segment_hold: Duration,
     pub limits: PlanLimits,
     pub policy: SchedulePolicy,
 }
+
+/// A held miss answers 404 after this long and the player asks again after its retry
+/// interval: a part published in that gap is seen one retry late, so the hold is long
+/// against the gap (a seek waits ~1.5-3 s on a slow uplink), and well inside players'
+/// time-to-first-byte limits (hls.js: 10 s) and Lambda's timeout.
+pub const DEFAULT_SEGMENT_HOLD: Duration = Duration::from_secs(5);
 
 /// Reads variables by name; empty values count as unset.
 struct Vars<'a> {
@@ -130,6 +139,7 @@ impl Config {
             public_base_url,
             s3_public_endpoint,
             presign_ttl: Duration::from_secs(vars.number("CHUNKSTREAM_PRESIGN_TTL_SECS", 600)?),
+            segment_hold: DEFAULT_SEGMENT_HOLD,
             session_ttl: Duration::from_secs(
                 vars.number("CHUNKSTREAM_SESSION_TTL_SECS", 24 * 3600)?,
             ),

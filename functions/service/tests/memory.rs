@@ -58,6 +58,7 @@ impl Fakes {
             public_base_url: "http://127.0.0.1:9".into(),
             s3_public_endpoint: None,
             presign_ttl: Duration::from_secs(300),
+            segment_hold: Duration::from_millis(1200),
             session_ttl: TTL,
             limits: PlanLimits::default(),
             policy: SchedulePolicy::default(),
@@ -968,7 +969,7 @@ async fn every_api_path_and_job_costs_a_pinned_number_of_requests() {
     for (name, calls, sqs) in &mut table {
         eprintln!("{name:40} {calls:?} sqs {sqs}");
         if name.starts_with("segment miss") {
-            // The hold re-checks the segment every 50 ms for 1.2 s: ~24 GETs, by the clock.
+            // The hold re-checks the segment every 50 ms for 1.2 s here (5 s by default): ~24 GETs, by the clock.
             let held = calls.remove("get_stream").unwrap_or(0);
             assert!((20..=26).contains(&held), "{held} segment lookups");
         }

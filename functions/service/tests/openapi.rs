@@ -40,6 +40,7 @@ fn router() -> Router {
         public_base_url: "http://127.0.0.1:9".into(),
         s3_public_endpoint: None,
         presign_ttl: Duration::from_secs(300),
+        segment_hold: chunkstream::config::DEFAULT_SEGMENT_HOLD,
         session_ttl: Duration::from_secs(3600),
         limits: PlanLimits::default(),
         policy: SchedulePolicy::default(),

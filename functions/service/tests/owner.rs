@@ -113,6 +113,7 @@ impl Stack {
             public_base_url: "http://127.0.0.1:9".into(),
             s3_public_endpoint: None,
             presign_ttl: PRESIGN_TTL,
+            segment_hold: chunkstream::config::DEFAULT_SEGMENT_HOLD,
             session_ttl: Duration::from_secs(3600),
             limits: PlanLimits::default(),
             policy: SchedulePolicy::default(),

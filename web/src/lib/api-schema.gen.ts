@@ -108,7 +108,7 @@ export interface paths {
   "/v/{id}/seg/{track}/{file}": {
     /**
      * A part's media segment for one track. A miss is a priority hint and is
-     * held up to 1.2 s in case the part is published meanwhile.
+     * held (5 s by default) in case the part is published meanwhile.
      */
     get: operations["media_segment"];
   };
@@ -1098,7 +1098,7 @@ export interface operations {
   };
   /**
    * A part's media segment for one track. A miss is a priority hint and is
-   * held up to 1.2 s in case the part is published meanwhile.
+   * held (5 s by default) in case the part is published meanwhile.
    */
   media_segment: {
     parameters: {

@@ -605,10 +605,12 @@ export class Uploader {
     if (onLink.length === 0) return true;
     // an exclusive PUT is joined only by a viewer's playhead part, and only once it has nothing left to write
     if (onLink.some((p) => p.exclusive && !(rank === 0 && this.allWritten(p)))) return false;
-    // a viewer's part joins PUTs that have nothing left to write (their buffered bytes drain either
-    // way); natural order waits until the bytes on the link have crossed it
+    // a viewer's playhead part joins PUTs that have nothing left to write (their buffered bytes
+    // drain either way); the rest of a window, like natural order, waits until the bytes on the link
+    // have crossed it: a PUT started beside an all-written one fills a second send buffer, which the
+    // part of a viewer's next seek would have to wait behind
     const priority = this.isPriority(rank);
-    const heads = onLink.filter((p) => !this.inTail(p) && !(priority && this.allWritten(p))).length;
+    const heads = onLink.filter((p) => !this.inTail(p) && !(rank === 0 && this.allWritten(p))).length;
     return heads < (priority ? 1 : this.streams);
   }
 

@@ -63,10 +63,9 @@ pub const MAX_PRIORITY_WAIT_MS: u64 = 25_000;
 /// Largest request body accepted: a plan of `max_slots` slots fits easily.
 pub(crate) const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 pub(crate) const MAX_ASSIGNMENTS: usize = 16;
-/// How long a hinted segment miss is held, re-checking every [`SEGMENT_HOLD_POLL`],
-/// before it answers 404 (the player then retries): a viewer learns of the
-/// publication within one poll, not one player retry interval.
-pub(crate) const SEGMENT_HOLD: std::time::Duration = std::time::Duration::from_millis(1_200);
+/// A hinted segment miss is held (`Config::segment_hold`), re-checking every
+/// [`SEGMENT_HOLD_POLL`], before it answers 404 (the player then retries): a viewer
+/// learns of the publication within one poll, not one player retry interval.
 pub(crate) const SEGMENT_HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Every route of the API (with `previews::routes`; the owner routes are

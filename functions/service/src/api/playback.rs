@@ -132,7 +132,7 @@ pub(crate) async fn published_segment(
 }
 
 /// A part's media segment for one track. A miss is a priority hint and is
-/// held up to 1.2 s in case the part is published meanwhile.
+/// held (5 s by default) in case the part is published meanwhile.
 #[utoipa::path(
     get,
     path = "/v/{id}/seg/{track}/{file}",
@@ -187,7 +187,7 @@ pub(crate) async fn media_segment(
     // A viewer waiting on this slot gets it the moment it is published instead
     // of after its player's next retry: hold the miss a little, re-checking.
     if hint {
-        let deadline = tokio::time::Instant::now() + SEGMENT_HOLD;
+        let deadline = tokio::time::Instant::now() + state.config.segment_hold;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(SEGMENT_HOLD_POLL).await;
             if let Some(response) = published_segment(&state, &key).await? {

@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{retry, Api, PresignedUpload, StatusResponse};
 use crate::codec::{codec_name, playable_in_chromium};
 use crate::error::{explain, ApiError, CliError, MediaError, MediaErrorKind};
-use crate::planner::{plan_segments, validate_plan, Plan, PlanOptions, TrackKind};
+use crate::planner::{
+    default_options_for, plan_segments, validate_plan, Plan, PlanOptions, TrackKind,
+};
 use crate::report::Reporter;
 use crate::request::session_request;
 use crate::resume::{fingerprint, SessionStore, StoredSession};
@@ -34,7 +36,11 @@ pub struct UploadArgs {
 }
 
 /// Analyse and plan a file (no network): what `upload` does before it creates the session.
-pub fn prepare(path: &Path, options: PlanOptions) -> Result<(File, Analysis, Plan), CliError> {
+/// `options`: `None` plans with the defaults for this file (the part duration from its bitrate).
+pub fn prepare(
+    path: &Path,
+    options: Option<PlanOptions>,
+) -> Result<(File, Analysis, Plan), CliError> {
     let file = File::open(path).map_err(|e| {
         MediaError::new(
             MediaErrorKind::NotMp4,
@@ -55,8 +61,10 @@ pub fn prepare(path: &Path, options: PlanOptions) -> Result<(File, Analysis, Pla
     Ok((file, analysis, plan))
 }
 
-fn plan_for(analysis: &Analysis, mut options: PlanOptions) -> Result<Plan, CliError> {
+/// `options`: `None` plans with the defaults for this file (the part duration from its bitrate).
+fn plan_for(analysis: &Analysis, options: Option<PlanOptions>) -> Result<Plan, CliError> {
     let inputs: Vec<_> = analysis.tracks.iter().map(|t| t.input.clone()).collect();
+    let mut options = options.unwrap_or_else(|| default_options_for(&inputs));
     let mut plan =
         plan_segments(&inputs, options).map_err(|e| CliError::Internal(e.to_string()))?;
     while plan.slots.len() > MAX_SLOTS && options.target_duration < 120.0 {
@@ -133,14 +141,17 @@ pub async fn upload(args: UploadArgs, stop: CancellationToken) -> Result<(), Cli
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "video.mp4".into());
-    let mut options = PlanOptions::default();
+    let mut options = None;
     if let Some(s) = args.segment_secs {
         if !(s > 0.0 && s <= 120.0) {
             return Err(CliError::Internal(
                 "--segment-secs must be in (0, 120]".into(),
             ));
         }
-        options.target_duration = s;
+        options = Some(PlanOptions {
+            target_duration: s,
+            ..PlanOptions::default()
+        });
     }
     let file = File::open(&args.file).map_err(|e| {
         MediaError::new(
@@ -159,10 +170,10 @@ pub async fn upload(args: UploadArgs, stop: CancellationToken) -> Result<(), Cli
     let store = SessionStore::open();
     let mut stored = store.load(&fp, api.base());
     if let Some(s) = &stored {
-        options = PlanOptions {
+        options = Some(PlanOptions {
             target_duration: s.target_duration,
             max_segment_bytes: s.max_segment_bytes,
-        };
+        });
     }
     let plan = plan_for(&analysis, options)?;
     let planned_ms = ms(started);
@@ -419,10 +430,10 @@ pub async fn status(api_base: &str, id: &str, as_json: bool) -> Result<(), CliEr
 /// with `--json`, the planner's input and output in the shared vectors' format
 /// (testdata/planner/), so a file's plan can be compared with the page's.
 pub fn plan(path: &Path, segment_secs: Option<f64>, as_json: bool) -> Result<(), CliError> {
-    let mut options = PlanOptions::default();
-    if let Some(s) = segment_secs {
-        options.target_duration = s;
-    }
+    let options = segment_secs.map(|s| PlanOptions {
+        target_duration: s,
+        ..PlanOptions::default()
+    });
     let (_file, analysis, plan) = prepare(path, options)?;
     if as_json {
         let tracks: Vec<_> = analysis.tracks.iter().map(|t| &t.input).collect();

@@ -34,7 +34,7 @@ enum Command {
         /// uploader credential (bearer token) for servers that require one
         #[arg(long, env = "CHUNKSTREAM_KEY", hide_env_values = true)]
         key: Option<String>,
-        /// target part duration in seconds (default 10, as the web page)
+        /// target part duration in seconds (default: from the file's bitrate, ~1 MB per part, 2-8 s, as the web page)
         #[arg(long)]
         segment_secs: Option<f64>,
         /// parts uploaded in parallel

@@ -20,6 +20,47 @@ pub const DEFAULT_TARGET_DURATION: f64 = 4.0;
 /// Default cap on the bytes of one slot, all tracks together.
 pub const DEFAULT_MAX_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 
+/// Without `--segment-secs`, a part aims at about this many bytes (all tracks): a seek
+/// waits for one part over the uploader's link, ~1 s at 8 Mbit/s; longer parts where the
+/// bitrate is low cost fewer requests for the same wait. The page's `PART_TARGET_BYTES`.
+pub const PART_TARGET_BYTES: f64 = 1_000_000.0;
+/// The bounds of the automatic part duration, seconds (the page's `AUTO_DURATION_*`).
+pub const AUTO_DURATION_MIN: f64 = 2.0;
+pub const AUTO_DURATION_MAX: f64 = 8.0;
+
+/// The default part duration for these tracks: [`PART_TARGET_BYTES`] at the file's average
+/// bitrate, whole seconds in [`AUTO_DURATION_MIN`, `AUTO_DURATION_MAX`]. The page's
+/// `autoTargetDuration`, operation for operation (sums in f64, then one multiplication, one
+/// division and a floor), so both clients choose the same; the shared vectors pin it.
+pub fn auto_target_duration(tracks: &[PlanTrackInput]) -> f64 {
+    let mut bytes = 0.0_f64;
+    let mut seconds = 0.0_f64;
+    for t in tracks {
+        let mut ticks = 0.0_f64;
+        for (size, duration) in t.samples.size.iter().zip(&t.samples.duration) {
+            bytes += f64::from(*size);
+            ticks += f64::from(*duration);
+        }
+        if t.timescale > 0 {
+            seconds = seconds.max(ticks / f64::from(t.timescale));
+        }
+    }
+    if !(bytes > 0.0 && seconds > 0.0) {
+        return DEFAULT_TARGET_DURATION;
+    }
+    ((PART_TARGET_BYTES * seconds) / bytes)
+        .floor()
+        .clamp(AUTO_DURATION_MIN, AUTO_DURATION_MAX)
+}
+
+/// What a user who sets nothing gets: the automatic part duration, the default byte cap.
+pub fn default_options_for(tracks: &[PlanTrackInput]) -> PlanOptions {
+    PlanOptions {
+        target_duration: auto_target_duration(tracks),
+        ..PlanOptions::default()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TrackKind {

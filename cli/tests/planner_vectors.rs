@@ -4,7 +4,10 @@
 
 use std::path::PathBuf;
 
-use chunkstream_cli::planner::{plan_segments, validate_plan, Plan, PlanOptions, PlanTrackInput};
+use chunkstream_cli::planner::{
+    auto_target_duration, default_options_for, plan_segments, validate_plan, Plan, PlanOptions,
+    PlanTrackInput,
+};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -47,8 +50,8 @@ fn cli_planner_matches_every_shared_vector() {
         all.len()
     );
     for (name, v) in &all {
-        let plan = plan_segments(&v.tracks, v.options.unwrap_or_default())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let options = v.options.unwrap_or_else(|| default_options_for(&v.tracks));
+        let plan = plan_segments(&v.tracks, options).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(
             validate_plan(&v.tracks, &plan),
             Vec::<String>::new(),
@@ -72,27 +75,35 @@ fn cli_planner_matches_every_shared_vector() {
     }
 }
 
-#[test]
-fn defaults_vector_pins_the_cli_default_options() {
-    let all = vectors();
-    let (_, v) = all
-        .iter()
-        .find(|(n, _)| n == "defaults.json")
-        .expect("defaults.json");
-    assert!(
-        v.options.is_none(),
-        "the defaults vector must plan with each side's defaults"
-    );
-    assert_eq!(
-        v.expected.options,
-        PlanOptions::default(),
-        "the page's default plan options differ from the CLI's (planner::DEFAULT_TARGET_DURATION / DEFAULT_MAX_SEGMENT_BYTES)"
-    );
+fn by_default(name: &str) -> bool {
+    name == "defaults.json" || name.starts_with("auto-")
 }
 
 #[test]
-fn vectors_state_their_options_explicitly_except_defaults() {
+fn default_option_vectors_pin_the_automatic_part_duration_like_the_page() {
+    let mut durations = Vec::new();
+    for (name, v) in vectors().iter().filter(|(n, _)| by_default(n)) {
+        assert!(
+            v.options.is_none(),
+            "{name} must plan with each side's defaults"
+        );
+        assert_eq!(
+            v.expected.options,
+            PlanOptions {
+                target_duration: auto_target_duration(&v.tracks),
+                ..PlanOptions::default()
+            },
+            "{name}: the page chose other default options than the CLI (planner::auto_target_duration, DEFAULT_MAX_SEGMENT_BYTES)"
+        );
+        durations.push(v.expected.options.target_duration);
+    }
+    durations.sort_by(f64::total_cmp);
+    assert_eq!(durations, [2.0, 4.0, 8.0]);
+}
+
+#[test]
+fn vectors_state_their_options_explicitly_except_the_default_ones() {
     for (name, v) in vectors() {
-        assert_eq!(v.options.is_none(), name == "defaults.json", "{name}");
+        assert_eq!(v.options.is_none(), by_default(&name), "{name}");
     }
 }

@@ -8,13 +8,13 @@
  *
  * Extra inputs are `chunkstream plan FILE --json` outputs (sample tables of real files,
  * e.g. ffmpeg-made ones with B-frames and edit lists); their name is the file's base name.
- * Each vector states its options explicitly, except `defaults.json`, which plans with
- * each side's defaults and pins them.
+ * Each vector states its options explicitly, except `defaults.json` and `auto-*.json`,
+ * which plan with each side's defaults (the part duration from the bitrate) and pin them.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_PLAN_OPTIONS, makeSampleTable, planSegments } from '../../web/src/lib/planner.ts';
+import { defaultPlanOptions, makeSampleTable, planSegments } from '../../web/src/lib/planner.ts';
 import type { PlanOptions, PlanTrackInput } from '../../web/src/lib/planner.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -84,7 +84,9 @@ const cases: Case[] = [
   { name: 'presentation-offsets', description: 'edit-list offsets (B-frame delay, AAC priming) on both tracks, 4 s target', tracks: [video(33, every(33, 2), { pto: 1024 }), audio(33, { pto: 1024, rate: 44100 })], options: opts(4) },
   { name: 'audio-ends-early', description: 'audio shorter than video: cuts that would leave audio empty are dropped', tracks: [video(40, every(40, 2)), audio(12)], options: opts(5) },
   { name: 'audio-only', description: 'no video: the first (audio) track leads', tracks: [audio(50)], options: opts(10) },
-  { name: 'defaults', description: "each side's default options (pins DEFAULT_PLAN_OPTIONS and the CLI's DEFAULT_TARGET_DURATION)", tracks: [video(64, every(64, 2)), audio(64)], options: null },
+  { name: 'defaults', description: "each side's default options, a low bitrate (~80 kB/s): the automatic duration's upper bound, 8 s", tracks: [video(64, every(64, 2)), audio(64)], options: null },
+  { name: 'auto-high-bitrate', description: 'default options, ~630 kB/s: the automatic duration floors at 2 s', tracks: [video(40, every(40, 2), { frameBytes: 20000 }), audio(40)], options: null },
+  { name: 'auto-middle-bitrate', description: 'default options, ~230 kB/s: 1 MB per part is ~4 s', tracks: [video(40, every(40, 1), { frameBytes: 6500 }), audio(40)], options: null },
 ];
 
 for (const extra of process.argv.slice(2)) {
@@ -94,7 +96,7 @@ for (const extra of process.argv.slice(2)) {
 }
 
 for (const c of cases) {
-  const plan = planSegments(c.tracks, c.options ?? {});
+  const plan = planSegments(c.tracks, c.options ?? defaultPlanOptions(c.tracks));
   const vector = {
     description: c.description,
     options: c.options,
@@ -102,5 +104,5 @@ for (const c of cases) {
     expected: plan,
   };
   writeFileSync(join(here, `${c.name}.json`), JSON.stringify(vector) + '\n');
-  console.log(`${c.name}: ${plan.slots.length} slots${c.options ? '' : ` (defaults: ${JSON.stringify(DEFAULT_PLAN_OPTIONS)})`}`);
+  console.log(`${c.name}: ${plan.slots.length} slots${c.options ? '' : ` (defaults: ${JSON.stringify(plan.options)})`}`);
 }

@@ -62,6 +62,11 @@ const MAIN = ALL_LINKS[0]!;
 /** `CHUNKSTREAM_BENCH_LINKS=8,50` runs only those links (Mbit/s), for quicker experiments */
 const LINK_FILTER = process.env.CHUNKSTREAM_BENCH_LINKS?.split(',').map(Number) ?? null;
 const LINKS = ALL_LINKS.filter((l) => !LINK_FILTER || LINK_FILTER.includes(l.mbit));
+/**
+ * `CHUNKSTREAM_BENCH_PARAMS=seg=2` (experiments only): uploader page parameters for figures 1 and 3,
+ * which then do not measure the default settings (printed at the start; use with --no-report)
+ */
+const EXTRA_PARAMS: Record<string, string> = Object.fromEntries(new URLSearchParams(process.env.CHUNKSTREAM_BENCH_PARAMS ?? ''));
 /** `CHUNKSTREAM_BENCH_NOISE=0` skips the noise-source seeks on the main link */
 const NOISE = process.env.CHUNKSTREAM_BENCH_NOISE !== '0';
 const POSITIONS = [0.25, 0.5, 0.75];
@@ -507,8 +512,9 @@ async function bench1and3(b: Browsers, m: Media): Promise<void> {
   for (const l of LINKS) {
     await setLink(l);
     const positions = positionsOn(l);
-    log(`1: seek-to-play, ${(size / MiB).toFixed(0)} MiB / 30 min 720p B-frame source, ${linkLabel(l)}, ${trialsOn(l)} trial(s) × ${positions.length} position(s), priority on`);
-    const on = await onTrials(b, file, l, positions, trialsOn(l));
+    const extra = Object.keys(EXTRA_PARAMS).length ? `, NOT the default settings: ${new URLSearchParams(EXTRA_PARAMS).toString()}` : '';
+    log(`1: seek-to-play, ${(size / MiB).toFixed(0)} MiB / 30 min 720p B-frame source, ${linkLabel(l)}, ${trialsOn(l)} trial(s) × ${positions.length} position(s), priority on${extra}`);
+    const on = await onTrials(b, file, l, positions, trialsOn(l), EXTRA_PARAMS);
     const med = seekRows(`1.${linkId(l)}`, '720p B-frames', l, on, positions);
     stageRows(`1.${linkId(l)}`, l, on);
     firstFrameRows(l, on);

@@ -6,8 +6,8 @@ import { MediaFileError } from './lib/errors.ts';
 import { fingerprintFile } from './lib/fingerprint.ts';
 import { Pacer } from './lib/pacer.ts';
 import { previewSideUploads } from './lib/previews.ts';
-import { DEFAULT_PLAN_OPTIONS, planSegments, validatePlan } from './lib/planner.ts';
-import type { Plan, PlanOptions } from './lib/planner.ts';
+import { DEFAULT_PLAN_OPTIONS, defaultPlanOptions, planSegments, validatePlan } from './lib/planner.ts';
+import type { Plan, PlanOptions, PlanTrackInput } from './lib/planner.ts';
 import { sessionRequest } from './lib/request.ts';
 import { Segmenter } from './lib/segmenter.ts';
 import { forgetSession, loadSession, saveSession } from './lib/session-store.ts';
@@ -42,17 +42,18 @@ const settings = {
   par: $<HTMLInputElement>('set-par'),
   bw: $<HTMLInputElement>('set-bw'),
 };
-settings.seg.value = String(numParam('seg') ?? DEFAULT_PLAN_OPTIONS.targetDuration);
+// empty: the part duration follows the file's bitrate (defaultPlanOptions)
+settings.seg.value = numParam('seg') ? String(numParam('seg')) : '';
 settings.cap.value = String(numParam('cap') ?? DEFAULT_PLAN_OPTIONS.maxSegmentBytes / (1024 * 1024));
 settings.par.value = String(numParam('par') ?? 4);
 const bwParam = numParam('bw');
 settings.bw.value = bwParam ? String(bwParam / 1e6) : '';
 
-function planOptions(): PlanOptions {
+function planOptions(tracks: readonly PlanTrackInput[]): PlanOptions {
   const seg = Number(settings.seg.value);
   const cap = Number(settings.cap.value);
   return {
-    targetDuration: seg > 0 ? seg : DEFAULT_PLAN_OPTIONS.targetDuration,
+    targetDuration: settings.seg.value.trim() !== '' && seg > 0 ? seg : defaultPlanOptions(tracks).targetDuration,
     maxSegmentBytes: cap > 0 ? Math.round(cap * 1024 * 1024) : DEFAULT_PLAN_OPTIONS.maxSegmentBytes,
   };
 }
@@ -212,7 +213,6 @@ async function handleFile(file: File): Promise<void> {
   const stale = () => token !== current.token;
   setState('analyzing');
   showMessage('info', `Reading ${file.name}…`);
-  const opts = planOptions();
   let analysis: Analysis;
   let fingerprint: string;
   // the fingerprint (three small reads + SHA-256) runs while the moov is read and parsed
@@ -252,7 +252,7 @@ async function handleFile(file: File): Promise<void> {
   }
 
   let stored = loadSession(fingerprint);
-  let planOpts = stored?.options ?? opts;
+  let planOpts = stored?.options ?? planOptions(analysis.tracks);
   let plan = planSegments(analysis.tracks, planOpts);
   // the server refuses more than MAX_SLOTS slots (its default cap): use longer parts for very long videos
   while (!stored && plan.slots.length > MAX_SLOTS && planOpts.targetDuration < 120) {

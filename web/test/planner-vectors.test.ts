@@ -9,7 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_PLAN_OPTIONS, makeSampleTable, planSegments, validatePlan } from '../src/lib/planner.ts';
+import { DEFAULT_PLAN_OPTIONS, autoTargetDuration, defaultPlanOptions, makeSampleTable, planSegments, validatePlan } from '../src/lib/planner.ts';
 import type { Plan, PlanOptions, PlanTrackInput } from '../src/lib/planner.ts';
 
 const dir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'testdata', 'planner');
@@ -34,18 +34,24 @@ describe('shared planner vectors (same files as the CLI)', () => {
   for (const [name, v] of vectors) {
     it(`${name}: ${v.description}`, () => {
       const tracks = inputs(v);
-      const plan = planSegments(tracks, v.options ?? {});
+      const plan = planSegments(tracks, v.options ?? defaultPlanOptions(tracks));
       assert.deepEqual(validatePlan(tracks, plan), []);
       assert.deepEqual(plan, v.expected);
     });
   }
-  it('defaults.json plans with the defaults and pins them (the CLI pins the same ones)', () => {
-    const v = vectors.find(([n]) => n === 'defaults.json')?.[1];
-    assert.ok(v);
-    assert.equal(v.options, null);
-    assert.deepEqual(DEFAULT_PLAN_OPTIONS, v.expected.options);
+  const byDefault = (name: string): boolean => name === 'defaults.json' || name.startsWith('auto-');
+  it('the default-option vectors pin the automatic part duration at both bounds and between', () => {
+    const auto = vectors.filter(([n]) => byDefault(n));
+    assert.equal(auto.length, 3);
+    const durations = auto.map(([, v]) => {
+      assert.equal(v.options, null);
+      assert.equal(v.expected.options.maxSegmentBytes, DEFAULT_PLAN_OPTIONS.maxSegmentBytes);
+      assert.equal(v.expected.options.targetDuration, autoTargetDuration(inputs(v)));
+      return v.expected.options.targetDuration;
+    });
+    assert.deepEqual([...durations].sort((a, b) => a - b), [2, 4, 8]);
   });
   it('every other vector states its options', () => {
-    for (const [name, v] of vectors) if (name !== 'defaults.json') assert.ok(v.options, name);
+    for (const [name, v] of vectors) if (!byDefault(name)) assert.ok(v.options, name);
   });
 });

@@ -52,6 +52,42 @@ export const DEFAULT_PLAN_OPTIONS: PlanOptions = {
   maxSegmentBytes: 16 * 1024 * 1024,
 };
 
+/**
+ * Without a duration from the user, a part aims at about this many bytes (all tracks): a seek
+ * waits for one part over the uploader's link, ~1 s at 8 Mbit/s; longer parts where the bitrate
+ * is low cost fewer requests for the same wait (docs/benchmarks.md, "Part duration").
+ */
+export const PART_TARGET_BYTES = 1_000_000;
+/** the bounds of the automatic part duration, seconds */
+export const AUTO_DURATION_MIN = 2;
+export const AUTO_DURATION_MAX = 8;
+
+/**
+ * The default part duration for these tracks: PART_TARGET_BYTES at the file's average bitrate,
+ * whole seconds in [AUTO_DURATION_MIN, AUTO_DURATION_MAX]. The CLI computes the same
+ * (cli/src/planner.rs, `auto_target_duration`; the shared vectors pin both): integer sums, then
+ * one multiplication, one division and a floor, in this order.
+ */
+export function autoTargetDuration(tracks: readonly PlanTrackInput[]): number {
+  let bytes = 0;
+  let seconds = 0;
+  for (const t of tracks) {
+    let ticks = 0;
+    for (let i = 0; i < t.samples.count; i++) {
+      bytes += t.samples.size[i]!;
+      ticks += t.samples.duration[i]!;
+    }
+    if (t.timescale > 0) seconds = Math.max(seconds, ticks / t.timescale);
+  }
+  if (!(bytes > 0 && seconds > 0)) return DEFAULT_PLAN_OPTIONS.targetDuration;
+  return Math.min(AUTO_DURATION_MAX, Math.max(AUTO_DURATION_MIN, Math.floor((PART_TARGET_BYTES * seconds) / bytes)));
+}
+
+/** What a user who sets nothing gets: the automatic part duration, the default byte cap. */
+export function defaultPlanOptions(tracks: readonly PlanTrackInput[]): PlanOptions {
+  return { ...DEFAULT_PLAN_OPTIONS, targetDuration: autoTargetDuration(tracks) };
+}
+
 export interface TrackSegment {
   /** first sample index (inclusive) */
   first: number;

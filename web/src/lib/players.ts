@@ -9,7 +9,8 @@
  */
 import { Debug, MediaPlayer } from 'dashjs';
 import type { MediaInfo, MediaPlayerClass } from 'dashjs';
-import type { ErrorData, LoaderResponse, RetryConfig } from 'hls.js';
+import type { ErrorData } from 'hls.js';
+import { retryMissingParts } from './retry-missing.ts';
 import { withViewer } from './viewer-id.ts';
 
 export type PlayerKind = 'dash' | 'hls' | 'native';
@@ -137,12 +138,6 @@ export function startDash(video: HTMLVideoElement, manifestUrl: string, hooks: P
   };
 }
 
-/** hls.js retries 4xx never by default; a part not uploaded yet (404/403) must be asked for again. */
-function retryMissingParts(retryConfig: RetryConfig | null | undefined, retryCount: number, isTimeout: boolean, response: LoaderResponse | undefined, retry: boolean): boolean {
-  const code = response?.code;
-  if (code === 404 || code === 403) return true;
-  return retry || (!!retryConfig && retryCount < retryConfig.maxNumRetry && isTimeout);
-}
 
 /** hls.js is loaded only by pages that use it (a separate chunk; dash.js viewers never fetch it). */
 export async function startHls(video: HTMLVideoElement, masterUrl: string, hooks: PlayerHooks): Promise<WatchPlayer> {

@@ -32,6 +32,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api::RawBody;
 use crate::auth::{require_owner, AuthConfig, Authenticator, Owner, Via};
 use crate::cdn::CdnInvalidator;
 use crate::error::{ErrorBody, QuotaLimit, QuotaName};
@@ -820,6 +821,7 @@ async fn delete_video(
     responses(
         (status = 200, description = "OK", body = VideoSummary),
         (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
         crate::openapi::CredentialErrors,
         (status = 404, response = crate::openapi::NotFound),
     )
@@ -828,7 +830,7 @@ async fn keep_video(
     State(state): State<OwnerState>,
     owner: Owner,
     Path(video_id): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, OwnerError> {
     let request: KeepRequest =
         serde_json::from_slice(&body).map_err(|e| OwnerError::BadRequest(e.to_string()))?;

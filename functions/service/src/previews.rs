@@ -5,7 +5,6 @@
 //! images are uploaded, to `v/{id}/preview-uploads/` (never served), and
 //! copied to `v/{id}/previews/` once checked.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +18,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::api::{load_authorized, parse_json, stream_object, AppState};
+use crate::api::{load_authorized, parse_json, stream_object, AppState, RawBody};
 use crate::error::ApiError;
 use crate::sessions::{self, SessionRecord};
 use crate::store::{PresignedUpload, StoreError};
@@ -158,7 +157,7 @@ async fn presign_sprites(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<SpriteUploads>, ApiError> {
     let record = load_authorized(&state, &id, &headers).await?;
     let layout = layout_of(&record)?;

@@ -1050,3 +1050,29 @@ const PINNED_COSTS: &[Cost] = &[
     ),
     ("job (none left)", &[], 0),
 ];
+
+#[tokio::test]
+async fn an_oversize_body_on_any_json_route_is_a_413_with_a_json_reason() {
+    let f = Fakes::new();
+    let media = media();
+    let (id, secret, _) = create_session(&f, &media.plan).await;
+    // valid JSON, padded past the 8 MiB limit
+    let huge = format!("{{\"max\": 1{}}}", " ".repeat(9 * 1024 * 1024));
+    for (uri, secret) in [
+        ("/api/videos".to_string(), None),
+        (format!("/api/videos/{id}/init"), Some(secret.as_str())),
+        (format!("/api/videos/{id}/next"), Some(secret.as_str())),
+        (format!("/api/videos/{id}/prioritize"), None),
+        (format!("/api/videos/{id}/previews"), Some(secret.as_str())),
+    ] {
+        let (code, body) = f.call("POST", &uri, secret, Some(&huge)).await;
+        assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "{uri}: {body}");
+        assert_eq!(body["error"], "body_too_large", "{uri}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("bytes")),
+            "{uri}: {body}"
+        );
+    }
+}

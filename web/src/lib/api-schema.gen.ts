@@ -704,6 +704,7 @@ export interface operations {
       400: components["responses"]["BadRequest"];
       401: components["responses"]["Unauthorized"];
       404: components["responses"]["NotFound"];
+      413: components["responses"]["PayloadTooLarge"];
       503: components["responses"]["Unavailable"];
     };
   };
@@ -767,6 +768,7 @@ export interface operations {
       404: components["responses"]["NotFound"];
       409: components["responses"]["Conflict"];
       410: components["responses"]["Gone"];
+      413: components["responses"]["PayloadTooLarge"];
       503: components["responses"]["Unavailable"];
     };
   };
@@ -796,6 +798,7 @@ export interface operations {
       403: components["responses"]["Forbidden"];
       404: components["responses"]["NotFound"];
       410: components["responses"]["Gone"];
+      413: components["responses"]["PayloadTooLarge"];
       503: components["responses"]["Unavailable"];
     };
   };
@@ -903,6 +906,7 @@ export interface operations {
       400: components["responses"]["BadRequest"];
       404: components["responses"]["NotFound"];
       410: components["responses"]["Gone"];
+      413: components["responses"]["PayloadTooLarge"];
       429: components["responses"]["TooManyRequests"];
       503: components["responses"]["Unavailable"];
     };

@@ -126,6 +126,29 @@ async fn openapi_document() -> Response {
         .into_response()
 }
 
+/// A request body as bytes. Over [`MAX_BODY_BYTES`], or unreadable, it is an [`ApiError`]
+/// with a JSON reason like every other refusal (axum's own rejection is plain text).
+pub(crate) struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match Bytes::from_request(req, state).await {
+            Ok(body) => Ok(Self(body)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::client(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the request body is over the {MAX_BODY_BYTES} bytes allowed"),
+            )),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "request body: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}
+
 /// Parses a JSON body, turning every failure into a 400 that says what is wrong.
 pub(crate) fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {

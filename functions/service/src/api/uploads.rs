@@ -2,7 +2,6 @@
 
 use std::time::SystemTime;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -92,7 +91,7 @@ pub(crate) struct CreatedVideo {
 )]
 pub(crate) async fn create_video(
     State(state): State<AppState>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let plan: SegmentPlan = parse_json(&body)?;
     plan.validate(&state.config.limits)?;
@@ -145,6 +144,7 @@ pub(crate) struct InitAnswer {
     responses(
         (status = 200, description = "OK", body = InitAnswer),
         (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
         crate::openapi::SecretErrors,
         (status = 409, response = crate::openapi::Conflict),
     )
@@ -153,7 +153,7 @@ pub(crate) async fn init_uploads(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<InitAnswer>, ApiError> {
     let record = load_authorized(&state, &id, &headers).await?;
     let request: InitRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -230,6 +230,7 @@ pub(crate) struct NextAnswer {
     responses(
         (status = 200, description = "OK", body = NextAnswer),
         (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
         crate::openapi::SecretErrors,
     )
 )]
@@ -237,7 +238,7 @@ pub(crate) async fn next_assignments(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<NextAnswer>, ApiError> {
     let record = load_authorized(&state, &id, &headers).await?;
     let request: NextRequest = if body.iter().all(u8::is_ascii_whitespace) {

@@ -6,7 +6,6 @@
 //!
 //! [`HintGate`]: crate::hints::HintGate
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -286,6 +285,7 @@ pub(crate) struct PrioritizeAnswer {
     responses(
         (status = 200, description = "OK", body = PrioritizeAnswer),
         (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
         crate::openapi::PublicErrors,
         (status = 410, response = crate::openapi::Gone),
         (status = 429, response = crate::openapi::TooManyRequests),
@@ -295,7 +295,7 @@ pub(crate) async fn prioritize(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<PrioritizeAnswer>, ApiError> {
     let request: PrioritizeRequest = parse_json(&body)?;
     if request

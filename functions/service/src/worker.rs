@@ -110,15 +110,26 @@ impl Worker {
         }
         let plan = &record.plan;
         let store = self.sessions.store();
+        // The tracks' heads are read together, and every track is validated before any goes
+        // public; then the copies run together, each of exactly the bytes validated
+        // (If-Match on the source's ETag).
+        let heads = futures::future::try_join_all((0..plan.tracks.len()).map(|index| {
+            let from = sessions::incoming_key(id, job.slot, index);
+            async move {
+                let head = store.get_head(&from, MAX_CHECK_BYTES).await?;
+                Ok::<_, StoreError>((from, head))
+            }
+        }))
+        .await?;
         let mut checked = Vec::with_capacity(plan.tracks.len());
-        for (index, (track, frag)) in plan
+        for (index, ((track, frag), (from, head))) in plan
             .tracks
             .iter()
             .zip(&plan.slots[job.slot].tracks)
+            .zip(heads)
             .enumerate()
         {
-            let from = sessions::incoming_key(id, job.slot, index);
-            let refusal = match store.get_head(&from, MAX_CHECK_BYTES).await? {
+            let refusal = match head {
                 // `uploaded` checked it was there: removed since (reaped, or a
                 // new upload is on its way): nothing to do for this job.
                 None => {
@@ -153,10 +164,14 @@ impl Worker {
                 Err(reason) => return self.refuse(id, job, reason).await,
             }
         }
-        // Every track is validated before any goes public, and each copy is
-        // of exactly the bytes validated (If-Match on the source's ETag).
-        for (from, to, etag) in &checked {
-            match store.copy(from, to, etag).await {
+        let copies = futures::future::join_all(
+            checked
+                .iter()
+                .map(|(from, to, etag)| async move { (from, store.copy(from, to, etag).await) }),
+        )
+        .await;
+        for (from, copied) in copies {
+            match copied {
                 Ok(()) => {}
                 // Re-uploaded while we checked: check the new bytes on the retry.
                 Err(StoreError::PreconditionFailed(_)) => {

@@ -401,11 +401,18 @@ pub(crate) async fn slot_uploaded(
                 ),
             )
         })?;
-    // The objects must be there, with the planned sizes, before a job is worth sending.
+    // The objects must be there, with the planned sizes, before a job is worth sending
+    // (the tracks' HEADs together: one round trip).
+    let store = state.sessions.store();
+    let heads =
+        futures::future::try_join_all((0..record.plan.slots[slot].tracks.len()).map(|track| {
+            let key = sessions::incoming_key(&id, slot, track);
+            async move { store.head(&key).await }
+        }))
+        .await?;
     let mut etags = Vec::with_capacity(record.plan.tracks.len());
-    for (track, frag) in record.plan.slots[slot].tracks.iter().enumerate() {
-        let key = sessions::incoming_key(&id, slot, track);
-        match state.sessions.store().head(&key).await? {
+    for ((track, frag), head) in record.plan.slots[slot].tracks.iter().enumerate().zip(heads) {
+        match head {
             None => {
                 return Err(ApiError::client(
                     StatusCode::CONFLICT,

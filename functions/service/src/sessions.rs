@@ -371,20 +371,6 @@ impl Sessions {
             .ok_or(SessionError::NotFound)
     }
 
-    /// The worker's record; for a session stored before the split, derived from `uploader`.
-    async fn publish_state_or(
-        &self,
-        video_id: &str,
-        uploader: &SessionState,
-    ) -> Result<(PublishState, Option<String>), SessionError> {
-        Ok(
-            match self.read_json(&published_state_key(video_id)).await? {
-                Some((p, etag)) => (p, Some(etag)),
-                None => (PublishState::from_legacy(uploader), None),
-            },
-        )
-    }
-
     /// The worker's record (`published.json`).
     pub async fn publish_state(&self, video_id: &str) -> Result<PublishState, SessionError> {
         if let Some((p, _)) = self.read_json(&published_state_key(video_id)).await? {
@@ -394,10 +380,29 @@ impl Sessions {
         Ok(PublishState::from_legacy(&uploader))
     }
 
-    /// The merged view of both records (2 GETs), with the ETag of `state.json`.
+    /// Both records, read together (one round trip): `state.json` with its ETag, and
+    /// `published.json` (or, for a pre-split session, the one derived from `state.json`).
+    /// Sequential reads would be no more of a snapshot: each record is consistent on its
+    /// own and the merge takes them in any order.
+    async fn both_records(
+        &self,
+        video_id: &str,
+    ) -> Result<((SessionState, String), PublishState), SessionError> {
+        let published_key = published_state_key(video_id);
+        let (uploader, published) = tokio::try_join!(
+            self.upload_state(video_id),
+            self.read_json::<PublishState>(&published_key)
+        )?;
+        let worker = match published {
+            Some((p, _)) => p,
+            None => PublishState::from_legacy(&uploader.0),
+        };
+        Ok((uploader, worker))
+    }
+
+    /// The merged view of both records (2 GETs, together), with the ETag of `state.json`.
     pub async fn state(&self, video_id: &str) -> Result<(SessionState, String), SessionError> {
-        let (uploader, etag) = self.upload_state(video_id).await?;
-        let (worker, _) = self.publish_state_or(video_id, &uploader).await?;
+        let ((uploader, etag), worker) = self.both_records(video_id).await?;
         Ok((uploader.merged(&worker), etag))
     }
 
@@ -457,8 +462,7 @@ impl Sessions {
     {
         let key = state_key(video_id);
         for attempt in 0..MAX_STATE_ATTEMPTS {
-            let (uploader, etag) = self.upload_state(video_id).await?;
-            let (worker, _) = self.publish_state_or(video_id, &uploader).await?;
+            let ((uploader, etag), worker) = self.both_records(video_id).await?;
             let mut merged = uploader.clone().merged(&worker);
             let (value, dirty) = match change(&mut merged) {
                 Ok(v) => v,

@@ -423,8 +423,9 @@ pub(crate) async fn status(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let record = state.sessions.load(&id).await?;
-    let (s, _) = state.sessions.state(&id).await?;
-    let windows = state.sessions.windows(&id).await?;
+    // the three records in one round trip
+    let ((s, _), windows) =
+        tokio::try_join!(state.sessions.state(&id), state.sessions.windows(&id))?;
     let active = windows.active(state.sessions.now_ms(), &state.config.policy);
     let times = record.plan.slot_times();
     let slots = s

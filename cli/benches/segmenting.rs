@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use chunkstream_cli::planner::{plan_segments, PlanOptions};
+use chunkstream_cli::planner::{default_options_for, plan_segments};
 use chunkstream_cli::segment::build_segment;
 use chunkstream_cli::source::analyze;
 
@@ -58,7 +58,8 @@ fn main() {
         let analyze_s = t.elapsed().as_secs_f64();
         let inputs: Vec<_> = analysis.tracks.iter().map(|t| t.input.clone()).collect();
         let t = Instant::now();
-        let plan = plan_segments(&inputs, PlanOptions::default()).expect("plan");
+        // the default settings: the part duration from the file's bitrate, as `upload` without --segment-secs
+        let plan = plan_segments(&inputs, default_options_for(&inputs)).expect("plan");
         let plan_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let mut built = 0u64;

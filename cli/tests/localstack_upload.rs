@@ -7,7 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ffmpeg, scratch, video_frames, video_packets, Runner, Upload};
+use common::{
+    assert_page_plans_like_the_cli, ffmpeg, scratch, video_frames, video_packets, Runner, Upload,
+};
 
 /// These tests each drive a real upload (ffmpeg, the CLI, the runner): run one at a time, so
 /// the priority test's timing is not decided by the CPU the others take.
@@ -44,6 +46,8 @@ fn uploads_ffmpeg_files_and_the_published_mpd_decodes_to_every_frame() {
         let file = dir.join(name);
         let args: Vec<&str> = args.split_whitespace().collect();
         ffmpeg(&file, &args);
+        // one planner, two clients: the page plans this file exactly as the CLI does
+        assert_page_plans_like_the_cli(&file);
         let mut up = Upload::start(&runner, &file, &state, &[]);
         let code = up.finish(Duration::from_secs(120));
         assert_eq!(code, 0, "{name}: exit code; events {:?}", up.seen);
@@ -310,6 +314,7 @@ fn a_file_over_one_gigabyte_uploads_with_default_settings_and_every_frame_is_pub
     std::fs::remove_file(&clip).unwrap();
     let size = std::fs::metadata(&file).unwrap().len();
     assert!(size >= 1 << 30, "made {size} bytes");
+    assert_page_plans_like_the_cli(&file);
 
     let mut up = Upload::start(&runner, &file, &dir.join("state"), &[]);
     let code = up.finish(Duration::from_secs(600));

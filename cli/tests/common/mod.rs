@@ -346,3 +346,46 @@ impl Drop for Upload {
         let _ = self.child.wait();
     }
 }
+
+/// The page's planner, run by node on `file`'s sample tables as the CLI read them
+/// (`chunkstream plan --json` into testdata/planner/check.ts), plans exactly what the CLI
+/// plans with its default options. Panics with the first difference otherwise.
+pub fn assert_page_plans_like_the_cli(file: &Path) {
+    let plan = cli()
+        .args(["plan", "--json"])
+        .arg(file)
+        .output()
+        .expect("chunkstream plan");
+    assert!(
+        plan.status.success(),
+        "chunkstream plan {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
+    assert!(
+        web.join("node_modules/tsx").is_dir(),
+        "web/node_modules is missing: run scripts/setup.sh"
+    );
+    let mut node = Command::new("node")
+        .args(["--import", "tsx", "../testdata/planner/check.ts"])
+        .current_dir(&web)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node (scripts/setup.sh)");
+    {
+        use std::io::Write;
+        let mut stdin = node.stdin.take().unwrap();
+        stdin.write_all(&plan.stdout).unwrap();
+    }
+    let out = node.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}: the page plans differently from the CLI: {}{}",
+        file.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

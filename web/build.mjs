@@ -5,7 +5,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const out = join(here, 'dist');
+// CHUNKSTREAM_WEB_OUT: another directory (two checkouts' e2e runs side by side)
+const out = process.env.CHUNKSTREAM_WEB_OUT ?? join(here, 'dist');
 const watch = process.argv.includes('--dev');
 
 await rm(out, { recursive: true, force: true });
@@ -26,4 +27,4 @@ await build({
   define: { 'process.env.NODE_ENV': '"production"' },
 });
 for (const f of ['index.html', 'watch.html', 'style.css']) await copyFile(join(here, 'src', f), join(out, f));
-console.log('built web/dist');
+console.log(`built ${out}`);

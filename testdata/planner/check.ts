@@ -10,19 +10,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
-import { defaultPlanOptions, makeSampleTable, planSegments, validatePlan } from '../../web/src/lib/planner.ts';
+import { defaultPlanOptions, planSegments, validatePlan } from '../../web/src/lib/planner.ts';
 import type { PlanTrackInput } from '../../web/src/lib/planner.ts';
-
-interface JsonTrack {
-  id: number;
-  kind: 'video' | 'audio';
-  timescale: number;
-  pto: number;
-  samples: { dts: number[]; duration: number[]; size: number[]; sync: number[] };
-}
+import { toInput } from './json-track.ts';
+import type { JsonTrack } from './json-track.ts';
 
 const input = JSON.parse(readFileSync(0, 'utf8')) as { tracks: JsonTrack[]; expected: unknown };
-const tracks: PlanTrackInput[] = input.tracks.map((t) => ({ id: t.id, kind: t.kind, timescale: t.timescale, pto: t.pto, samples: makeSampleTable(t.samples) }));
+const tracks: PlanTrackInput[] = input.tracks.map(toInput);
 const plan = planSegments(tracks, defaultPlanOptions(tracks));
 const problems = validatePlan(tracks, plan);
 if (problems.length) {

@@ -16,20 +16,11 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultPlanOptions, makeSampleTable, planSegments } from '../../web/src/lib/planner.ts';
 import type { PlanOptions, PlanTrackInput } from '../../web/src/lib/planner.ts';
+import { toInput } from './json-track.ts';
+import type { JsonTrack } from './json-track.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-interface JsonTrack {
-  id: number;
-  kind: 'video' | 'audio';
-  timescale: number;
-  pto: number;
-  samples: { dts: number[]; duration: number[]; size: number[]; sync: number[] };
-}
-
-function toInput(t: JsonTrack): PlanTrackInput {
-  return { id: t.id, kind: t.kind, timescale: t.timescale, pto: t.pto, samples: makeSampleTable(t.samples) };
-}
 
 function toJson(t: PlanTrackInput): JsonTrack {
   const s = t.samples;

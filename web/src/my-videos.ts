@@ -1,7 +1,9 @@
 /**
  * "My videos" on the uploader page: the owner's videos from the server (title, duration, size, state,
  * created), each with open / copy link / resume / delete, and the API-key prompt (asked once, kept in
- * localStorage). Resume means picking the same file again: the page finds its session by fingerprint.
+ * localStorage). Resume reads the file again through the handle the page kept for it where the
+ * browser allows it (lib/file-handles.ts), else asks for the same file: either way the page finds the
+ * session by the file's fingerprint.
  */
 import { forgetKey, looksLikeKey, needsKey, OwnerApi, saveKey } from './lib/credentials.ts';
 import type { VideoSummary } from './lib/credentials.ts';
@@ -24,10 +26,19 @@ function button(label: string, onClick: () => void, secondary = true): HTMLButto
   return b;
 }
 
+export interface MyVideosHooks {
+  /** Resume clicked (a user gesture: the handler may ask for a permission) */
+  onResume: (v: VideoSummary) => void;
+  /** a video was deleted (after the server confirmed) */
+  onDeleted?: (videoId: string) => void;
+  /** the owner's list as the server gave it; `listedAt`: when it was asked for (ms since the epoch) */
+  onListed?: (videos: readonly VideoSummary[], listedAt: number) => void;
+}
+
 export class MyVideos {
   constructor(
     private readonly api: OwnerApi,
-    private readonly onResume: (v: VideoSummary) => void,
+    private readonly hooks: MyVideosHooks,
   ) {
     el<HTMLFormElement>('key-form')?.addEventListener('submit', (ev) => {
       ev.preventDefault();
@@ -66,6 +77,7 @@ export class MyVideos {
     const list = el('my-videos-list');
     if (!section || !list) return;
     let videos: VideoSummary[];
+    const listedAt = Date.now();
     try {
       videos = (await this.api.videos()).videos;
     } catch (e) {
@@ -83,6 +95,7 @@ export class MyVideos {
       list.append(li);
     }
     for (const v of videos) list.append(this.row(v));
+    this.hooks.onListed?.(videos, listedAt);
   }
 
   private row(v: VideoSummary): HTMLLIElement {
@@ -107,12 +120,15 @@ export class MyVideos {
       open,
       button('Copy link', () => void navigator.clipboard?.writeText(v.watch_url)),
     );
-    if (v.state === 'uploading') actions.append(button('Resume', () => this.onResume(v)));
+    if (v.state === 'uploading') actions.append(button('Resume', () => this.hooks.onResume(v)));
     actions.append(
       button(v.kept ? 'Let expire' : 'Keep', () => void this.api.keep(v.video_id, !v.kept).then(() => this.refresh())),
       button('Delete', () => {
         if (!confirm(`Delete “${v.title}”? The link stops working and every part is removed.`)) return;
-        void this.api.remove(v.video_id).then(() => this.refresh());
+        void this.api.remove(v.video_id).then(() => {
+          this.hooks.onDeleted?.(v.video_id);
+          return this.refresh();
+        });
       }),
     );
     li.append(title, details, document.createElement('br'), actions);

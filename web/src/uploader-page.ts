@@ -17,6 +17,19 @@ import { describe, Uploader } from './lib/uploader.ts';
 import type { LocalSlotState, ProgressInfo } from './lib/uploader.ts';
 import { drawSlotMap, formatBytes, formatDuration, formatRate } from './ui.ts';
 import { needsKey, OwnerApi } from './lib/credentials.ts';
+import type { VideoSummary } from './lib/credentials.ts';
+import {
+  canKeepHandles,
+  fallbackMessage,
+  fileForResume,
+  filePicker,
+  handleIsStale,
+  handleOfDroppedItem,
+  HandleStore,
+  indexedDbBackend,
+  isAbort,
+} from './lib/file-handles.ts';
+import type { OpenFilePickerOptions } from './lib/file-handles.ts';
 import { MyVideos } from './my-videos.ts';
 
 type PageState = 'idle' | 'analyzing' | 'confirm' | 'creating' | 'uploading' | 'pausing' | 'paused' | 'complete' | 'error' | 'cancelled';
@@ -73,9 +86,17 @@ const api = new Api(apiBase, {
 });
 
 const ownerApi = new OwnerApi(apiBase);
-const myVideos = new MyVideos(ownerApi, (v) =>
-  showMessage('info', `To resume “${v.title}”, pick the same file again: the upload continues where it stopped, same link.`),
+// each upload's file handle by video id (Chromium), so that Resume need not ask for the file
+const handles = new HandleStore<FileSystemFileHandle>(canKeepHandles() ? indexedDbBackend<FileSystemFileHandle>() : null, Date.now, (what, e) =>
+  console.debug('[chunkstream]', `file handle ${what} failed: ${describe(e)}`),
 );
+const myVideos = new MyVideos(ownerApi, {
+  onResume: (v) => void resumeVideo(v),
+  onDeleted: (id) => void handles.forget(id),
+  // handles of videos that are complete, deleted or expired are of no more use
+  onListed: (videos, listedAt) =>
+    void handles.prune(new Set(videos.filter((v) => v.state === 'uploading' || v.state === 'processing').map((v) => v.video_id)), listedAt),
+});
 void myVideos.refresh();
 
 let current: { uploader: Uploader | null; token: number } = { uploader: null, token: 0 };
@@ -206,7 +227,45 @@ function renderProgress(p: ProgressInfo): void {
   (window as unknown as { chunkstreamProgress: ProgressInfo }).chunkstreamProgress = p;
 }
 
-async function handleFile(file: File): Promise<void> {
+interface StartOptions {
+  /** the file's handle (picker, drop, or the one kept for Resume): kept for the upload's video */
+  handle?: Promise<FileSystemFileHandle | null> | FileSystemFileHandle | null;
+  /** Resume of this video: never start a new session instead */
+  resumeOf?: string;
+}
+
+/** Resume in "My videos": through the kept file handle where possible, else ask for the file. */
+async function resumeVideo(v: VideoSummary): Promise<void> {
+  const state = document.body.dataset.state ?? '';
+  if (document.body.dataset.videoId === v.video_id) {
+    if (state === 'paused') {
+      $('pause').click(); // the page's own Resume
+      return;
+    }
+    if (['analyzing', 'creating', 'uploading', 'pausing'].includes(state)) {
+      showMessage('info', `“${v.title}” is already uploading on this page.`);
+      return;
+    }
+  }
+  const token = current.token;
+  const kept = await handles.load(v.video_id);
+  if (kept) showMessage('info', `Opening ${kept.fileName} again…`);
+  const outcome = await fileForResume(v.video_id, kept, {
+    fingerprint: (f) => fingerprintFile(f, f.name),
+    sessionVideoId: (fp) => loadSession(fp)?.videoId ?? null,
+  });
+  if (token !== current.token) return; // another file was picked meanwhile
+  trace('resume', { via: outcome.kind === 'file' ? 'handle' : outcome.reason });
+  if (outcome.kind === 'fallback') {
+    if (outcome.detail) console.debug('[chunkstream]', `resume through the kept file failed: ${outcome.reason} (${outcome.detail})`);
+    if (handleIsStale(outcome)) void handles.forget(v.video_id);
+    showMessage(outcome.reason === 'no-handle' ? 'info' : 'warn', fallbackMessage(outcome.reason, v.title, kept?.fileName ?? null, canKeepHandles()));
+    return;
+  }
+  await handleFile(outcome.file, { handle: kept?.handle ?? null, resumeOf: v.video_id });
+}
+
+async function handleFile(file: File, opts: StartOptions = {}): Promise<void> {
   trace('file-picked', { size: file.size });
   resetUi();
   const token = current.token;
@@ -281,6 +340,7 @@ async function handleFile(file: File): Promise<void> {
     } catch (e) {
       if (e instanceof ApiError && e.status < 500) {
         forgetSession(fingerprint);
+        void handles.forget(stored.videoId);
         stored = null;
         resumedStatus = null;
       } else {
@@ -291,6 +351,13 @@ async function handleFile(file: File): Promise<void> {
     }
   }
   if (stale()) return;
+  if (!stored && opts.resumeOf) {
+    // Resume must not quietly start another video
+    void handles.forget(opts.resumeOf);
+    setState('error');
+    showMessage('error', `The earlier upload of ${file.name} cannot be continued any more (the server no longer has it as it was). Pick the file again to upload it as a new video.`);
+    return;
+  }
   if (!stored) {
     setState('creating');
     try {
@@ -321,7 +388,10 @@ async function handleFile(file: File): Promise<void> {
       return;
     }
   }
+  const handle = (await opts.handle) ?? null;
   if (stale()) return;
+  // kept before the upload runs, so that completing it (which forgets the handle) comes after
+  if (handle && !resumedStatus?.complete) void handles.save(stored.videoId, handle, file.name, fingerprint);
   showShare(stored);
   trace('link-shown', { videoId: stored.videoId });
   if (resumedStatus) showMessage('info', `Resuming the upload of ${file.name} (same link as before).`);
@@ -384,10 +454,16 @@ async function handleFile(file: File): Promise<void> {
         setState('paused');
         pauseButton.disabled = false;
         pauseButton.textContent = 'Resume';
-        showMessage('info', 'Upload paused. The link keeps working for the parts already uploaded. Press Resume, or pick the same file again later (even after closing this page), to continue.');
+        showMessage(
+          'info',
+          handle
+            ? 'Upload paused. The link keeps working for the parts already uploaded. Press Resume here, or later Resume in My videos (even after closing this page), to continue.'
+            : 'Upload paused. The link keeps working for the parts already uploaded. Press Resume, or pick the same file again later (even after closing this page), to continue.',
+        );
         return;
       }
       setState('complete');
+      void handles.forget(session.videoId);
       pauseButton.hidden = true;
       $('idle').hidden = true;
       showMessage('ok', `Upload complete: ${file.name} is fully available at the link.`);
@@ -402,6 +478,38 @@ async function handleFile(file: File): Promise<void> {
 }
 
 const input = $<HTMLInputElement>('file');
+const PICKER: OpenFilePickerOptions = {
+  id: 'chunkstream-video',
+  multiple: false,
+  types: [{ description: 'MP4, M4V or MOV video', accept: { 'video/mp4': ['.mp4', '.m4v'], 'video/quicktime': ['.mov'] } }],
+};
+let plainInput = false; // the picker failed (not cancelled): the plain input from then on
+// "choose a file": the File System Access picker where there is one (its handle lets Resume in
+// My videos reopen the file later), else the input's own dialog
+input.addEventListener('click', (e) => {
+  const pick = filePicker();
+  if (!pick || plainInput || !canKeepHandles()) return;
+  e.preventDefault();
+  pick(PICKER).then(
+    async ([h]) => {
+      if (!h) return;
+      let f: File;
+      try {
+        f = await h.getFile();
+      } catch (err) {
+        showMessage('error', `${h.name} could not be read (${describe(err)}). Nothing was uploaded.`);
+        return;
+      }
+      void handleFile(f, { handle: h });
+    },
+    (err: unknown) => {
+      if (isAbort(err)) return; // the dialog was cancelled
+      console.debug('[chunkstream]', `file picker failed (${describe(err)}): using the file input`);
+      plainInput = true;
+      input.click();
+    },
+  );
+});
 input.addEventListener('change', () => {
   const f = input.files?.[0];
   input.value = ''; // so that picking the same file again (resume, retry) fires 'change' again
@@ -416,8 +524,12 @@ drop.addEventListener('dragleave', () => drop.classList.remove('over'));
 drop.addEventListener('drop', (e) => {
   e.preventDefault();
   drop.classList.remove('over');
-  const f = e.dataTransfer?.files[0];
-  if (f) void handleFile(f);
+  const dt = e.dataTransfer;
+  // the handle must be asked for now, in the event (the items are unreadable afterwards)
+  const item = dt ? Array.from(dt.items).find((i) => i.kind === 'file') : undefined;
+  const handle = canKeepHandles() ? handleOfDroppedItem(item) : Promise.resolve(null);
+  const f = dt?.files[0];
+  if (f) void handleFile(f, { handle });
 });
 window.addEventListener('beforeunload', (e) => {
   if (['uploading', 'pausing'].includes(document.body.dataset.state ?? '')) e.preventDefault();

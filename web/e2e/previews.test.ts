@@ -3,17 +3,64 @@
  * WebCodecs and sends the sprites through the presign route before any part is uploaded; the VTT
  * and the MPD cover the whole duration; hovering the watch page's bar at 75 % shows the tile of the
  * part at 75 % (compared with the source frame by ffmpeg), and the first tile is the poster.
+ * In a real upload on a throttled link the uploader page sends the sprites as soon as they are made,
+ * beside part 0 when no viewer waits for it (public before part 0 is uploaded), and not while a viewer
+ * who opened the link waits for part 0 (from the uploader's trace).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { BrowserContext, CDPSession, Page, Route } from 'playwright-core';
 import { cueAt, parseThumbnailVtt } from '../src/lib/previews.ts';
 import { makeClip, makeTempDir } from '../test/helpers/media.ts';
 import { labScript, runLab } from './helpers/previews-lab.ts';
 import { backendUp, getStatus, imageStats, openUploader, waitForLink } from './helpers/app.ts';
 import { BASE_URL, launch } from './helpers/browser.ts';
+
+interface TraceEntry {
+  t: number;
+  ev: string;
+  [k: string]: unknown;
+}
+
+/** the page's `trace(...)` timeline (web/src/lib/trace.ts) */
+async function readTrace(page: Page): Promise<TraceEntry[]> {
+  return (await page.evaluate(() => (globalThis as unknown as { __chunkstreamTrace?: unknown[] }).__chunkstreamTrace ?? [])) as TraceEntry[];
+}
+
+/**
+ * Holds the uploader page's GET of the preview layout (the first step of making the sprites) until
+ * its trace satisfies `until`: the sprites are then made at a known point of the upload, as with a
+ * long video whose keyframes take a while to decode. `page(p)` names the uploader page once open.
+ */
+async function holdPreviews(context: BrowserContext, until: (trace: TraceEntry[]) => boolean): Promise<{ page: (p: Page) => void; release: () => Promise<void> }> {
+  let uploader: Page | null = null;
+  const matches = (u: URL): boolean => /^\/api\/videos\/[^/]+\/previews$/.test(u.pathname);
+  const handler = async (route: Route): Promise<void> => {
+    const page = uploader;
+    if (route.request().method() === 'GET' && page && route.request().frame().page() === page) {
+      for (let i = 0; i < 1200; i++) {
+        if (until(await readTrace(page).catch(() => []))) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    await route.continue();
+  };
+  await context.route(matches, handler);
+  return {
+    page: (p) => {
+      uploader = p;
+    },
+    release: () => context.unroute(matches, handler),
+  };
+}
+
+/** Chromium's network layer below the page (CDP), upload direction only */
+async function throttle(cdp: CDPSession, bitsPerSecond: number, latencyMs: number): Promise<void> {
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: latencyMs, uploadThroughput: bitsPerSecond / 8, downloadThroughput: -1 });
+}
 
 /** Mean gray level of an image region made by ffmpeg (`input` args, then a filter). */
 async function meanGray(inputArgs: string[], filter: string): Promise<number> {
@@ -93,26 +140,46 @@ describe('seek-bar previews', () => {
     await page.close();
   });
 
-  it('during a real upload on a throttled link, the uploader sends every sprite ahead of natural order, and a viewer sees the tile of a part not uploaded yet', { timeout: 120_000 }, async () => {
-    const file = await makeClip(join(tmp.dir, 'throttled.mp4'), { seconds: 40, x264params: 'keyint=60' });
-    const up = await openUploader(browser.context, file, { seg: 4, bw: 150_000 });
+  it('on a throttled link with no viewer, the uploader makes every sprite public before part 0 is uploaded (beside it), the VTT covers the whole duration, and a viewer sees the tile of a part not uploaded yet', { timeout: 180_000 }, async () => {
+    // ~500 KB parts on a 400 kbit/s link (Chromium's network layer, as in shaped-link.test.ts; not
+    // the `bw` Pacer, which models a serial link where nothing can go beside a part): part 0 alone
+    // takes ~10 s, a sprite of this clip (tens of KB) well under 1 s beside it. The sprites are
+    // made once part 0 is on the link (else they might simply go before it).
+    const file = await makeClip(join(tmp.dir, 'throttled.mp4'), { seconds: 40, x264params: 'keyint=60', bitrate: '1M' });
+    const held = await holdPreviews(browser.context, (t) => t.some((e) => e.ev === 'put-start' && e.slot === 0));
+    const up = await openUploader(browser.context, file, { seg: 4 });
+    held.page(up.page);
+    const cdp = await browser.context.newCDPSession(up.page);
+    await cdp.send('Network.enable');
+    await throttle(cdp, 400_000, 20);
     try {
       const { videoId } = await waitForLink(up);
       const layout = (await (await fetch(`${BASE_URL}/api/videos/${videoId}/previews`)).json()) as { sprites: number; tiles: number };
       const base = `${BASE_URL}/v/${videoId}/previews`;
       // the uploader page itself makes and sends the sprites (no test-side sending)
       let allPublic = false;
-      for (let i = 0; i < 300 && !allPublic; i++) {
+      for (let i = 0; i < 600 && !allPublic; i++) {
         const codes = await Promise.all(Array.from({ length: layout.sprites }, (_, n) => fetch(`${base}/${n}.jpg`).then((r) => r.status)));
         allPublic = codes.every((c) => c === 200);
         if (!allPublic) await new Promise((r) => setTimeout(r, 100));
       }
       assert.ok(allPublic, 'every sprite was published by the uploader');
       const status = await getStatus(videoId);
+      assert.ok(!['uploaded', 'published'].includes(status.slots[0]!.state), `part 0 is ${status.slots[0]!.state} when the last sprite is public`);
+      const vttUrl = `${base}/thumbnails.vtt`;
+      const cues = parseThumbnailVtt(await (await fetch(vttUrl)).text(), vttUrl);
       assert.equal(layout.tiles, status.slot_count);
-      const done = status.slots.filter((s) => s.state === 'uploaded' || s.state === 'published').length;
-      // part 0 (what the first viewer waits for) goes first, then the sprites ahead of natural order
-      assert.ok(done <= 2, `${done} parts were up before the sprites (part 0 and at most the one on the link)`);
+      assert.equal(cues.length, status.slot_count, 'one cue per part');
+      assert.ok(cues[0]!.start < 0.01 && Math.abs(cues.at(-1)!.end - status.duration) < 0.01, `VTT covers ${cues[0]!.start}–${cues.at(-1)!.end} of ${status.duration} s`);
+      for (const c of new Set(cues.map((c) => c.url))) assert.equal((await fetch(c)).status, 200, c);
+      const trace = await readTrace(up.page);
+      const p0 = trace.find((e) => e.ev === 'put-start' && e.slot === 0);
+      const starts = trace.filter((e) => e.ev === 'side-start');
+      assert.ok(p0 && starts.length === layout.sprites, `part 0 on the link, ${starts.length} side uploads`);
+      assert.ok(starts.every((e) => (e.beside as number[]).includes(0)), 'the sprites went beside part 0');
+      assert.ok(!trace.some((e) => e.ev === 'put-done' && e.slot === 0), 'the uploader has not finished part 0 either');
+      console.log(`sprites public ${Math.round(Math.max(...trace.filter((e) => e.ev === 'side-done').map((e) => e.t)) - p0.t)} ms after part 0's PUT started (beside ${JSON.stringify(starts.map((e) => e.beside))})`);
+
       const viewer = await browser.context.newPage();
       await viewer.goto(`${BASE_URL}/watch.html?v=${videoId}&noprioritize=1`);
       await viewer.waitForFunction(() => Number(document.getElementById('availability')!.dataset.previews) > 0, null, { timeout: 15_000 });
@@ -124,6 +191,45 @@ describe('seek-bar previews', () => {
       assert.notEqual(last.state, 'published', 'the part hovered is not uploaded yet');
       await viewer.close();
     } finally {
+      await held.release();
+      await cdp.detach().catch(() => undefined);
+      await up.page.close();
+    }
+  });
+
+  it('a viewer who opens the link at once waits for part 0: no sprite starts while part 0 is the viewer’s priority', { timeout: 180_000 }, async () => {
+    const file = await makeClip(join(tmp.dir, 'viewer-first.mp4'), { seconds: 40, x264params: 'keyint=60', bitrate: '1M' });
+    // The sprites are made only once the viewer's priority for part 0 has reached the uploader: the
+    // case of a long video whose keyframes take longer to decode than a viewer takes to open the
+    // link. Semantics from the uploader's trace, not timing.
+    const held = await holdPreviews(browser.context, (t) => t.some((e) => e.ev === 'priority' && (e.slots as number[]).includes(0)));
+    const up = await openUploader(browser.context, file, { seg: 4 });
+    held.page(up.page);
+    const cdp = await browser.context.newCDPSession(up.page);
+    await cdp.send('Network.enable');
+    await throttle(cdp, 400_000, 20);
+    const viewer = await browser.context.newPage();
+    try {
+      const { link } = await waitForLink(up);
+      await viewer.goto(link); // prioritizes part 0 (its misses are hints too)
+      let trace: TraceEntry[] = [];
+      for (let i = 0; i < 1200 && !trace.some((e) => e.ev === 'put-done' && e.slot === 0); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        trace = await readTrace(up.page);
+      }
+      const p0Done = trace.find((e) => e.ev === 'put-done' && e.slot === 0)?.t;
+      assert.ok(p0Done, 'part 0 was sent');
+      const prio = trace.find((e) => e.ev === 'priority' && (e.slots as number[]).includes(0))?.t;
+      assert.ok(prio !== undefined && prio < p0Done, 'the uploader knew the viewer waits for part 0 before part 0 was through');
+      const ready = trace.find((e) => e.ev === 'side-ready' && (e.count as number) > 0)?.t;
+      assert.ok(ready !== undefined && ready < p0Done, 'the sprites were made while part 0 was on the link (pending)');
+      const early = trace.filter((e) => e.ev === 'side-start' && e.t >= prio && e.t < p0Done);
+      assert.deepEqual(early, [], 'no sprite started while the viewer waited for part 0');
+      assert.ok(!trace.some((e) => e.ev === 'side-start' && e.t < p0Done), 'no sprite went beside part 0');
+    } finally {
+      await held.release();
+      await viewer.close();
+      await cdp.detach().catch(() => undefined);
       await up.page.close();
     }
   });

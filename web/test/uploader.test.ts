@@ -4,7 +4,9 @@
  * TCP stream cannot fill the pipe) and reports real byte progress, as XHR upload.onprogress does.
  * What is pinned: part 0 goes alone, natural order does not split the link, a viewer's slot
  * pre-empts natural order and goes alone, pre-empted parts go again and every slot is reported once,
- * the rate estimate follows the link, a second stream is used only when measured to help.
+ * the rate estimate follows the link, a second stream is used only when measured to help; side
+ * uploads (preview sprites) go as soon as made, beside part 0 while no viewer waits for it, and
+ * never ahead of or beside a part a viewer waits for (part 0 included once a viewer asked for it).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -268,6 +270,15 @@ function fakeMedia(n: number, bytes: number): { analysis: Analysis; plan: Plan; 
   return { analysis, plan, segmenter };
 }
 
+/** side uploads (preview sprites) of `bytes` each, PUT to fake://900+i/… */
+function sprites(n: number, bytes: number): SideUpload[] {
+  return Array.from({ length: n }, (_, i) => ({
+    label: `sprite ${i}`,
+    upload: { track_id: 0, method: 'PUT', url: `fake://${900 + i}/sprite`, headers: {}, expires_at: new Date(Date.now() + 600_000).toISOString() },
+    body: new Blob([new Uint8Array(bytes)]),
+  }));
+}
+
 type Trace = { t: number; ev: string; data: Record<string, unknown> }[];
 
 function setup(n: number, bytes: number, link: FakeLink, opts: Partial<ConstructorParameters<typeof Uploader>[6]> = {}) {
@@ -424,6 +435,103 @@ describe('upload scheduler', () => {
     assert.equal(await run, 'complete');
     const p8 = second.server.intervals().find((i) => i.slot === 8 && !i.aborted)!;
     for (const sIv of second.server.intervals().filter((i) => i.slot >= 900)) assert.ok(overlapMs(sIv, p8) === 0, `a side upload shared the link with the viewer’s part for ${overlapMs(sIv, p8).toFixed(0)} ms`);
+  });
+
+  it('with no viewer, the side uploads go as soon as they are made, beside part 0, and are all through before part 0 is', { timeout: 30_000 }, async () => {
+    let ready = 0;
+    const { server, uploader, trace } = setup(2, 1_000_000, new FakeLink(400_000), {
+      parallel: 1,
+      sideUploads: async () => {
+        await delay(200);
+        ready = performance.now();
+        return sprites(3, 20_000);
+      },
+    }); // part 0 alone: 2.5 s
+    assert.equal(await uploader.run(), 'complete');
+    const iv = server.intervals();
+    const p0 = iv.find((i) => i.slot === 0 && !i.aborted)!;
+    const sideIv = iv.filter((i) => i.slot >= 900);
+    assert.equal(sideIv.length, 3, 'every side upload went up once');
+    for (const sIv of sideIv) assert.ok(sIv.end < p0.end, `side ${sIv.slot} done ${(sIv.end - p0.end).toFixed(0)} ms after part 0`);
+    assert.ok(sideIv[0]!.start - ready < 50, `the first side upload started ${(sideIv[0]!.start - ready).toFixed(0)} ms after it was made`);
+    assert.ok(
+      trace.filter((e) => e.ev === 'side-start').every((e) => (e.data.beside as number[]).includes(0)),
+      'they went beside part 0',
+    );
+    // part 0 still keeps the link to itself against the other parts
+    for (const i of iv.filter((x) => x.slot !== 0 && x.slot < 900)) assert.ok(i.start >= p0.end, `slot ${i.slot} started before part 0 completed`);
+  });
+
+  it('a priority for part 0 known when the side uploads are made: none starts before part 0 is done', { timeout: 30_000 }, async () => {
+    const { server, uploader, trace } = setup(4, 400_000, new FakeLink(400_000), {
+      parallel: 1,
+      sideUploads: async () => {
+        await delay(100);
+        return sprites(3, 20_000);
+      },
+    }); // 1 s per part
+    server.prioritize(0); // a viewer opened the link before the upload started
+    assert.equal(await uploader.run(), 'complete');
+    const iv = server.intervals();
+    const p0 = iv.find((i) => i.slot === 0 && !i.aborted)!;
+    const sideIv = iv.filter((i) => i.slot >= 900);
+    assert.equal(sideIv.length, 3, 'every side upload went up');
+    assert.ok(trace.some((e) => e.ev === 'side-ready' && e.t < p0.start + 500), 'the side uploads were ready while part 0 was on the link');
+    for (const sIv of sideIv) assert.ok(sIv.start >= p0.end, `side ${sIv.slot} started ${(p0.end - sIv.start).toFixed(0)} ms before part 0 was done`);
+    // and not before the rest of the viewer's window (slot 1) either
+    const p1 = iv.find((i) => i.slot === 1 && !i.aborted)!;
+    for (const sIv of sideIv) assert.ok(overlapMs(sIv, p1) === 0, `side ${sIv.slot} shared the link with the viewer's slot 1`);
+  });
+
+  it('a priority arriving while side uploads are pending holds the rest back until the viewer’s part is done', { timeout: 30_000 }, async () => {
+    const { server, uploader, trace } = setup(3, 1_000_000, new FakeLink(400_000), {
+      parallel: 1,
+      sideUploads: async () => {
+        await delay(100);
+        return sprites(3, 30_000);
+      },
+    }); // part 0: 2.5 s
+    const run = uploader.run();
+    // the first side upload goes beside part 0 (no viewer yet); a viewer opens the link meanwhile
+    while (!trace.some((e) => e.ev === 'side-start')) await delay(1);
+    server.prioritize(0);
+    assert.equal(await run, 'complete');
+    const tPrio = trace.find((e) => e.ev === 'priority' && (e.data.slots as number[]).includes(0))!.t;
+    const iv = server.intervals();
+    const p0 = iv.find((i) => i.slot === 0 && !i.aborted)!;
+    assert.ok(tPrio < p0.end - 1000, 'the priority reached the uploader early in part 0');
+    const sideIv = iv.filter((i) => i.slot >= 900);
+    assert.equal(sideIv.filter((i) => !i.aborted).length, 3, 'every side upload went up');
+    const during = sideIv.filter((i) => i.start > tPrio && i.start < p0.end);
+    assert.deepEqual(during.map((i) => i.slot), [], 'no side upload started while the viewer waited for part 0');
+    assert.ok(sideIv.filter((i) => i.start >= p0.end).length >= 2, `the pending side uploads went after part 0: ${JSON.stringify(sideIv.map((i) => [i.slot, Math.round(i.start - p0.end)]))}`);
+    assert.ok(!trace.some((e) => e.ev === 'side-abort'), 'a side upload with nothing left to write is not aborted');
+  });
+
+  it('a large side upload beside part 0 gives the link up when a viewer asks for part 0, and goes again after it', { timeout: 30_000 }, async () => {
+    const { server, uploader, trace } = setup(2, 1_000_000, new FakeLink(400_000), {
+      parallel: 1,
+      sideUploads: async () => {
+        await delay(100);
+        return sprites(1, 300_000);
+      },
+    });
+    const run = uploader.run();
+    while (!server.log.some((l) => l.what === 'put-start' && l.slot === 900)) await delay(1);
+    await delay(30);
+    server.prioritize(0);
+    assert.equal(await run, 'complete');
+    const iv = server.intervals();
+    const p0 = iv.find((i) => i.slot === 0 && !i.aborted)!;
+    const side = iv.filter((i) => i.slot === 900);
+    assert.ok(trace.some((e) => e.ev === 'side-abort'), 'the side upload yielded');
+    assert.deepEqual(
+      side.map((i) => i.aborted),
+      [true, false],
+      'aborted once, then sent again',
+    );
+    assert.ok(side[1]!.start >= p0.end, 'sent again after part 0');
+    assert.ok(side[0]!.end < p0.end - 1000, 'it left the link early in part 0');
   });
 
   it('the rate estimate follows a change of the link’s rate mid-upload', { timeout: 30_000 }, async () => {

@@ -311,9 +311,9 @@ export function cueAt(cues: readonly ThumbnailCue[], t: number): ThumbnailCue | 
 
 /**
  * The previews as the uploader's side uploads: layout, build (WebCodecs), one presign for all
- * sprites; each sprite is then PUT by the uploader's scheduler (ahead of natural order, never
- * beside a part a viewer waits for) and reported. No previews (no video track, codec not
- * decodable here) → an empty list.
+ * sprites; each sprite is then PUT by the uploader's scheduler (as soon as made: ahead of natural
+ * order, beside part 0 while no viewer has asked for it; never ahead of or beside a part a viewer
+ * waits for) and reported. No previews (no video track, codec not decodable here) → an empty list.
  */
 export async function previewSideUploads(
   apiBase: string,

@@ -1,8 +1,8 @@
 /**
  * Upload loop, scheduled for the physics of one uplink of unknown speed.
  *
- *  - The bytes a viewer waits for never share the link: init segments, then part 0 alone (nothing
- *    else starts until its PUT has completed); after a seek the part at the viewer's playhead goes
+ *  - The bytes a viewer waits for never share the link: init segments, then part 0 alone (no other
+ *    part starts until its PUT has completed); after a seek the part at the viewer's playhead goes
  *    alone too, and natural-order PUTs in flight are aborted unless measured progress says they are
  *    nearly through (XHR upload progress, real bytes). Aborted parts keep their lease and URLs and
  *    go again later.
@@ -13,6 +13,12 @@
  *  - Throughput comes from progress events (LinkMeter), never from a setting.
  *  - Viewers' priorities arrive through a long poll (GET …/priority) whose answer also carries the
  *    leased, presigned assignment of the slots it names, so a seek costs no extra round trip.
+ *  - Side uploads (seek-bar preview sprites, tens of KB) go one at a time as soon as they are made,
+ *    ahead of natural-order parts and beside a natural-order PUT on the link (part 0's too: it keeps
+ *    the link to itself against other parts, for the first viewer, but a sprite is not a part), so
+ *    the previews are public before part 0 completes on a slow link. Never ahead of or beside a part
+ *    a viewer waits for (part 0 included, once a viewer has asked for it): a side upload with much
+ *    left to write gives the link up to it, as a natural-order PUT does, and goes again afterwards.
  * Each slot's segments are generated only when the slot is about to be sent (plus one ahead).
  */
 import { ApiError, isTransient, retryDelayMs, sleep, withRetry } from './api.ts';
@@ -67,7 +73,8 @@ export interface UploaderOptions {
   preemptKeepMs?: number;
   /**
    * Small extra objects (seek-bar preview sprites), made while the upload runs: sent one at a
-   * time ahead of natural-order parts, never ahead of or beside a part a viewer waits for.
+   * time as soon as they are made, ahead of (and beside) natural-order parts, never ahead of or
+   * beside a part a viewer waits for.
    */
   sideUploads?: () => Promise<SideUpload[]>;
 }
@@ -99,11 +106,23 @@ interface Put {
   bytes: number;
   /** bytes handed to the network, per track (XHR progress: written to the socket, not yet delivered) */
   loaded: number[];
-  /** nothing else may start until this PUT has completed (part 0, a viewer's playhead part) */
+  /** no other part may start until this PUT has completed (part 0, a viewer's playhead part) */
   exclusive: boolean;
   /** aborted to give the link to a priority slot: keep the assignment, send it again later */
   yielded: boolean;
   startedAt: number;
+}
+
+/** A side upload on its way: waiting for the pacer, on the link, or being confirmed. */
+interface SideFlight {
+  s: SideUpload;
+  ctrl: AbortController;
+  phase: 'pacing' | 'sending' | 'reporting';
+  /** bytes handed to the network (XHR progress) */
+  loaded: number;
+  startedAt: number;
+  /** aborted to give the link to a part a viewer waits for: queued again */
+  yielded: boolean;
 }
 
 interface Candidate {
@@ -194,7 +213,7 @@ export class Uploader {
   private naturalDryUntil = 0;
   /** side uploads (previews): waiting, on the link, and the producer until it has answered */
   private readonly sideQueue: SideUpload[] = [];
-  private sideInFlight = 0;
+  private readonly sides = new Set<SideFlight>();
   private sideProducer: Promise<void> | null = null;
   /** the init segments' PUTs until they are answered (run() waits for them) */
   private initsPending: Promise<void> | null = null;
@@ -510,7 +529,11 @@ export class Uploader {
   private recordSending(p: Put): number {
     const end = performance.now();
     let sharedMs = 0;
-    const others = [...this.sendingIntervals, ...[...this.puts.values()].filter((o) => o !== p && o.phase === 'sending').map((o) => ({ start: o.startedAt, end }))];
+    const others = [
+      ...this.sendingIntervals,
+      ...[...this.puts.values()].filter((o) => o !== p && o.phase === 'sending').map((o) => ({ start: o.startedAt, end })),
+      ...[...this.sides].filter((f) => f.phase === 'sending').map((f) => ({ start: f.startedAt, end })),
+    ];
     for (const o of others) sharedMs += Math.max(0, Math.min(end, o.end) - Math.max(p.startedAt, o.start));
     const ms = end - p.startedAt;
     if (ms > 0 && sharedMs <= SOLO_MAX_SHARED * ms) {
@@ -595,12 +618,29 @@ export class Uploader {
     return natural();
   }
 
-  /** May a PUT of `rank` start now, given what is on the link? */
-  private linkAccepts(rank: number): boolean {
+  /**
+   * May the next side upload start now (`c`: the slot that goes next)? One at a time; never while a
+   * part a viewer waits for is next, on the link, or getting its report out. Otherwise at once:
+   * beside natural-order PUTs, part 0's included (part 0 keeps the link to itself against other
+   * parts until a viewer asks for it, as the first viewer's part; a sprite is tens of KB), so that
+   * the previews are public long before part 0 completes on a slow link.
+   */
+  private sideMayStart(c: Candidate | null): boolean {
+    if (this.sideQueue.length === 0 || this.sides.size > 0) return false;
+    // a viewer's part (or, while viewers wait, the starvation guard's natural one) goes next
+    if (c && c.rank !== NATURAL_RANK) return false;
+    if (this.reportHolds > 0) return false;
+    for (const p of this.puts.values()) if (p.phase !== 'reporting' && this.isPriority(p.rank)) return false;
+    return true;
+  }
+
+  /** May a PUT of `slot` at `rank` start now, given what is on the link? */
+  private linkAccepts(rank: number, slot: number): boolean {
     // a report a viewer waits for goes out first, except before a viewer's new playhead part
     if (this.reportHolds > 0 && rank !== 0) return false;
-    // a side upload (a few dozen KB) is a head for natural order only
-    if (this.sideInFlight > 0 && !this.isPriority(rank)) return false;
+    // a side upload (a few dozen KB) is a head for natural order only; part 0, what the first
+    // viewer waits for, never waits for one (the sprite made before it goes on the link goes beside it)
+    if (this.sides.size > 0 && !this.isPriority(rank) && slot !== 0) return false;
     const onLink = [...this.puts.values()].filter((p) => p.phase !== 'reporting');
     if (onLink.length === 0) return true;
     // an exclusive PUT is joined only by a viewer's playhead part, and only once it has nothing left to write
@@ -630,18 +670,46 @@ export class Uploader {
       yielded.push(p.a.slot);
       p.ctrl.abort(new DOMException('yielding the link to a priority slot', 'AbortError'));
     }
+    this.yieldSides(rank);
     if (yielded.length) {
       this.trace('yield', { slots: yielded, for: rank });
       this.cb.onLog?.(`yielding the link to priority slots: slot(s) ${yielded.join(', ')} will be sent again after them`);
     }
   }
 
+  /**
+   * A part a viewer waits for is next or on the link: a side upload on the link gives way like a
+   * natural-order PUT (unless it has nothing left to write or finishes within preemptKeepMs; most
+   * sprites are written at once) and is sent again later. One waiting for the pacer is overtaken there.
+   */
+  private yieldSides(rank: number): void {
+    const keepSecs = (this.opts.preemptKeepMs ?? 250) / 1000;
+    const rate = this.deliveryRate();
+    for (const f of this.sides) {
+      if (f.yielded || f.phase !== 'sending') continue;
+      const size = f.s.body.size;
+      if (size - f.loaded <= WRITTEN_SLACK_BYTES) continue;
+      const delivered = rate ? Math.min(f.loaded, (rate * (performance.now() - f.startedAt)) / 1000) : f.loaded;
+      if (rate && (size - delivered) / rate <= keepSecs) continue;
+      f.yielded = true;
+      this.trace('side-abort', { label: f.s.label, loaded: f.loaded, bytes: size, for: rank });
+      this.cb.onLog?.(`${f.s.label}: yielding the link to a part a viewer waits for; it goes again after it`);
+      f.ctrl.abort(new DOMException('yielding the link to a priority slot', 'AbortError'));
+    }
+  }
+
   /** Decide what goes on the link now. Synchronous; leases are fetched in the background. */
   private schedule(): void {
     if (!this.running || this.pausing || this.fatal || this.abort.signal.aborted) return;
+    if (this.sides.size) {
+      // a part a viewer waits for is already on the link (part 0 sent before the viewer asked for it)
+      let top: number | null = null;
+      for (const p of this.puts.values()) if (p.phase !== 'reporting' && this.isPriority(p.rank) && (top === null || p.rank < top)) top = p.rank;
+      if (top !== null) this.yieldSides(top);
+    }
     for (let guard = 0; guard < 16; guard++) {
       const c = this.candidate();
-      if ((!c || c.rank === NATURAL_RANK) && this.sideQueue.length && this.sideInFlight === 0 && this.linkAccepts(NATURAL_RANK)) {
+      if (this.sideMayStart(c)) {
         this.startSide(this.sideQueue.shift()!);
         continue;
       }
@@ -657,7 +725,7 @@ export class Uploader {
         this.setState(c.slot, 'pending');
         continue;
       }
-      if (!this.linkAccepts(c.rank)) break;
+      if (!this.linkAccepts(c.rank, c.slot)) break;
       this.held.delete(c.slot);
       this.startPut(c.a, c.rank);
     }
@@ -737,6 +805,11 @@ export class Uploader {
       phase: 'building',
       bytes,
       loaded: a.uploads.map(() => 0),
+      // Part 0 is what the first viewer waits for, often before their priority has reached this tab
+      // (a viewer opening the link as it is shown loads the page and the manifest first: in the
+      // shaped-link benchmark the priority for part 0 arrives about when part 0's PUT is done), so no
+      // other part joins it and its report goes out on an empty uplink, whether or not a viewer has
+      // asked yet. Side uploads (a few dozen KB) go by the rank: beside it until a viewer asks for it.
       exclusive: slot === 0 || rank === 0,
       yielded: false,
       startedAt: performance.now(),
@@ -760,19 +833,38 @@ export class Uploader {
   }
 
   private startSide(s: SideUpload): void {
-    this.sideInFlight++;
+    const f: SideFlight = { s, ctrl: new AbortController(), phase: 'pacing', loaded: 0, startedAt: performance.now(), yielded: false };
+    const onStop = (): void => f.ctrl.abort(this.abort.signal.reason);
+    this.abort.signal.addEventListener('abort', onStop, { once: true });
+    this.sides.add(f);
     const started = performance.now();
-    this.trace('side-start', { label: s.label, bytes: s.body.size });
-    void Promise.resolve(this.opts.pacer?.take(s.body.size, this.abort.signal, NATURAL_RANK))
-      .then(() => this.putMeasured(s.upload, s.body, this.abort.signal))
-      .then(() => s.published?.())
+    const beside = [...this.puts.values()].filter((p) => p.phase !== 'reporting').map((p) => p.a.slot);
+    this.trace('side-start', { label: s.label, bytes: s.body.size, beside });
+    void Promise.resolve(this.opts.pacer?.take(s.body.size, f.ctrl.signal, NATURAL_RANK))
+      .then(() => {
+        f.phase = 'sending';
+        f.startedAt = performance.now();
+        return this.putMeasured(s.upload, s.body, f.ctrl.signal, (loaded) => {
+          f.loaded = loaded;
+        });
+      })
+      .then(() => {
+        f.phase = 'reporting';
+        this.sendingIntervals.push({ start: f.startedAt, end: performance.now() });
+        if (this.sendingIntervals.length > 8) this.sendingIntervals.shift();
+        return s.published?.();
+      })
       .then(() => this.trace('side-done', { label: s.label, ms: Math.round(performance.now() - started) }))
       .catch((e: unknown) => {
+        if (this.abort.signal.aborted) return;
+        // gave the link to a part a viewer waits for: first in line again (same presigned URL)
+        if (f.yielded) this.sideQueue.unshift(s);
         // an extra never stops the upload: the player does without the missing preview
-        if (!this.abort.signal.aborted) this.cb.onLog?.(`${s.label}: ${describe(e)}`);
+        else this.cb.onLog?.(`${s.label}: ${describe(e)}`);
       })
       .finally(() => {
-        this.sideInFlight--;
+        this.abort.signal.removeEventListener('abort', onStop);
+        this.sides.delete(f);
         this.kick();
         if (this.running) this.schedule();
       });
@@ -798,7 +890,7 @@ export class Uploader {
 
   /** the side uploads are made and sent (they never fail the upload) */
   private sideSettled(): boolean {
-    return this.sideQueue.length === 0 && this.sideInFlight === 0;
+    return this.sideQueue.length === 0 && this.sides.size === 0;
   }
 
   private putFailed(p: Put, e: unknown): void {
@@ -927,7 +1019,8 @@ export class Uploader {
       if (p.rank === NEXT_RANK) continue; // the starvation guard's slot keeps its turn
       p.rank = this.rankOf(p.a.slot, this.isPriority(p.rank));
       // a viewer now waits on this one: nothing joins it (and a part no viewer waits on first any more
-      // stops keeping the link to itself; part 0 keeps it)
+      // stops keeping the link to itself; part 0 keeps it against other parts, see startPut); side
+      // uploads go by the rank (sideMayStart), so from now on none starts beside a part it ranks
       p.exclusive = p.a.slot === 0 || p.rank === 0;
     }
     if (slots.length && this.probe) {

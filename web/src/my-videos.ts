@@ -14,6 +14,8 @@ const el = <T extends HTMLElement = HTMLElement>(id: string): T | null => docume
 function stateText(v: VideoSummary): string {
   if (v.state === 'ready') return 'ready';
   if (v.state === 'processing') return 'checking the last parts';
+  if (v.state === 'gone') return 'removed';
+  if (v.state === 'damaged') return 'damaged: its stored state cannot be read (delete it and upload again)';
   return `uploading (${v.published_slots}/${v.total_slots} parts playable)`;
 }
 

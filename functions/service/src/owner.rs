@@ -633,6 +633,8 @@ pub enum VideoPhase {
     Ready,
     /// Its session is gone (removed while this answer was made).
     Gone,
+    /// Its state in the bucket cannot be read (a corrupt object): it can still be deleted.
+    Damaged,
 }
 
 /// One video in "my videos".
@@ -757,6 +759,13 @@ async fn list_videos(
             Ok((s, _)) => videos.push(state.summary(entry, Some(&s))),
             // Reaped (an abandoned upload): no longer the owner's.
             Err(SessionError::NotFound) => state.forget(&id, &entry).await?,
+            // One unreadable video must not hide the others: listed, so that it can be deleted.
+            Err(SessionError::Corrupt { key, detail }) => {
+                tracing::warn!(%key, %detail, "owner list: unreadable session state");
+                let mut summary = state.summary(entry, None);
+                summary.state = VideoPhase::Damaged;
+                videos.push(summary);
+            }
             Err(e) => return Err(e.into()),
         }
     }

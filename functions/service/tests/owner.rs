@@ -781,3 +781,55 @@ async fn cors_lets_any_player_read_the_public_playback_objects_but_not_the_api()
         );
     }
 }
+
+#[tokio::test]
+async fn an_unreadable_video_is_listed_as_damaged_without_hiding_the_others_and_can_be_deleted() {
+    use chunkstream::store::{ObjectStore, PutCondition};
+    let s = Stack::new(|_| {});
+    let alice = s.key("alice").await;
+    let (_, good) = s.create(&api_key(&alice), &synthetic_plan(2)).await;
+    let (_, bad) = s.create(&api_key(&alice), &synthetic_plan(3)).await;
+    let bad = bad["video_id"].as_str().unwrap().to_string();
+    // what a failed write left behind once in LocalStack: the state object, empty
+    s.memory
+        .put(
+            &sessions::state_key(&bad),
+            bytes::Bytes::new(),
+            "application/json",
+            PutCondition::Always,
+        )
+        .await
+        .unwrap();
+
+    let (status, list, _) = s
+        .call("GET", "/api/me/videos", &api_key(&alice), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let state_of = |id: &str| {
+        list["videos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["video_id"] == id)
+            .map(|v| v["state"].clone())
+    };
+    assert_eq!(
+        state_of(good["video_id"].as_str().unwrap()),
+        Some(json!("uploading"))
+    );
+    assert_eq!(state_of(&bad), Some(json!("damaged")));
+
+    let (status, body, _) = s
+        .call(
+            "DELETE",
+            &format!("/api/me/videos/{bad}"),
+            &api_key(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, list, _) = s
+        .call("GET", "/api/me/videos", &api_key(&alice), None)
+        .await;
+    assert_eq!(list["videos"].as_array().unwrap().len(), 1, "{list}");
+}

@@ -522,7 +522,7 @@ export interface components {
      * @description Where a video is.
      * @enum {string}
      */
-    VideoPhase: "uploading" | "processing" | "ready" | "gone";
+    VideoPhase: "uploading" | "processing" | "ready" | "gone" | "damaged";
     /** @description One video in "my videos". */
     VideoSummary: components["schemas"]["VideoEntry"] & {
       published_slots: number;

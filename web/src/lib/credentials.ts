@@ -47,8 +47,8 @@ export interface VideoSummary {
   created_ms: number;
   kept: boolean;
   expires_ms?: number | null;
-  /** `gone`: the session was removed while the answer was made */
-  state: 'uploading' | 'processing' | 'ready' | 'gone';
+  /** `gone`: the session was removed while the answer was made; `damaged`: its state cannot be read (delete it) */
+  state: 'uploading' | 'processing' | 'ready' | 'gone' | 'damaged';
   published_slots: number;
   total_slots: number;
   watch_url: string;

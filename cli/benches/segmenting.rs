@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use chunkstream_cli::planner::{default_options_for, plan_segments};
-use chunkstream_cli::segment::build_segment;
+use chunkstream_cli::segment::build_slot;
 use chunkstream_cli::source::analyze;
 
 fn peak_rss_mb() -> f64 {
@@ -63,12 +63,14 @@ fn main() {
         let plan_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let mut built = 0u64;
+        // every track of a slot together, as the upload builds them
+        let tracks: Vec<usize> = (0..analysis.tracks.len()).collect();
         for slot in 0..plan.slots.len() {
-            for track in 0..analysis.tracks.len() {
-                built += build_segment(&file, &analysis, &plan, slot, track)
-                    .expect("segment")
-                    .len() as u64;
-            }
+            built += build_slot(&file, &analysis, &plan, slot, &tracks)
+                .expect("segment")
+                .iter()
+                .map(|body| body.len() as u64)
+                .sum::<u64>();
         }
         let seg_s = t.elapsed().as_secs_f64();
         assert_eq!(built, plan.total_bytes, "built bytes equal the plan");

@@ -27,7 +27,7 @@ use crate::api::{retry, Api, Assignment, PresignedUpload, SlotState, StatusRespo
 use crate::error::{ApiError, CliError};
 use crate::planner::Plan;
 use crate::report::{Progress, Reporter};
-use crate::segment::build_segment;
+use crate::segment::build_slot;
 use crate::source::Analysis;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -491,14 +491,11 @@ impl Uploader {
             .collect::<Result<_, _>>()?;
         let (file, analysis, plan) = (self.file.clone(), self.analysis.clone(), self.plan.clone());
         let tr = tracks.clone();
-        let bodies = tokio::task::spawn_blocking(move || {
-            tr.iter()
-                .map(|&t| build_segment(&file, &analysis, &plan, slot, t))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(|e| CliError::Internal(e.to_string()))?
-        .map_err(|e| CliError::Io(e.to_string()))?;
+        let bodies =
+            tokio::task::spawn_blocking(move || build_slot(&file, &analysis, &plan, slot, &tr))
+                .await
+                .map_err(|e| CliError::Internal(e.to_string()))?
+                .map_err(|e| CliError::Io(e.to_string()))?;
         let per_track: Vec<Arc<AtomicU64>> =
             tracks.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
         let puts = a

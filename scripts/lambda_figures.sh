@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Lambda figures (issue 9, item 6): bootstrap sizes of both functions built with
-# the deploy profile ([profile.release]: opt-level 3, thin LTO, stripped), and
+# the deploy profile ([profile.release]: opt-level "z", fat LTO, one codegen unit, panic=abort, stripped), and
 # cold-start init time of each bootstrap against a local Lambda runtime API
 # (scripts/lambda_init.py; baseline: curl's first GET /next in the same run).
 # The deploy build takes ~14 min on 2 cores: it runs at nice 15, once.

@@ -22,7 +22,7 @@ def main():
              f"Made by `bash scripts/lambda_figures.sh` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC "
              f"({cpu} x {os.cpu_count()}, shared with other work). {build}".rstrip(), "",
              "Sizes: `target/lambda/{api,worker}/bootstrap` from `cargo lambda build --release` with the deploy",
-             "profile (`[profile.release]`: opt-level 3, thin LTO, codegen-units 16, stripped) — what `sam build`",
+             "profile (`[profile.release]`: opt-level \"z\", fat LTO, one codegen unit, panic=abort, stripped; the SDK crates without their default features) — what `sam build`",
              "puts in `.aws-sam/build/`; zipped as `sam deploy` uploads it.", "",
              "| function | bootstrap | zipped | target |", "|---|---|---|---|"]
     for s in sizes:

@@ -54,7 +54,7 @@ step "sam validate --lint" bash -c 'cd infra && sam validate --lint'
 
 if [ "${SKIP_LAMBDA_BUILD:-0}" != 1 ]; then
   # `sam build` runs SAM's rust-cargolambda builder for each function. The deploy
-  # build (release profile: opt-level 3, thin LTO, zig linker) takes ~15-20 min on
+  # build (release profile: opt-level z, fat LTO, zig linker) takes ~15-20 min on
   # 2 cores; the check builds the same two binaries through the same builder in
   # SAM's debug mode (`cargo lambda build` without --release) with plain cargo as
   # the compiler, so it reuses the build scripts and proc macros `cargo test`

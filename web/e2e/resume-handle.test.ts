@@ -121,7 +121,11 @@ async function waitPublished(videoId: string, n: number): Promise<void> {
  * first: what Resume has to do in the new page is the same.)
  */
 async function pauseAndClose(page: Page): Promise<void> {
+  // the link shows before the upload loop starts; a click before then is not a pause
+  await page.waitForFunction(() => document.body.dataset.state === 'uploading', null, { timeout: 30_000 });
   await page.click('#pause');
+  const after = await page.evaluate(() => document.body.dataset.state ?? '');
+  assert.ok(after === 'pausing' || after === 'paused', `the click paused the upload (state ${after})`);
   await page.waitForFunction(() => document.body.dataset.state === 'paused', null, { timeout: 60_000 });
   await page.close();
 }

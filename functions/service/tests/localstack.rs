@@ -507,9 +507,17 @@ async fn the_reaper_deletes_abandoned_sessions_and_keeps_live_ones() {
     let stack = TestStack::new().await;
     let (abandoned, _, _) = create_session(&stack, &synthetic_plan(3)).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The reaper's clock stops just before the live session is made: on a busy
+    // machine the pass itself may take longer than the TTL, which must not
+    // make the live session look abandoned.
+    let reap_time = std::sync::Arc::new(chunkstream::clock::ManualClock::at(
+        stack.state.sessions.now_ms(),
+    ));
     let (live, _, _) = create_session(&stack, &synthetic_plan(3)).await;
+    let reaper_sessions =
+        sessions::Sessions::with_clock(stack.state.sessions.store().clone(), reap_time);
     let report = reap_abandoned(
-        &stack.state.sessions,
+        &reaper_sessions,
         stack.state.queue.as_ref(),
         &reap_settings(Duration::from_secs(1), Duration::from_secs(3600)),
     )

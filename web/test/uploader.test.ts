@@ -311,6 +311,15 @@ describe('upload scheduler', () => {
     for (let s = 0; s < 12; s++) assert.equal(server.log.filter((l) => l.what === 'reported' && l.slot === s).length, 1, `slot ${s} reported once`);
   });
 
+  it('a pause asked for before run() starts is kept: run() ends paused with nothing sent, and the next run() uploads everything', { timeout: 30_000 }, async () => {
+    const { server, uploader } = setup(6, 50_000, new FakeLink(1_000_000), { parallel: 1 });
+    uploader.pause();
+    assert.equal(await uploader.run(), 'paused');
+    assert.equal(server.log.filter((l) => l.what === 'put-start').length, 0, 'no PUT after an early pause');
+    assert.equal(await uploader.run(), 'complete');
+    for (let s = 0; s < 6; s++) assert.equal(server.log.filter((l) => l.what === 'reported' && l.slot === s).length, 1, `slot ${s} reported once`);
+  });
+
   it('a viewer’s slot pre-empts natural order, goes alone, and the aborted part is sent again (every slot reported once)', { timeout: 30_000 }, async () => {
     const n = 16;
     const { server, uploader, trace } = setup(n, 1_000_000, new FakeLink(2_000_000)); // 500 ms per part

@@ -37,7 +37,8 @@ async fn main() -> anyhow::Result<()> {
             .context("CHUNKSTREAM_REAP_INTERVAL_SECS")?,
     );
 
-    let clients = aws::clients_from_env().await;
+    let aws_config = aws::sdk_config_from_env().await;
+    let clients = aws::clients(&aws_config);
     let cloudformation = aws::cloudformation_from_env().await;
     let queues = provision(
         &cloudformation,
@@ -73,8 +74,8 @@ async fn main() -> anyhow::Result<()> {
         state.sessions.clone(),
         state.config.public_base_url.clone(),
         state.config.presign_ttl,
-    )
-    .await;
+        &aws_config,
+    );
     // Keys are required unless CHUNKSTREAM_AUTH=open: a development key per start.
     let dev_key = if owners.config.auth.open {
         None

@@ -65,8 +65,7 @@ impl CdnInvalidator for CloudFrontInvalidator {
     }
 }
 
-/// A CloudFront client from the environment (credentials, region).
-pub async fn cloudfront_from_env() -> aws_sdk_cloudfront::Client {
-    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    aws_sdk_cloudfront::Client::new(&shared)
+/// A CloudFront client of the process's AWS configuration.
+pub fn cloudfront(shared: &aws_types::SdkConfig) -> aws_sdk_cloudfront::Client {
+    aws_sdk_cloudfront::Client::new(shared)
 }

@@ -572,15 +572,16 @@ impl OwnerState {
 
 /// Builds the owner state once per process: API keys on the sessions' bucket,
 /// the OIDC verifier if an issuer is configured, CloudFront if a distribution is.
-pub async fn owner_state_from_env(
+pub fn owner_state_from_env(
     config: OwnerConfig,
     sessions: Sessions,
     public_base_url: String,
     presign_ttl: Duration,
+    aws: &aws_types::SdkConfig,
 ) -> OwnerState {
     let cdn: Arc<dyn CdnInvalidator> = match &config.distribution_id {
         Some(id) => Arc::new(crate::cdn::CloudFrontInvalidator::new(
-            crate::cdn::cloudfront_from_env().await,
+            crate::cdn::cloudfront(aws),
             id.clone(),
         )),
         None => Arc::new(crate::cdn::NoCdn),

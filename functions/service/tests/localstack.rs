@@ -1099,3 +1099,45 @@ async fn s3_stores_the_cache_control_of_manifests_and_published_segments() {
         Some(chunkstream::store::IMMUTABLE)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_environment_clients_reach_s3_and_sqs() {
+    // What the bootstraps build from Lambda's variables (no aws-config chain):
+    // retries, sleep and the HTTP client come from the SDK's defaults.
+    let stack = TestStack::new().await;
+    let lambda = chunkstream::aws::clients(
+        &chunkstream::aws::sdk_config_from_lambda_env()
+            .expect("scripts/env.sh sets the variables Lambda sets"),
+    );
+    let bucket = stack.state.config.bucket.clone();
+    lambda
+        .s3
+        .put_object()
+        .bucket(&bucket)
+        .key("lambda-env/probe")
+        .body(b"probe".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let read = lambda
+        .s3
+        .get_object()
+        .bucket(&bucket)
+        .key("lambda-env/probe")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        read.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"probe"
+    );
+    let attrs = lambda
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&stack.queues.priority_queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap();
+    assert!(attrs.attributes().is_some_and(|a| !a.is_empty()));
+}

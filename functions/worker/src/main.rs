@@ -25,7 +25,8 @@ fn invocation_deadline(deadline_ms: u64) -> Instant {
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init_tracing();
     let config = Config::from_env()?;
-    let clients = aws::clients_from_env().await;
+    let aws_config = aws::sdk_config_from_lambda_env()?;
+    let clients = aws::clients(&aws_config);
     let sessions = Sessions::new(Arc::new(S3Store::new(
         clients.s3.clone(),
         config.bucket.clone(),
@@ -42,8 +43,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         sessions.clone(),
         config.public_base_url.clone(),
         config.presign_ttl,
-    )
-    .await;
+        &aws_config,
+    );
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let worker = worker.clone();
         let sessions = sessions.clone();

@@ -1070,7 +1070,8 @@ export class Uploader {
 
   /** Upload until the server says the video is complete (or until paused). */
   async run(): Promise<'complete' | 'paused'> {
-    this.pausing = false;
+    // a pause asked for before the loop started (the button shows with the link, while the init
+    // segments still go up) is kept: run() ends at once with 'paused'
     this.running = true;
     this.serverComplete = false;
     const interval = this.opts.statusIntervalMs ?? 2000;
@@ -1092,6 +1093,7 @@ export class Uploader {
           await this.initsAnswered();
           if (this.fatal) throw this.fatal;
           await this.refreshStatus();
+          this.pausing = false; // the next run() (Resume) uploads again
           return 'paused';
         }
         this.schedule();

@@ -58,6 +58,24 @@ describe('pacer queue', () => {
     assert.equal(pacer.pending, 0);
   });
 
+  it('after a stall of the page (a late timer), two pipelines feeding it keep the cap instead of catching up in a burst', async () => {
+    const pacer = new Pacer(800_000); // 10 kB = 100 ms
+    // two upload pipelines: one body on the wire, the next already waiting (as with par=2)
+    const a = pacer.take(10_000);
+    const b = pacer.take(10_000);
+    const stallUntil = performance.now() + 600;
+    while (performance.now() < stallUntil); // the main thread blocked: a's timer fires 500 ms late
+    const t0 = performance.now();
+    const pipeline = async (first: Promise<void>): Promise<void> => {
+      await first;
+      for (let i = 0; i < 3; i++) await pacer.take(10_000); // each queued as the one before is released
+    };
+    await Promise.all([pipeline(a), pipeline(b)]);
+    const ms = performance.now() - t0;
+    // a and b were waiting during the stall and may go at once; the 6 bodies queued after it may not
+    assert.ok(ms >= 550, `6 bodies of 100 ms each went in ${ms.toFixed(0)} ms after the stall`);
+  });
+
   it('take() honours an abort signal', async () => {
     const pacer = new Pacer(800_000);
     const ctrl = new AbortController();

@@ -35,6 +35,8 @@ interface Entry {
   bytes: number;
   rank: number;
   seq: number;
+  /** when it joined the queue: its modelled start is never earlier */
+  queuedAt: number;
   onStart: (() => void) | undefined;
   resolve: () => void;
   reject: (e: unknown) => void;
@@ -70,7 +72,7 @@ export class Pacer {
   reserve(bytes: number, rank: number = NATURAL_RANK, onStart?: () => void): Reservation {
     let entry!: Entry;
     const done = new Promise<void>((resolve, reject) => {
-      entry = { bytes, rank, seq: this.seq++, onStart, resolve, reject, settled: false };
+      entry = { bytes, rank, seq: this.seq++, queuedAt: performance.now(), onStart, resolve, reject, settled: false };
     });
     // callers that drop a cancelled reservation without awaiting it must not cause an unhandled rejection
     done.catch(() => undefined);
@@ -148,8 +150,11 @@ export class Pacer {
     }
     const entry = this.queue.splice(best, 1)[0]!;
     const now = performance.now();
-    // chained: a timer firing a few ms late does not slow the modelled link down
-    const start = chained ? Math.min(now, this.linkFreeAt) : Math.max(now, this.linkFreeAt);
+    // chained: a timer firing a few ms late does not slow the modelled link down — but a body
+    // that was not waiting yet when the link went free gets no credit for that idle time (else,
+    // after a long stall of the page, each body queued after the previous one's release would
+    // start in the past, and a burst of them would go at once, far above the cap)
+    const start = chained ? Math.min(now, Math.max(this.linkFreeAt, entry.queuedAt)) : Math.max(now, this.linkFreeAt);
     const end = start + this.seconds(entry.bytes) * 1000;
     const timer = setTimeout(() => {
       this.current = null;

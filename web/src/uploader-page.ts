@@ -10,7 +10,7 @@ import { DEFAULT_PLAN_OPTIONS, defaultPlanOptions, planSegments, validatePlan } 
 import type { Plan, PlanOptions, PlanTrackInput } from './lib/planner.ts';
 import { sessionRequest } from './lib/request.ts';
 import { Segmenter } from './lib/segmenter.ts';
-import { forgetSession, loadSession, saveSession } from './lib/session-store.ts';
+import { forgetSession, forgetSessionsOf, loadSession, saveSession } from './lib/session-store.ts';
 import type { StoredSession } from './lib/session-store.ts';
 import { trace } from './lib/trace.ts';
 import { describe, Uploader } from './lib/uploader.ts';
@@ -92,7 +92,10 @@ const handles = new HandleStore<FileSystemFileHandle>(canKeepHandles() ? indexed
 );
 const myVideos = new MyVideos(ownerApi, {
   onResume: (v) => void resumeVideo(v),
-  onDeleted: (id) => void handles.forget(id),
+  onDeleted: (id) => {
+    void handles.forget(id);
+    forgetSessionsOf(id);
+  },
   // handles of videos that are complete, deleted or expired are of no more use
   onListed: (videos, listedAt) =>
     void handles.prune(new Set(videos.filter((v) => v.state === 'uploading' || v.state === 'processing').map((v) => v.video_id)), listedAt),

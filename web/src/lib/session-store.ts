@@ -46,3 +46,15 @@ export function saveSession(fingerprint: string, s: StoredSession): void {
 export function forgetSession(fingerprint: string): void {
   storage()?.removeItem(PREFIX + fingerprint);
 }
+
+/** Forgets every stored session of a video (it was deleted: its secret is of no use any more). */
+export function forgetSessionsOf(videoId: string): void {
+  const store = storage();
+  if (!store) return;
+  const keys: string[] = [];
+  for (let i = 0; i < store.length; i++) {
+    const key = store.key(i);
+    if (key?.startsWith(PREFIX)) keys.push(key);
+  }
+  for (const key of keys) if (loadSession(key.slice(PREFIX.length))?.videoId === videoId) store.removeItem(key);
+}

@@ -599,6 +599,34 @@ describe('upload scheduler', () => {
     assert.equal(await run, 'complete');
   });
 
+  it('viewers keeping the link busy do not starve the side uploads either (one every naturalEveryMs)', { timeout: 30_000 }, async () => {
+    const n = 100;
+    let pressure = false;
+    const { server, uploader, trace } = setup(n, 20_000, new FakeLink(200_000), {
+      naturalEveryMs: 500,
+      sideUploads: async () => {
+        while (!pressure) await delay(5); // the previews are made once the viewer is already waiting
+        return sprites(4, 5_000);
+      },
+    }); // 100 ms per part
+    const run = uploader.run();
+    while (server.log.filter((l) => l.what === 'reported').length < 2) await delay(5);
+    // a viewer asks for part after part before the previews could go: priority work never runs out
+    const t0 = performance.now();
+    let far = 40;
+    while (performance.now() - t0 < 3000 && far < n - 2) {
+      server.prioritize(far);
+      pressure = true;
+      far += 1;
+      await delay(150);
+    }
+    const t1 = performance.now();
+    const sidesDuring = server.intervals().filter((i) => i.slot >= 900 && !i.aborted && i.start > t0 + 300 && i.end < t1).length;
+    assert.ok(sidesDuring >= 2, `side uploads done during ${((t1 - t0) / 1000).toFixed(1)} s of continuous priority work: ${sidesDuring}`);
+    assert.ok(trace.some((e) => e.ev === 'side-start' && e.data['guard'] === true), 'the guard started them');
+    assert.equal(await run, 'complete');
+  });
+
   it('without a priority feed (older server) it follows the status poll', { timeout: 30_000 }, async () => {
     const { server, uploader } = setup(24, 20_000, new FakeLink(400_000), { statusIntervalMs: 100 });
     server.priorityMissing = true;

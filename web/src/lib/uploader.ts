@@ -115,6 +115,8 @@ interface Put {
 
 /** A side upload on its way: waiting for the pacer, on the link, or being confirmed. */
 interface SideFlight {
+  /** started by the starvation guard: it does not give the link up to a viewer's part */
+  guard: boolean;
   s: SideUpload;
   ctrl: AbortController;
   phase: 'pacing' | 'sending' | 'reporting';
@@ -199,6 +201,8 @@ export class Uploader {
   private prioFromStatus = false;
   /** when a natural-order slot last went on the link (starvation guard) */
   private lastNaturalAt = 0;
+  /** since when the side uploads have waited (they became ready, or the last one started) */
+  private sideWaitingSince = 0;
   private serverComplete = false;
   private wake: (() => void) | null = null;
   private kicked = false;
@@ -634,6 +638,16 @@ export class Uploader {
     return true;
   }
 
+  /**
+   * Starvation guard for the side uploads, like natural order's: viewers that keep a part they wait
+   * for on the link all the time would hold the previews back for good, so one goes (and keeps the
+   * link beside their parts: a sprite is tens of KB) after naturalEveryMs of waiting.
+   */
+  private sideOverdue(): boolean {
+    if (this.sideQueue.length === 0 || this.sides.size > 0 || this.reportHolds > 0) return false;
+    return performance.now() - this.sideWaitingSince >= (this.opts.naturalEveryMs ?? 20_000);
+  }
+
   /** May a PUT of `slot` at `rank` start now, given what is on the link? */
   private linkAccepts(rank: number, slot: number): boolean {
     // a report a viewer waits for goes out first, except before a viewer's new playhead part
@@ -686,7 +700,7 @@ export class Uploader {
     const keepSecs = (this.opts.preemptKeepMs ?? 250) / 1000;
     const rate = this.deliveryRate();
     for (const f of this.sides) {
-      if (f.yielded || f.phase !== 'sending') continue;
+      if (f.yielded || f.guard || f.phase !== 'sending') continue;
       const size = f.s.body.size;
       if (size - f.loaded <= WRITTEN_SLACK_BYTES) continue;
       const delivered = rate ? Math.min(f.loaded, (rate * (performance.now() - f.startedAt)) / 1000) : f.loaded;
@@ -709,8 +723,9 @@ export class Uploader {
     }
     for (let guard = 0; guard < 16; guard++) {
       const c = this.candidate();
-      if (this.sideMayStart(c)) {
-        this.startSide(this.sideQueue.shift()!);
+      const sideGuard = this.sideOverdue();
+      if (sideGuard || this.sideMayStart(c)) {
+        this.startSide(this.sideQueue.shift()!, sideGuard);
         continue;
       }
       if (!c) break;
@@ -832,14 +847,15 @@ export class Uploader {
       });
   }
 
-  private startSide(s: SideUpload): void {
-    const f: SideFlight = { s, ctrl: new AbortController(), phase: 'pacing', loaded: 0, startedAt: performance.now(), yielded: false };
+  private startSide(s: SideUpload, guard = false): void {
+    const f: SideFlight = { s, guard, ctrl: new AbortController(), phase: 'pacing', loaded: 0, startedAt: performance.now(), yielded: false };
+    this.sideWaitingSince = performance.now();
     const onStop = (): void => f.ctrl.abort(this.abort.signal.reason);
     this.abort.signal.addEventListener('abort', onStop, { once: true });
     this.sides.add(f);
     const started = performance.now();
     const beside = [...this.puts.values()].filter((p) => p.phase !== 'reporting').map((p) => p.a.slot);
-    this.trace('side-start', { label: s.label, bytes: s.body.size, beside });
+    this.trace('side-start', { label: s.label, bytes: s.body.size, beside, ...(guard ? { guard } : {}) });
     void Promise.resolve(this.opts.pacer?.take(s.body.size, f.ctrl.signal, NATURAL_RANK))
       .then(() => {
         f.phase = 'sending';
@@ -877,6 +893,7 @@ export class Uploader {
       .sideUploads()
       .then((list) => {
         this.sideQueue.push(...list);
+        this.sideWaitingSince = performance.now();
         this.trace('side-ready', { count: list.length });
       })
       .catch((e: unknown) => {

@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use bytes::Bytes;
 use chunkstream_domain::plan::SegmentPlan;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -39,6 +40,10 @@ use crate::error::{ErrorBody, QuotaLimit, QuotaName};
 use crate::live_slots;
 use crate::sessions::{self, SessionError, Sessions};
 use crate::store::{ObjectStore, PutCondition, StoreError};
+
+/// Reads in flight at once when an owner's videos are listed (one entry and one state object per
+/// video): the list takes a few round trips, not two per video.
+const OWNER_READ_CONCURRENCY: usize = 16;
 
 const OWNERS: &str = "owners/o/";
 pub const EXPIRY_PREFIX: &str = "owners/expiry/";
@@ -366,11 +371,12 @@ impl OwnerState {
             let Some(last) = keys.last().cloned() else {
                 break;
             };
-            for key in keys {
-                if let Some((entry, _)) = self.read_json::<VideoEntry>(&key).await? {
-                    out.push(entry);
-                }
-            }
+            let read: Vec<Option<(VideoEntry, String)>> = futures::stream::iter(keys)
+                .map(|key| async move { self.read_json::<VideoEntry>(&key).await })
+                .buffered(OWNER_READ_CONCURRENCY)
+                .try_collect()
+                .await?;
+            out.extend(read.into_iter().flatten().map(|(entry, _)| entry));
             after = Some(last);
         }
         out.sort_by_key(|e| std::cmp::Reverse(e.created_ms));
@@ -754,9 +760,17 @@ async fn list_videos(
     owner: Owner,
 ) -> Result<Response, OwnerError> {
     let id = owner.id();
+    let entries = state.entries(&id).await?;
+    let sessions = &state.sessions;
+    let ids: Vec<String> = entries.iter().map(|e| e.video_id.clone()).collect();
+    let states: Vec<_> = futures::stream::iter(ids)
+        .map(|video_id| async move { sessions.state(&video_id).await })
+        .buffered(OWNER_READ_CONCURRENCY)
+        .collect()
+        .await;
     let mut videos = Vec::new();
-    for entry in state.entries(&id).await? {
-        match state.sessions.state(&entry.video_id).await {
+    for (entry, read) in entries.into_iter().zip(states) {
+        match read {
             Ok((s, _)) => videos.push(state.summary(entry, Some(&s))),
             // Reaped (an abandoned upload): no longer the owner's.
             Err(SessionError::NotFound) => state.forget(&id, &entry).await?,

@@ -765,6 +765,38 @@ async fn each_viewer_has_its_own_window_and_viewers_never_write_the_state() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_woken_by_a_prioritize_in_this_process_answers_without_reading_the_windows_again() {
+    let f = Fakes::new();
+    let (id, secret, _) = create_session(&f, &synthetic_plan(40)).await;
+    let (code, first) = f
+        .call(
+            "GET",
+            &format!("/api/videos/{id}/priority"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{first}");
+    let version = first["version"].as_u64().unwrap();
+    let poll_uri = format!("/api/videos/{id}/priority?after={version}&wait_ms=5000");
+    let poll = f.call("GET", &poll_uri, Some(&secret), None);
+    let seek = async {
+        tokio::time::sleep(Duration::from_millis(50)).await; // the poll is waiting by now
+        f.memory.reset_calls();
+        prioritize_as(&f, &id, 20, "v", "").await
+    };
+    let ((code, answer), (seek_code, _, seek_body)) = tokio::join!(poll, seek);
+    assert_eq!(seek_code, StatusCode::OK, "{seek_body}");
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    assert_eq!(answer["version"].as_u64(), Some(version + 1), "{answer}");
+    assert!(priority_slots(&answer).contains(&20), "{answer}");
+    let calls = f.memory.calls();
+    // the prioritize: 1 GET windows + 2 GET (state, published: the requeue check); the woken
+    // poll: 2 GET (state, published) and no GET of the windows the prioritize handed it
+    assert_eq!(calls.get("get"), Some(&5), "{calls:?}");
+}
+
 #[tokio::test]
 async fn a_flood_of_viewer_ids_from_one_client_keeps_its_own_windows_and_is_rate_limited() {
     let f = Fakes::new();

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::queue::JobQueue;
 use crate::sessions::{SessionRecord, Sessions};
+use chunkstream_domain::windows::ViewerWindows;
 
 pub(crate) use playback::stream_object;
 
@@ -36,10 +37,19 @@ pub struct AppState {
 }
 
 /// Wakes uploaders long-polling `/priority` in this process the moment a
-/// prioritize lands here. Other processes (other Lambda instances) are noticed
-/// by the long poll re-reading the state every [`PRIORITY_POLL_MS`].
+/// prioritize lands here, with the viewers' windows just written (so the woken
+/// poll answers without reading them again: one S3 round trip less between a
+/// seek and the uploader's lease). Other processes (other Lambda instances) are
+/// noticed by the long poll re-reading the windows every [`PRIORITY_POLL_MS`].
 #[derive(Clone)]
-pub struct PriorityEvents(pub(crate) tokio::sync::broadcast::Sender<String>);
+pub struct PriorityEvents(pub(crate) tokio::sync::broadcast::Sender<WindowsChanged>);
+
+/// One video's viewer windows, as written by a prioritize in this process.
+#[derive(Clone)]
+pub(crate) struct WindowsChanged {
+    pub(crate) video_id: String,
+    pub(crate) windows: Arc<ViewerWindows>,
+}
 
 impl Default for PriorityEvents {
     fn default() -> Self {
@@ -48,9 +58,12 @@ impl Default for PriorityEvents {
 }
 
 impl PriorityEvents {
-    pub(crate) fn changed(&self, video_id: &str) {
+    pub(crate) fn changed(&self, video_id: &str, windows: ViewerWindows) {
         // No receiver is fine: nobody is waiting.
-        let _ = self.0.send(video_id.to_string());
+        let _ = self.0.send(WindowsChanged {
+            video_id: video_id.to_string(),
+            windows: Arc::new(windows),
+        });
     }
 }
 

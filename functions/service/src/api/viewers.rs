@@ -108,12 +108,16 @@ pub(crate) async fn apply_hint(
     {
         return Ok(unchanged(false));
     }
-    let (outcome, own) = state
+    let (own, written) = state
         .sessions
         .update_windows(id, |w| {
             let outcome = w.hint(&who.viewer, &who.client, slot, kind, now, &policy);
             let own = w.own(&who.viewer, slot).map(|i| w.windows[i].clone());
-            ((outcome, own), outcome != HintOutcome::Unchanged)
+            let moved = outcome == HintOutcome::Moved;
+            (
+                (own, moved.then(|| w.clone())),
+                outcome != HintOutcome::Unchanged,
+            )
         })
         .await?;
     state.hints.remember(id, who, own.clone());
@@ -122,8 +126,8 @@ pub(crate) async fn apply_hint(
         .map_or_else(|| span(slot), |w| span(w.playhead_slot))
         .collect();
     let mut requeued = Vec::new();
-    if outcome == HintOutcome::Moved {
-        state.events.changed(id);
+    if let Some(windows) = written {
+        state.events.changed(id, windows);
         let (s, _) = state.sessions.state(id).await?;
         // Only jobs that went to the normal lane need a priority copy.
         requeued = s
@@ -214,8 +218,13 @@ pub(crate) async fn priority_feed(
     let mut wake = state.events.0.subscribe();
     let policy = state.config.policy;
     let complete_at_start = state.sessions.publish_state(&id).await?.complete;
+    // The windows a prioritize in this process just wrote (it woke this poll).
+    let mut handed: Option<Arc<ViewerWindows>> = None;
     loop {
-        let windows = state.sessions.windows(&id).await?;
+        let windows = match handed.take() {
+            Some(w) => Arc::unwrap_or_clone(w),
+            None => state.sessions.windows(&id).await?,
+        };
         let changed = query
             .after
             .is_none_or(|after| after != windows.version as i64);
@@ -254,7 +263,10 @@ pub(crate) async fn priority_feed(
         let _ = tokio::time::timeout(poll, async {
             loop {
                 match wake.recv().await {
-                    Ok(changed_id) if changed_id == id => return,
+                    Ok(changed) if changed.video_id == id => {
+                        handed = Some(changed.windows);
+                        return;
+                    }
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => {

@@ -291,6 +291,20 @@ function setup(n: number, bytes: number, link: FakeLink, opts: Partial<Construct
   return { server, uploader, trace };
 }
 
+/**
+ * A viewer hopping ahead faster than the upload can follow, for 3 s: one prioritize every 150 ms,
+ * from slot `from` on (`onHop` after each). Returns when it started and stopped.
+ */
+async function hopAhead(server: FakeServer, from: number, n: number, onHop?: () => void): Promise<{ t0: number; t1: number }> {
+  const t0 = performance.now();
+  for (let far = from; performance.now() - t0 < 3000 && far < n - 2; far++) {
+    server.prioritize(far);
+    onHop?.();
+    await delay(150);
+  }
+  return { t0, t1: performance.now() };
+}
+
 /** total time two PUTs of different slots were on the link together */
 function overlapMs(a: { start: number; end: number }, b: { start: number; end: number }): number {
   return Math.max(0, Math.min(a.end, b.end) - Math.max(a.start, b.start));
@@ -583,14 +597,7 @@ describe('upload scheduler', () => {
     const run = uploader.run();
     while (server.log.filter((l) => l.what === 'reported').length < 2) await delay(5);
     // a viewer hopping ahead faster than the upload can follow: priority work never runs out
-    const t0 = performance.now();
-    let far = 40;
-    while (performance.now() - t0 < 3000 && far < n - 2) {
-      server.prioritize(far);
-      far += 1;
-      await delay(150);
-    }
-    const t1 = performance.now();
+    const { t0, t1 } = await hopAhead(server, 40, n);
     const naturalDuring = server.log.filter((l) => l.what === 'reported' && l.slot! < 40 && l.t > t0 + 300 && l.t < t1).length;
     const priorityDuring = server.log.filter((l) => l.what === 'reported' && l.slot! >= 40 && l.t > t0 && l.t < t1).length;
     console.log(`in ${((t1 - t0) / 1000).toFixed(1)} s of continuous priority work: ${priorityDuring} priority slots, ${naturalDuring} natural-order slots`);
@@ -612,15 +619,7 @@ describe('upload scheduler', () => {
     const run = uploader.run();
     while (server.log.filter((l) => l.what === 'reported').length < 2) await delay(5);
     // a viewer asks for part after part before the previews could go: priority work never runs out
-    const t0 = performance.now();
-    let far = 40;
-    while (performance.now() - t0 < 3000 && far < n - 2) {
-      server.prioritize(far);
-      pressure = true;
-      far += 1;
-      await delay(150);
-    }
-    const t1 = performance.now();
+    const { t0, t1 } = await hopAhead(server, 40, n, () => (pressure = true));
     const sidesDuring = server.intervals().filter((i) => i.slot >= 900 && !i.aborted && i.start > t0 + 300 && i.end < t1).length;
     assert.ok(sidesDuring >= 2, `side uploads done during ${((t1 - t0) / 1000).toFixed(1)} s of continuous priority work: ${sidesDuring}`);
     assert.ok(trace.some((e) => e.ev === 'side-start' && e.data['guard'] === true), 'the guard started them');

@@ -53,7 +53,16 @@ fn objects(runner: &Runner, prefix: &str) -> Vec<String> {
         .build()
         .unwrap();
     rt.block_on(async {
-        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        // the SDK crates come without a default HTTP client (Cargo.toml): rustls on ring
+        let https = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(https)
+            .load()
+            .await;
         let conf = aws_sdk_s3::config::Builder::from(&shared)
             .endpoint_url(
                 std::env::var("AWS_ENDPOINT_URL")

@@ -13,7 +13,8 @@
 
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
-use aws_sdk_s3::config::{BehaviorVersion, Region};
+use aws_sdk_s3::config::{BehaviorVersion, Region, SharedHttpClient};
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use aws_types::SdkConfig;
 
 /// What Lambda's environment lacks to build the clients.
@@ -28,9 +29,21 @@ pub struct AwsClients {
     pub sqs: aws_sdk_sqs::Client,
 }
 
+/// The SDK's own hyper + rustls HTTPS client (system roots), on ring rather than the
+/// default aws-lc: the SDK crates are built without "default-https-client" (Cargo.toml),
+/// so every configuration gets this one.
+pub fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 /// aws-config's default chain (region, credentials, endpoint from env or profile).
 pub async fn sdk_config_from_env() -> SdkConfig {
-    aws_config::load_defaults(BehaviorVersion::latest()).await
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
+        .load()
+        .await
 }
 
 /// The configuration from Lambda's own variables: `AWS_REGION`,
@@ -55,6 +68,7 @@ fn sdk_config_from_vars(
     let mut builder = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(need("AWS_REGION")?))
+        .http_client(https_client())
         .credentials_provider(SharedCredentialsProvider::new(credentials));
     if let Some(endpoint) = var("AWS_ENDPOINT_URL") {
         builder = builder.endpoint_url(endpoint);
@@ -113,6 +127,8 @@ mod tests {
         assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-west-1"));
         assert!(config.credentials_provider().is_some());
         assert_eq!(config.endpoint_url(), None);
+        // the SDK crates have no default client (Cargo.toml): without this every call fails
+        assert!(config.http_client().is_some(), "no HTTP client");
     }
 
     #[test]

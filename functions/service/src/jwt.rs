@@ -51,8 +51,8 @@ pub struct HttpJwks {
 impl HttpJwks {
     pub fn new(url: impl Into<String>) -> Self {
         // reqwest is built without a crypto provider of its own (Cargo.toml): it uses the
-        // process default, aws-lc (an Err only says one was installed already)
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        // process default, ring (an Err only says one was installed already)
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
@@ -116,6 +116,7 @@ impl JwtVerifier {
         audience: impl Into<String>,
         source: Arc<dyn JwksSource>,
     ) -> Self {
+        crate::jwt_ring::install();
         Self {
             issuer: issuer.into(),
             audience: audience.into(),

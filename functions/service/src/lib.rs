@@ -14,6 +14,7 @@ pub mod faults;
 pub mod hints;
 pub mod inits;
 pub mod jwt;
+pub mod jwt_ring;
 pub mod keys;
 pub mod live_slots;
 pub mod local;

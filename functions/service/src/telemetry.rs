@@ -1,5 +1,6 @@
 //! Tracing set-up: JSON lines in Lambda (CloudWatch parses them), readable text locally.
-//! `RUST_LOG` takes `target=level` directives (e.g. `info,chunkstream=debug`); a
+//! `RUST_LOG` takes `target=level` directives (e.g. `info,chunkstream=debug`; the
+//! Lambda release builds compile out everything below info: functions/api/Cargo.toml); a
 //! `Targets` filter rather than `EnvFilter`, whose regex engine would double the size
 //! of this part of the Lambda bootstraps for span filters nobody here uses.
 

@@ -48,38 +48,39 @@ impl CdnInvalidator for RecordingCdn {
     }
 }
 
-/// An Ed25519 signing key and the JWKS that publishes it.
+/// An Ed25519 signing key and the JWKS that publishes it. Tokens are signed here with ring
+/// (the service's jsonwebtoken provider only verifies: chunkstream::jwt_ring).
 struct Issuer {
-    encoding: jsonwebtoken::EncodingKey,
+    pair: ring::signature::Ed25519KeyPair,
     jwks: JwkSet,
 }
 
 impl Issuer {
     fn new() -> Self {
-        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
+        use ring::signature::{Ed25519KeyPair, KeyPair};
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
         let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
         let jwks = serde_json::from_value(json!({"keys": [{
             "kty": "OKP", "crv": "Ed25519", "x": x, "kid": "k1", "alg": "EdDSA", "use": "sig"
         }]}))
         .unwrap();
-        Self {
-            encoding: jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref()),
-            jwks,
-        }
+        Self { pair, jwks }
     }
 
     fn token(&self, iss: &str, aud: &str, exp_in_secs: i64, sub: &str) -> String {
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
         let now = (SystemClock.now_ms() / 1000) as i64;
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-        header.kid = Some("k1".into());
-        jsonwebtoken::encode(
-            &header,
-            &json!({"iss": iss, "aud": aud, "sub": sub, "iat": now, "exp": now + exp_in_secs}),
-            &self.encoding,
-        )
-        .unwrap()
+        let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": "k1"});
+        let claims =
+            json!({"iss": iss, "aud": aud, "sub": sub, "iat": now, "exp": now + exp_in_secs});
+        let signed = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let signature = self.pair.sign(signed.as_bytes());
+        format!("{signed}.{}", b64(signature.as_ref()))
     }
 }
 

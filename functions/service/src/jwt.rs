@@ -13,6 +13,8 @@ use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use tokio::sync::RwLock;
 
+/// A key set is a few KB; the body is read no further than this.
+const JWKS_MAX_BYTES: usize = 1 << 20;
 /// Refetching the key set more often than this would let bad tokens flood the issuer.
 const REFRESH_MIN: Duration = Duration::from_secs(60);
 /// Asymmetric algorithms only: an issuer's tokens are never verified with a shared secret.
@@ -45,7 +47,9 @@ pub trait JwksSource: Send + Sync {
 /// The issuer's JWKS endpoint over HTTPS.
 pub struct HttpJwks {
     url: String,
-    client: reqwest::Client,
+    /// Err when no client could be built (e.g. the system's CA store holds no valid root):
+    /// every fetch then fails with the reason (a 503, the reason logged), not a panic at start.
+    client: Result<reqwest::Client, String>,
 }
 
 impl HttpJwks {
@@ -56,7 +60,7 @@ impl HttpJwks {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
-            .unwrap_or_default();
+            .map_err(|e| format!("no HTTPS client for the issuer's keys: {e}"));
         Self {
             url: url.into(),
             client,
@@ -67,8 +71,8 @@ impl HttpJwks {
 #[async_trait]
 impl JwksSource for HttpJwks {
     async fn fetch(&self) -> Result<JwkSet, String> {
-        let response = self
-            .client
+        let client = self.client.as_ref().map_err(Clone::clone)?;
+        let mut response = client
             .get(&self.url)
             .send()
             .await
@@ -76,9 +80,21 @@ impl JwksSource for HttpJwks {
         if !response.status().is_success() {
             return Err(format!("GET {}: {}", self.url, response.status()));
         }
-        response
-            .json::<JwkSet>()
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
+            .map_err(|e| format!("GET {}: {e}", self.url))?
+        {
+            if body.len() + chunk.len() > JWKS_MAX_BYTES {
+                return Err(format!(
+                    "{}: the key set is over {JWKS_MAX_BYTES} bytes",
+                    self.url
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice::<JwkSet>(&body)
             .map_err(|e| format!("{}: not a JWKS: {e}", self.url))
     }
 }

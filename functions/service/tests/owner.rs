@@ -708,6 +708,34 @@ async fn the_jwks_is_fetched_over_http_from_the_issuer() {
 }
 
 #[tokio::test]
+async fn an_oversize_key_set_is_refused_unread_with_a_503() {
+    let issuer = Issuer::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // a valid JWKS padded past the 1 MiB bound
+    let padded = format!(
+        r#"{{"keys": {}, "padding": "{}"}}"#,
+        serde_json::to_string(&issuer.jwks.keys).unwrap(),
+        "x".repeat(2 << 20)
+    );
+    let served = Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || async move { padded }),
+    );
+    tokio::spawn(async move { axum::serve(listener, served).await });
+    let source = HttpJwks::new(format!("http://{addr}/jwks.json"));
+    let err = source.fetch().await.unwrap_err();
+    assert!(err.contains("over 1048576 bytes"), "{err}");
+    let s = Stack::with_jwks(|_| {}, Some(Arc::new(source)));
+    let good = format!("Bearer {}", issuer.token(ISSUER, AUDIENCE, 600, "user-3"));
+    let (status, body) = s
+        .create(&[("authorization", &good)], &synthetic_plan(2))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "auth_unavailable", "{body}");
+}
+
+#[tokio::test]
 async fn cors_allows_only_the_configured_origins() {
     let config = AuthConfig::from_lookup(&|n| {
         (n == "CHUNKSTREAM_ALLOWED_ORIGINS").then(|| "https://app.example".to_string())

@@ -48,8 +48,46 @@ pub enum LiveSlotError {
     Corrupt(String),
 }
 
+fn slots_prefix(owner_id: &str) -> String {
+    format!("owners/o/{owner_id}/live-slots/")
+}
+
 fn slot_key(owner_id: &str, k: usize) -> String {
-    format!("owners/o/{owner_id}/live-slots/{k}.json")
+    format!("{}{k}.json", slots_prefix(owner_id))
+}
+
+/// Slot reads in flight at once when the occupied ones are counted.
+const COUNT_CONCURRENCY: usize = 16;
+
+/// How many of the owner's slots hold a live upload (or a create still running): what the
+/// quota counts. Reads the slot objects and the state of each bound video, so the cost
+/// follows the live-session limit, never the owner's count of finished videos.
+pub async fn occupied(sessions: &Sessions, owner_id: &str) -> Result<usize, LiveSlotError> {
+    use futures::{StreamExt, TryStreamExt};
+    let store = sessions.store();
+    let now = sessions.now_ms();
+    let prefix = slots_prefix(owner_id);
+    let (mut count, mut after) = (0, None::<String>);
+    loop {
+        let keys = store.list_keys(&prefix, after.as_deref(), 1000).await?;
+        let Some(last) = keys.last().cloned() else {
+            return Ok(count);
+        };
+        let busy: Vec<bool> = futures::stream::iter(keys)
+            .map(|key| async move {
+                let Some(obj) = store.get(&key).await? else {
+                    return Ok(false);
+                };
+                let record: SlotRecord =
+                    serde_json::from_slice(&obj.body).map_err(|_| LiveSlotError::Corrupt(key))?;
+                Ok::<_, LiveSlotError>(!is_free(sessions, &record, now).await?)
+            })
+            .buffer_unordered(COUNT_CONCURRENCY)
+            .try_collect()
+            .await?;
+        count += busy.into_iter().filter(|b| *b).count();
+        after = Some(last);
+    }
 }
 
 /// Claims one of the owner's `limit` slots; `None` when all hold live uploads.

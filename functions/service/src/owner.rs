@@ -182,7 +182,8 @@ pub struct VideoEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = u64)]
     pub expires_ms: Option<u64>,
-    /// The upload completed (no longer counts against the live-session quota).
+    /// The upload completed (no longer counts against the live-session quota). Taken from
+    /// the video's state when listed; the stored entry is not rewritten when it completes.
     #[serde(default)]
     #[schema(required = true)]
     pub done: bool,
@@ -383,30 +384,6 @@ impl OwnerState {
         Ok(out)
     }
 
-    /// Uploads of this owner still in progress; marks finished ones done and
-    /// drops entries of videos the reaper removed.
-    async fn live_sessions(&self, owner_id: &str) -> Result<usize, OwnerError> {
-        let mut live = 0;
-        for mut entry in self.entries(owner_id).await? {
-            if entry.done {
-                continue;
-            }
-            match self.sessions.state(&entry.video_id).await {
-                Ok((state, _)) if state.complete => {
-                    entry.done = true;
-                    let key = entry_key(owner_id, &entry.video_id);
-                    self.write_json(&key, &entry, PutCondition::Always).await?;
-                }
-                Ok(_) => live += 1,
-                Err(SessionError::NotFound) => {
-                    self.forget(owner_id, &entry).await?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(live)
-    }
-
     /// Adds `size` to today's usage, refusing past the quota.
     async fn reserve_bytes(&self, owner_id: &str, size: u64) -> Result<String, OwnerError> {
         let limit = self.config.max_bytes_per_day;
@@ -547,9 +524,10 @@ impl OwnerState {
 
     fn summary(
         &self,
-        entry: VideoEntry,
+        mut entry: VideoEntry,
         state: Option<&chunkstream_domain::state::SessionState>,
     ) -> VideoSummary {
+        entry.done = state.is_some_and(|s| s.complete);
         let (state_name, published, total) = match state {
             None => (VideoPhase::Gone, 0, 0),
             Some(s) => {
@@ -734,7 +712,8 @@ async fn me(State(state): State<OwnerState>, owner: Owner) -> Result<Response, O
             bytes_per_day: state.config.max_bytes_per_day,
         },
         usage: UsageAnswer {
-            live_sessions: state.live_sessions(&id).await?,
+            // what the quota counts (its slots), not a read of every video the owner has
+            live_sessions: live_slots::occupied(&state.sessions, &id).await?,
             bytes_today: state.usage_today(&id).await?,
         },
         retention_days: state.config.retention_days,

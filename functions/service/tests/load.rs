@@ -368,8 +368,9 @@ async fn run_load(size: Sizing) {
     }
     let counts_before = store.counts.snapshot();
     let started = Instant::now();
-    // Generous: one local worker process (Lambda would scale out) on a shared machine.
-    let deadline = started + Duration::from_secs(120 + (size.uploaders * size.parts) as u64 / 2);
+    // Generous: one local worker process (Lambda would scale out) on a shared machine
+    // publishes ~1.6 parts/s, so allow 1 s per part (the 20 × 100 run needs ~21 min).
+    let deadline = started + Duration::from_secs(120 + (size.uploaders * size.parts) as u64);
     let mut tasks = Vec::new();
     for (id, secret, created, done) in videos.clone() {
         let (http, media) = (http.clone(), media.clone());

@@ -395,6 +395,58 @@ async fn a_create_costs_the_same_s3_calls_however_many_uploads_the_owner_has_liv
     }
 }
 
+/// Marks a video complete as the worker does when its last part is published.
+async fn complete(s: &Stack, video_id: &str) {
+    s.owners
+        .sessions
+        .update_published(video_id, |p| {
+            p.complete = true;
+            Ok::<_, ()>(((), true))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// `GET /api/me`'s live-session count and the S3 calls it made.
+async fn live_and_cost(s: &Stack, key: &str) -> (Value, u64) {
+    let before = s.counts.snapshot();
+    let (status, me, _) = s.call("GET", "/api/me", &api_key(key), None).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    let cost = total(&s.counts.snapshot()) - total(&before);
+    (me["usage"]["live_sessions"].clone(), cost)
+}
+
+#[tokio::test]
+async fn me_counts_live_uploads_as_the_quota_does_at_a_cost_that_ignores_finished_videos() {
+    let s = Stack::new(|c| c.max_live_sessions = 3);
+    let key = s.key("alice").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (status, body) = s.create(&api_key(&key), &synthetic_plan(2)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        ids.push(body["video_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(live_and_cost(&s, &key).await.0, 3);
+    complete(&s, &ids[0]).await;
+    complete(&s, &ids[1]).await;
+    let (live, cost) = live_and_cost(&s, &key).await;
+    assert_eq!(live, 1);
+
+    // twenty more uploads, each finished before the next: the owner now has 23 videos
+    for _ in 0..20 {
+        let (status, body) = s.create(&api_key(&key), &synthetic_plan(2)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        complete(&s, body["video_id"].as_str().unwrap()).await;
+    }
+    let (live, cost_later) = live_and_cost(&s, &key).await;
+    assert_eq!(live, 1, "only the first video's upload is still running");
+    assert_eq!(
+        cost_later, cost,
+        "GET /api/me made {cost_later} S3 calls with 23 videos, {cost} with 3"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn creates_racing_for_the_last_live_session_place_cannot_both_win() {
     let s = Stack::new(|c| c.max_live_sessions = 2);

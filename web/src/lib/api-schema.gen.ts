@@ -501,7 +501,10 @@ export interface components {
        * @description Created then (ms since the epoch).
        */
       created_ms: number;
-      /** @description The upload completed (no longer counts against the live-session quota). */
+      /**
+       * @description The upload completed (no longer counts against the live-session quota). Taken from
+       * the video's state when listed; the stored entry is not rewritten when it completes.
+       */
       done: boolean;
       /** Format: double */
       duration_secs: number;

@@ -71,18 +71,8 @@ fn tombstone_key(video_id: &str) -> String {
 
 /// `YYYY-MM-DD` (UTC) of a time in ms since the epoch.
 pub fn utc_day(ms: u64) -> String {
-    let days = (ms / DAY_MS) as i64;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    let at = time::OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms as i64);
+    format!("{:04}-{:02}-{:02}", at.year(), u8::from(at.month()), at.day())
 }
 
 /// Quotas and retention; read once from the environment.

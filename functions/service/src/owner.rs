@@ -72,7 +72,12 @@ fn tombstone_key(video_id: &str) -> String {
 /// `YYYY-MM-DD` (UTC) of a time in ms since the epoch.
 pub fn utc_day(ms: u64) -> String {
     let at = time::OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms as i64);
-    format!("{:04}-{:02}-{:02}", at.year(), u8::from(at.month()), at.day())
+    format!(
+        "{:04}-{:02}-{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day()
+    )
 }
 
 /// Quotas and retention; read once from the environment.

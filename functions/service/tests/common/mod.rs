@@ -34,6 +34,7 @@ pub fn endpoint() -> String {
 
 async fn localstack_config() -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(chunkstream::aws::https_client())
         .endpoint_url(endpoint())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))

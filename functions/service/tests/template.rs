@@ -840,3 +840,90 @@ fn iam_wildcards_match_as_iam_does() {
     assert!(!iam_matches("live/*", "v/live/x"));
     assert!(iam_matches("v/*/hls/*", "v/a/hls/0.m3u8"));
 }
+
+/// The distribution's cache behaviors, in the order CloudFront matches them.
+fn cache_behaviors(t: &Value) -> Vec<Value> {
+    t["Resources"]["Distribution"]["Properties"]["DistributionConfig"]["CacheBehaviors"]
+        .as_sequence()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn the_status_viewers_poll_is_cached_at_the_edge_as_long_as_the_api_says_and_compressed() {
+    let t = root();
+    let behaviors = cache_behaviors(&t);
+    let position = |pattern: &str| {
+        behaviors
+            .iter()
+            .position(|b| b["PathPattern"].as_str() == Some(pattern))
+            .unwrap_or_else(|| panic!("no cache behavior for {pattern}"))
+    };
+    let status = position("/api/videos/*/status");
+    assert!(
+        status < position("/api/*"),
+        "CloudFront takes the first match: the status behavior must come before /api/*"
+    );
+    let behavior = &behaviors[status];
+    assert_eq!(behavior["TargetOriginId"].as_str(), Some("api"));
+    assert_eq!(behavior["Compress"].as_bool(), Some(true));
+    let methods = |k: &str| -> Vec<&str> {
+        behavior[k]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap())
+            .collect()
+    };
+    assert_eq!(methods("AllowedMethods"), ["GET", "HEAD"]);
+    assert_eq!(methods("CachedMethods"), ["GET", "HEAD"]);
+    let policy_name = intrinsic(&behavior["CachePolicyId"], "Ref");
+    let policy = &t["Resources"][policy_name]["Properties"]["CachePolicyConfig"];
+    let key = &policy["ParametersInCacheKeyAndForwardedToOrigin"];
+    assert_eq!(key["EnableAcceptEncodingGzip"].as_bool(), Some(true));
+    assert_eq!(key["EnableAcceptEncodingBrotli"].as_bool(), Some(true));
+    // the CORS answer depends on Origin; nothing else varies the answer
+    assert_eq!(
+        key["HeadersConfig"]["HeaderBehavior"].as_str(),
+        Some("whitelist")
+    );
+    assert_eq!(
+        key["HeadersConfig"]["Headers"].as_sequence().unwrap(),
+        &[Value::from("Origin")]
+    );
+    assert_eq!(
+        key["CookiesConfig"]["CookieBehavior"].as_str(),
+        Some("none")
+    );
+    assert_eq!(
+        key["QueryStringsConfig"]["QueryStringBehavior"].as_str(),
+        Some("none")
+    );
+
+    // The edge keeps an answer as long as the API's Cache-Control says, and no
+    // answer without one (errors, 404s of a deleted video) at all.
+    let roles = Roles::new();
+    let (id, _, _) = roles.create(&media().plan).await;
+    let req = axum::http::Request::builder()
+        .uri(format!("/api/videos/{id}/status"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(roles.app_router(), req)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cache_control = resp.headers()["cache-control"].to_str().unwrap();
+    let max_age: u64 = cache_control
+        .split(',')
+        .find_map(|d| d.trim().strip_prefix("max-age="))
+        .unwrap_or_else(|| panic!("status answers without max-age: {cache_control}"))
+        .parse()
+        .unwrap();
+    assert!(cache_control.contains("public"), "{cache_control}");
+    assert_eq!(number(&policy["DefaultTTL"]), 0);
+    assert_eq!(number(&policy["MinTTL"]), 0);
+    assert!(
+        (max_age..=5).contains(&number(&policy["MaxTTL"])),
+        "MaxTTL must let the API's max-age={max_age} through and stay short"
+    );
+}

@@ -1,4 +1,4 @@
-import { Api, ApiError } from './lib/api.ts';
+import { Api, ApiError, partsFromStates } from './lib/api.ts';
 import { capabilities, choosePlayer, startDash, startHls, startNative } from './lib/players.ts';
 import type { PlayerHooks, WatchPlayer } from './lib/players.ts';
 import type { StatusResponse } from './lib/api.ts';
@@ -48,6 +48,8 @@ function showAudioTracks(): void {
 }
 
 let status: StatusResponse | null = null;
+/** the parts' times, from the first full status answer: later polls ask for the states only */
+let partTimes: { start: number; duration: number }[] | null = null;
 let lastMissAt = 0;
 const lastMissBySlot = new Map<number, number>();
 
@@ -98,9 +100,24 @@ function onMiss(slot: number): void {
   updateOverlay();
 }
 
+/**
+ * Status with every part: the full answer once (~50 bytes per part), then one letter per part
+ * (a 3-hour video polled every 2 s would otherwise cost a phone ~50 kB/s).
+ */
+async function fetchStatus(): Promise<StatusResponse> {
+  if (partTimes) {
+    const s = await api.status(videoId, undefined, 'states');
+    const slots = partsFromStates(partTimes, s.states);
+    if (slots) return { ...s, slots };
+  }
+  const s = await api.status(videoId);
+  if (s.states !== undefined && s.slots.length === s.slot_count) partTimes = s.slots.map(({ start, duration }) => ({ start, duration }));
+  return s;
+}
+
 async function pollStatus(): Promise<void> {
   try {
-    status = await api.status(videoId);
+    status = await fetchStatus();
     setState(status.complete ? 'complete' : 'uploading');
     const pub = status.counts.published ?? 0;
     $('watch-status').textContent = status.complete

@@ -253,6 +253,29 @@ async fn viewer_reads(slots: usize) -> Vec<(&'static str, u64, u64, usize)> {
             .await
     );
     assert!(code.is_success(), "{code}");
+    let (code, compact) = measure!(
+        "status (parts=states)",
+        f.call(
+            "GET",
+            &format!("/api/videos/{id}/status?parts=states"),
+            None,
+            None
+        )
+        .await
+    );
+    assert!(code.is_success(), "{code}");
+    let states = compact["states"].as_str().unwrap();
+    assert_eq!(states.len(), slots);
+    assert!(
+        states.starts_with('P'),
+        "slot 0 is published: {}",
+        &states[..8]
+    );
+    assert!(
+        states[1..].chars().all(|c| c == 'p' || c == 'a'),
+        "the rest waits"
+    );
+    assert_eq!(compact["slots"].as_array().unwrap().len(), 0);
     let (code, _) = measure!(
         "prioritize (new window)",
         f.call("POST", &prioritize_uri, None, Some(&hint("v1", far)))
@@ -318,4 +341,49 @@ async fn on_a_20000_slot_video_segment_reads_and_repeated_hints_read_what_they_r
         assert_eq!(bytes(&big, path), bytes(&small, path), "{path}");
     }
     assert_eq!(bytes(&big, "prioritize (same again)"), 0);
+    // What a polling viewer downloads: one byte per part (plus a fixed part), not ~50.
+    let answer = |table: &[(&str, u64, u64, usize)], path: &str| {
+        table.iter().find(|(p, ..)| *p == path).unwrap().3
+    };
+    let compact = answer(&big, "status (parts=states)");
+    assert!(
+        (20_000..20_000 + 1_000).contains(&compact),
+        "{compact} bytes for 20,000 parts"
+    );
+    assert!(answer(&big, "status") > 40 * compact);
+}
+
+#[tokio::test]
+async fn status_states_are_the_letters_of_the_full_answer_and_a_bad_parts_value_is_a_400() {
+    let f = Fakes::new();
+    let (id, secret, _) = create_session(&f, &synthetic_plan(5)).await;
+    next(&f, &id, &secret, 2).await;
+    let (code, full) = f
+        .call("GET", &format!("/api/videos/{id}/status"), None, None)
+        .await;
+    assert!(code.is_success(), "{code}");
+    let letters: String = full["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| match s["state"].as_str().unwrap() {
+            "pending" => 'p',
+            "assigned" => 'a',
+            "uploaded" => 'u',
+            "published" => 'P',
+            "failed" => 'f',
+            other => panic!("state {other}"),
+        })
+        .collect();
+    assert_eq!(full["states"].as_str(), Some(letters.as_str()));
+    assert_eq!(letters, "aappp");
+    let (code, body) = f
+        .call(
+            "GET",
+            &format!("/api/videos/{id}/status?parts=everything"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(code.as_u16(), 400, "{body}");
 }

@@ -882,7 +882,7 @@ async fn the_status_viewers_poll_is_cached_at_the_edge_as_long_as_the_api_says_a
     let key = &policy["ParametersInCacheKeyAndForwardedToOrigin"];
     assert_eq!(key["EnableAcceptEncodingGzip"].as_bool(), Some(true));
     assert_eq!(key["EnableAcceptEncodingBrotli"].as_bool(), Some(true));
-    // the CORS answer depends on Origin; nothing else varies the answer
+    // the CORS answer depends on Origin; no other header varies the answer
     assert_eq!(
         key["HeadersConfig"]["HeaderBehavior"].as_str(),
         Some("whitelist")
@@ -895,9 +895,16 @@ async fn the_status_viewers_poll_is_cached_at_the_edge_as_long_as_the_api_says_a
         key["CookiesConfig"]["CookieBehavior"].as_str(),
         Some("none")
     );
+    // the one query parameter status reads (`?parts=states`) is part of the key
     assert_eq!(
         key["QueryStringsConfig"]["QueryStringBehavior"].as_str(),
-        Some("none")
+        Some("whitelist")
+    );
+    assert_eq!(
+        key["QueryStringsConfig"]["QueryStrings"]
+            .as_sequence()
+            .unwrap(),
+        &[Value::from("parts")]
     );
 
     // The edge keeps an answer as long as the API's Cache-Control says, and no

@@ -410,8 +410,14 @@ export interface components {
       /** @description Parts viewers are waiting on, nearest to a playhead first. */
       priority_slots: number[];
       slot_count: number;
-      /** @description One per part, in order. */
+      /** @description One per part, in order (empty with `?parts=states`). */
       slots: components["schemas"]["SlotStatus"][];
+      /**
+       * @description One letter per part, in order: `p` pending, `a` assigned, `u` uploaded, `P` published,
+       * `f` failed. What a viewer polling status needs (the times are in the MPD, or in one
+       * full answer); 1 byte per part against ~50 for `slots`.
+       */
+      states: string;
       video_id: string;
     };
     /**
@@ -980,6 +986,10 @@ export interface operations {
   /** Where the upload is: every part's state (`Cache-Control: public, max-age=1`). */
   status: {
     parameters: {
+      query?: {
+        /** @description `full` (default) or `states` (for polling: one byte per part). */
+        parts?: "full" | "states";
+      };
       path: {
         /** @description The video id */
         id: string;

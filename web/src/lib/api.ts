@@ -69,8 +69,29 @@ export interface StatusResponse {
   slot_count: number;
   duration: number;
   counts: Record<SlotState, number>;
-  slots: { start: number; duration: number; state: SlotState; reason?: string }[];
+  /** one per part (empty when asked with `parts: 'states'`) */
+  slots: SlotStatus[];
+  /** one letter per part: p pending, a assigned, u uploaded, P published, f failed (older servers omit it) */
+  states?: string;
   priority_slots: number[];
+}
+
+export interface SlotStatus {
+  start: number;
+  duration: number;
+  state: SlotState;
+  reason?: string;
+}
+
+const STATE_LETTERS: Record<string, SlotState> = { p: 'pending', a: 'assigned', u: 'uploaded', P: 'published', f: 'failed' };
+
+/**
+ * A `parts: 'states'` answer's parts, from the times of an earlier full answer; null when the
+ * two do not fit together (another part count, or no `states`).
+ */
+export function partsFromStates(times: readonly { start: number; duration: number }[], states: string | undefined): SlotStatus[] | null {
+  if (states === undefined || states.length !== times.length) return null;
+  return times.map((t, i) => ({ start: t.start, duration: t.duration, state: STATE_LETTERS[states[i]!] ?? 'pending' }));
 }
 
 /** GET /api/videos/{id}/priority (uploader long poll) */
@@ -242,8 +263,10 @@ export class Api {
     // a hint retried much later would move the window back to an old position: one retry at most
     return this.call('POST', `/api/videos/${encodeURIComponent(id)}/prioritize`, { ...target, viewer }, undefined, undefined, { maxAttempts: 2 });
   }
-  status(id: string, signal?: AbortSignal): Promise<StatusResponse> {
-    return this.call('GET', `/api/videos/${encodeURIComponent(id)}/status`, undefined, undefined, signal);
+  /** `parts: 'states'`: no `slots`, one letter per part in `states` (1 byte per part, for polling) */
+  status(id: string, signal?: AbortSignal, parts: 'full' | 'states' = 'full'): Promise<StatusResponse> {
+    const query = parts === 'states' ? '?parts=states' : '';
+    return this.call('GET', `/api/videos/${encodeURIComponent(id)}/status${query}`, undefined, undefined, signal);
   }
 
   /**

@@ -366,6 +366,19 @@ pub(crate) enum SlotPhase {
     Failed,
 }
 
+impl SlotPhase {
+    /// Its letter in [`StatusAnswer::states`].
+    fn letter(self) -> char {
+        match self {
+            Self::Pending => 'p',
+            Self::Assigned => 'a',
+            Self::Uploaded => 'u',
+            Self::Published => 'P',
+            Self::Failed => 'f',
+        }
+    }
+}
+
 impl From<&SlotState> for SlotPhase {
     fn from(slot: &SlotState) -> Self {
         match slot {
@@ -410,12 +423,36 @@ pub(crate) struct StatusAnswer {
     /// Seconds.
     duration: f64,
     counts: SlotCounts,
-    /// One per part, in order.
+    /// One per part, in order (empty with `?parts=states`).
     slots: Vec<SlotStatus>,
+    /// One letter per part, in order: `p` pending, `a` assigned, `u` uploaded, `P` published,
+    /// `f` failed. What a viewer polling status needs (the times are in the MPD, or in one
+    /// full answer); 1 byte per part against ~50 for `slots`.
+    states: String,
     /// One per track: its init segment's state (empty for sessions older than init checks).
     inits: Vec<InitState>,
     /// Parts viewers are waiting on, nearest to a playhead first.
     priority_slots: Vec<usize>,
+}
+
+/// How much of each part a status answer lists.
+#[derive(Deserialize, ToSchema, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum PartsDetail {
+    /// `slots` lists every part's times and state (and `states` too).
+    #[default]
+    Full,
+    /// Only `states`; `slots` is empty.
+    States,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct StatusQuery {
+    /// `full` (default) or `states` (for polling: one byte per part).
+    #[param(inline)]
+    parts: Option<PartsDetail>,
 }
 
 /// Where the upload is: every part's state (`Cache-Control: public, max-age=1`).
@@ -423,7 +460,7 @@ pub(crate) struct StatusAnswer {
     get,
     path = "/api/videos/{id}/status",
     tag = "viewer",
-    params(("id" = String, Path, description = "The video id")),
+    params(("id" = String, Path, description = "The video id"), StatusQuery),
     responses(
         (status = 200, description = "OK", body = StatusAnswer),
         crate::openapi::PublicErrors,
@@ -433,27 +470,38 @@ pub(crate) struct StatusAnswer {
 pub(crate) async fn status(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    query: Result<axum::extract::Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let axum::extract::Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let full = query.parts.unwrap_or_default() == PartsDetail::Full;
     let record = state.sessions.load(&id).await?;
     // the three records in one round trip
     let ((s, _), windows) =
         tokio::try_join!(state.sessions.state(&id), state.sessions.windows(&id))?;
     let active = windows.active(state.sessions.now_ms(), &state.config.policy);
-    let times = record.plan.slot_times();
-    let slots = s
+    let states = s
         .slots
         .iter()
-        .zip(&times)
-        .map(|(slot, &(start, duration))| SlotStatus {
-            start,
-            duration,
-            state: slot.into(),
-            reason: match slot {
-                SlotState::Failed { reason } => Some(reason.clone()),
-                _ => None,
-            },
-        })
+        .map(|slot| SlotPhase::from(slot).letter())
         .collect();
+    let slots = if full {
+        let times = record.plan.slot_times();
+        s.slots
+            .iter()
+            .zip(&times)
+            .map(|(slot, &(start, duration))| SlotStatus {
+                start,
+                duration,
+                state: slot.into(),
+                reason: match slot {
+                    SlotState::Failed { reason } => Some(reason.clone()),
+                    _ => None,
+                },
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let counts = s.counts();
     let count = |name: &str| counts.get(name).copied().unwrap_or(0);
     let body = StatusAnswer {
@@ -469,6 +517,7 @@ pub(crate) async fn status(
             failed: count("failed"),
         },
         slots,
+        states,
         priority_slots: s.priority_slots(&active),
         inits: s.inits,
     };

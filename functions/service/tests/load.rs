@@ -191,7 +191,7 @@ async fn priority_feed(http: &Http, id: &str, secret: &str, done: &AtomicBool) {
 }
 
 /// A viewer: seeks somewhere, asks for the part (held miss) until it plays,
-/// plays on, polls status every 2 s, seeks again every ~6 s.
+/// plays on, polls status (`?parts=states`) every 2 s, seeks again every ~6 s.
 async fn viewer(http: &Http, id: &str, slots: usize, n: usize, done: &AtomicBool) {
     let viewer = format!("viewer{n}");
     let mut rng = n as u64 * 7919 + 17;
@@ -233,7 +233,8 @@ async fn viewer(http: &Http, id: &str, slots: usize, n: usize, done: &AtomicBool
                 .call(
                     "status",
                     reqwest::Method::GET,
-                    &format!("/api/videos/{id}/status"),
+                    // what the watch page polls once it has the parts' times
+                    &format!("/api/videos/{id}/status?parts=states"),
                     None,
                     None,
                 )
@@ -585,4 +586,156 @@ async fn load_benchmark() {
         part_secs: 2,
     })
     .await;
+}
+
+/// One uploader (its part 0 published, then only its priority feed open, as while it
+/// is busy elsewhere), the worker and `viewers` viewers seeking over a video of `slots`
+/// parts, for `secs`: the latencies per path.
+async fn big_video_load(
+    slots: usize,
+    viewers: usize,
+    secs: u64,
+) -> BTreeMap<&'static str, Vec<f64>> {
+    let media = media();
+    // 20,000 copies of the test media's 10 s part: past the 24 h cap, which is not what
+    // this measures (the slot count is at its limit)
+    let stack = TestStack::with(chunkstream::provision::QueueSettings::default(), |c| {
+        c.limits.max_total_duration_secs = 300_000;
+    })
+    .await;
+    let base = stack.serve().await;
+    let stats = Arc::new(Stats::default());
+    let http = Arc::new(Http {
+        base,
+        client: reqwest::Client::new(),
+        stats: stats.clone(),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (sqs, worker, stop) = (
+            stack.clients.sqs.clone(),
+            stack.worker.clone(),
+            stop.clone(),
+        );
+        let settings = PollerSettings {
+            priority_url: stack.queues.priority_queue_url.clone(),
+            normal_url: stack.queues.normal_queue_url.clone(),
+            normal_batch: 2,
+            idle_wait_secs: 1,
+        };
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                poll_once(&sqs, &worker, &settings, true).await.unwrap();
+            }
+        })
+    };
+    let post = reqwest::Method::POST;
+    let plan = synthetic_plan(slots);
+    let (code, created) = http
+        .call(
+            "create",
+            post.clone(),
+            "/api/videos",
+            None,
+            Some(serde_json::to_value(&plan).unwrap()),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let id = created["video_id"].as_str().unwrap().to_string();
+    let secret = created["upload_secret"].as_str().unwrap().to_string();
+    for (i, u) in created["init_uploads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        assert!(put_presigned(u, media.init[i].clone())
+            .await
+            .status()
+            .is_success());
+    }
+    let (_, batch) = http
+        .call(
+            "next",
+            post.clone(),
+            &format!("/api/videos/{id}/next"),
+            Some(&secret),
+            Some(json!({"max": 1})),
+        )
+        .await;
+    let assignment = &batch["assignments"][0];
+    assert_eq!(assignment["slot"], 0, "{batch}");
+    for (track, u) in assignment["uploads"].as_array().unwrap().iter().enumerate() {
+        let put = put_presigned(u, media.segments[0][track].clone()).await;
+        assert!(put.status().is_success());
+    }
+    let (code, body) = http
+        .call(
+            "uploaded",
+            post,
+            &format!("/api/videos/{id}/slots/0/uploaded"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    stats.latency.lock().unwrap().clear();
+
+    let done = Arc::new(AtomicBool::new(false));
+    let feed = {
+        let (http, id, secret, done) = (http.clone(), id.clone(), secret.clone(), done.clone());
+        tokio::spawn(async move { priority_feed(&http, &id, &secret, &done).await })
+    };
+    let mut tasks = Vec::new();
+    for n in 0..viewers {
+        let (http, id, done) = (http.clone(), id.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            viewer(&http, &id, slots, n, &done).await;
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    done.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    feed.await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    poller.await.unwrap();
+    let errors = stats.errors.lock().unwrap().clone();
+    assert!(errors.is_empty(), "5xx other than 503: {errors:?}");
+    let latency = stats.latency.lock().unwrap().clone();
+    latency
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: cargo test -p chunkstream --test load big_video_benchmark -- --ignored --nocapture"]
+async fn big_video_benchmark() {
+    let viewers = env_or("LOAD_VIEWERS", 50);
+    let secs = env_or("LOAD_SECS", 60) as u64;
+    let small = big_video_load(100, viewers, secs).await;
+    let big = big_video_load(20_000, viewers, secs).await;
+    println!("{viewers} viewers for {secs} s on a video of 100 parts, then of 20,000 parts (one uploader, the worker):");
+    println!(
+        "  {:24} {:>22} {:>22}",
+        "path", "100 parts: p50 / p99", "20,000 parts: p50 / p99"
+    );
+    for (path, small) in &small {
+        let mut s = small.clone();
+        s.sort_by(f64::total_cmp);
+        let mut b = big.get(path).cloned().unwrap_or_default();
+        b.sort_by(f64::total_cmp);
+        let fmt = |v: &[f64]| {
+            if v.is_empty() {
+                "—".to_string()
+            } else {
+                format!(
+                    "{:.1} / {:.1} ms (n={})",
+                    percentile(v, 0.5),
+                    percentile(v, 0.99),
+                    v.len()
+                )
+            }
+        };
+        println!("  {path:24} {:>22} {:>22}", fmt(&s), fmt(&b));
+    }
 }

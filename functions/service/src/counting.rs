@@ -3,6 +3,7 @@
 //! against real LocalStack (the memory fake counts its own calls).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ impl Counts {
 pub struct CountingStore {
     inner: Arc<dyn ObjectStore>,
     pub counts: Counts,
+    /// Bytes the reads brought back: GET bodies, ranged GETs' heads, streamed GETs' lengths.
+    pub bytes_read: Arc<AtomicU64>,
 }
 
 impl CountingStore {
@@ -47,7 +50,12 @@ impl CountingStore {
         Self {
             inner,
             counts: Counts::default(),
+            bytes_read: Arc::default(),
         }
+    }
+
+    fn read(&self, bytes: usize) {
+        self.bytes_read.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 }
 
@@ -55,15 +63,21 @@ impl CountingStore {
 impl ObjectStore for CountingStore {
     async fn get(&self, key: &str) -> Result<Option<StoredObject>, StoreError> {
         self.counts.add("get");
-        self.inner.get(key).await
+        let got = self.inner.get(key).await?;
+        self.read(got.as_ref().map_or(0, |o| o.body.len()));
+        Ok(got)
     }
     async fn get_head(&self, key: &str, max_bytes: u64) -> Result<Option<ObjectHead>, StoreError> {
         self.counts.add("get");
-        self.inner.get_head(key, max_bytes).await
+        let got = self.inner.get_head(key, max_bytes).await?;
+        self.read(got.as_ref().map_or(0, |o| o.head.len()));
+        Ok(got)
     }
     async fn get_stream(&self, key: &str) -> Result<Option<StreamedObject>, StoreError> {
         self.counts.add("get");
-        self.inner.get_stream(key).await
+        let got = self.inner.get_stream(key).await?;
+        self.read(got.as_ref().map_or(0, |o| o.content_length as usize));
+        Ok(got)
     }
     async fn put(
         &self,

@@ -147,24 +147,31 @@ async fn upload_video(
             continue;
         }
         for a in assignments {
-            let slot = a["slot"].as_u64().unwrap() as usize;
-            for (track, u) in a["uploads"].as_array().unwrap().iter().enumerate() {
-                let put = put_presigned(u, media.segments[slot][track].clone()).await;
-                assert!(put.status().is_success(), "{}", put.status());
-            }
-            http.stats.uploader_calls.fetch_add(1, Ordering::Relaxed);
-            let (code, body) = http
-                .call(
-                    "uploaded",
-                    post.clone(),
-                    &format!("/api/videos/{id}/slots/{slot}/uploaded"),
-                    Some(secret),
-                    None,
-                )
-                .await;
-            assert!(code == 202 || code == 409, "{code} {body}");
+            let code = upload_slot(http, media, id, secret, a).await;
+            assert!(code == 202 || code == 409, "{code}");
         }
     }
+}
+
+/// PUTs an assignment's tracks and reports the slot uploaded; the report's status.
+async fn upload_slot(http: &Http, media: &Media, id: &str, secret: &str, a: &Value) -> u16 {
+    let slot = a["slot"].as_u64().unwrap() as usize;
+    for (track, u) in a["uploads"].as_array().unwrap().iter().enumerate() {
+        let put = put_presigned(u, media.segments[slot][track].clone()).await;
+        assert!(put.status().is_success(), "{}", put.status());
+    }
+    http.stats.uploader_calls.fetch_add(1, Ordering::Relaxed);
+    let (code, body) = http
+        .call(
+            "uploaded",
+            reqwest::Method::POST,
+            &format!("/api/videos/{id}/slots/{slot}/uploaded"),
+            Some(secret),
+            None,
+        )
+        .await;
+    assert!(code == 202 || code == 409, "{code} {body}");
+    code
 }
 
 /// The uploader's long poll (no leases: the test uploader takes work from `next`).
@@ -665,20 +672,10 @@ async fn big_video_load(
         .await;
     let assignment = &batch["assignments"][0];
     assert_eq!(assignment["slot"], 0, "{batch}");
-    for (track, u) in assignment["uploads"].as_array().unwrap().iter().enumerate() {
-        let put = put_presigned(u, media.segments[0][track].clone()).await;
-        assert!(put.status().is_success());
-    }
-    let (code, body) = http
-        .call(
-            "uploaded",
-            post,
-            &format!("/api/videos/{id}/slots/0/uploaded"),
-            Some(&secret),
-            None,
-        )
-        .await;
-    assert_eq!(code, 202, "{body}");
+    assert_eq!(
+        upload_slot(&http, media, &id, &secret, assignment).await,
+        202
+    );
     stats.latency.lock().unwrap().clear();
 
     let done = Arc::new(AtomicBool::new(false));

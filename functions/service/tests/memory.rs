@@ -21,7 +21,6 @@ use chunkstream::queue::Job;
 use chunkstream::reaper::{reap_abandoned, ReapSettings, CURSOR_KEY};
 use chunkstream::sessions::{self, Sessions};
 use chunkstream::worker::{handle_batch, JobError, Outcome, Worker};
-use chunkstream_domain::plan::PlanLimits;
 use chunkstream_domain::state::{Lane, SchedulePolicy};
 use common::*;
 use serde_json::Value;
@@ -52,16 +51,9 @@ impl Fakes {
         let store = Arc::new(FaultyStore::new(memory.clone(), faults.clone()));
         let sessions = Sessions::with_clock(store, clock.clone());
         let config = Config {
-            bucket: "memory".into(),
-            priority_queue_url: "memory-priority".into(),
-            normal_queue_url: "memory-normal".into(),
-            public_base_url: "http://127.0.0.1:9".into(),
-            s3_public_endpoint: None,
-            presign_ttl: Duration::from_secs(300),
             segment_hold: Duration::from_millis(1200),
             session_ttl: TTL,
-            limits: PlanLimits::default(),
-            policy: SchedulePolicy::default(),
+            ..memory_config()
         };
         let state = AppState {
             config: Arc::new(config),

@@ -25,9 +25,8 @@ use chunkstream::keys::Keys;
 use chunkstream::memory::{MemoryQueue, MemoryStore};
 use chunkstream::owner::{self, expire_due, OwnerConfig, OwnerState};
 use chunkstream::sessions::{self, Sessions};
-use chunkstream_domain::plan::{PlanLimits, SegmentPlan};
-use chunkstream_domain::state::SchedulePolicy;
-use common::{media, synthetic_plan};
+use chunkstream_domain::plan::SegmentPlan;
+use common::{media, memory_config, synthetic_plan};
 use http_body_util::BodyExt;
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::{json, Value};
@@ -108,16 +107,8 @@ impl Stack {
         let clock = Arc::new(ManualClock::at(SystemClock.now_ms()));
         let sessions = Sessions::with_clock(counting, clock.clone());
         let config = Config {
-            bucket: "memory".into(),
-            priority_queue_url: "memory-priority".into(),
-            normal_queue_url: "memory-normal".into(),
-            public_base_url: "http://127.0.0.1:9".into(),
-            s3_public_endpoint: None,
             presign_ttl: PRESIGN_TTL,
-            segment_hold: chunkstream::config::DEFAULT_SEGMENT_HOLD,
-            session_ttl: Duration::from_secs(3600),
-            limits: PlanLimits::default(),
-            policy: SchedulePolicy::default(),
+            ..memory_config()
         };
         let app = AppState {
             config: Arc::new(config),

@@ -28,7 +28,7 @@ use chunkstream::store::{
     StreamedObject,
 };
 use chunkstream::worker::{handle_batch, Worker};
-use chunkstream_domain::plan::{PlanLimits, SegmentPlan};
+use chunkstream_domain::plan::SegmentPlan;
 use chunkstream_domain::state::SchedulePolicy;
 use common::*;
 use serde_yaml_ng::Value;
@@ -529,16 +529,8 @@ impl Roles {
         let queue = Arc::new(MemoryQueue::new());
         let clock = Arc::new(ManualClock::at(SystemClock.now_ms()));
         let config = Config {
-            bucket: "memory".into(),
-            priority_queue_url: "memory-priority".into(),
-            normal_queue_url: "memory-normal".into(),
-            public_base_url: "http://127.0.0.1:9".into(),
-            s3_public_endpoint: None,
-            presign_ttl: Duration::from_secs(300),
-            segment_hold: chunkstream::config::DEFAULT_SEGMENT_HOLD,
             session_ttl: TTL,
-            limits: PlanLimits::default(),
-            policy: SchedulePolicy::default(),
+            ..memory_config()
         };
         let state = AppState {
             config: Arc::new(config),

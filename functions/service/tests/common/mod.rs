@@ -463,6 +463,23 @@ pub async fn upload_assignment(assignment: &Value, media: &Media) {
     }
 }
 
+/// The configuration of the in-memory harnesses (fake store and queue, no AWS):
+/// tests change what they measure with struct update syntax.
+pub fn memory_config() -> Config {
+    Config {
+        bucket: "memory".into(),
+        priority_queue_url: "memory-priority".into(),
+        normal_queue_url: "memory-normal".into(),
+        public_base_url: "http://127.0.0.1:9".into(),
+        s3_public_endpoint: None,
+        presign_ttl: Duration::from_secs(300),
+        segment_hold: chunkstream::config::DEFAULT_SEGMENT_HOLD,
+        session_ttl: Duration::from_secs(3600),
+        limits: PlanLimits::default(),
+        policy: SchedulePolicy::default(),
+    }
+}
+
 /// A plan of `n` synthetic 10 s slots (for scheduling tests that upload nothing).
 pub fn synthetic_plan(n: usize) -> SegmentPlan {
     let mut plan = media().plan.clone();

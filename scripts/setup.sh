@@ -10,6 +10,13 @@ need_apt=()
 command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
 command -v chromium >/dev/null 2>&1 || [ "${SKIP_CHROMIUM:-0}" = 1 ] || need_apt+=(chromium)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# A WebKit engine (the Safari family) for web/e2e/webkit.test.ts: WebKitGTK's WebDriver and
+# MiniBrowser on a virtual display, GStreamer's MP4 demuxer, H.264/AAC decoders and HLS
+if [ "${SKIP_WEBKIT:-0}" != 1 ]; then
+  for pkg in webkit2gtk-driver xvfb xauth dbus-x11 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_apt+=("$pkg")
+  done
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"

@@ -40,7 +40,8 @@ pub fn session_request(
                 },
                 sample_rate: if video { None } else { t.info.sample_rate },
                 channels: if video { None } else { t.info.channels },
-                presentation_time_offset: t.input.pto,
+                // a folded edit is in the fragments' composition offsets instead
+                presentation_time_offset: t.input.pto - t.composition_shift,
                 init_size: t.init_segment.len() as u64,
                 // the server labels unnamed audio "Audio N"
                 language: t.language.clone(),

@@ -345,6 +345,7 @@ mod tests {
             edit_list: EditList::None,
             offsets: samples.iter().map(|&(o, _)| o).collect(),
             cts_offsets: (0..n as i32).map(|i| (i % 3 - 1) * 512).collect(),
+            composition_shift: 0,
             init_segment: Vec::new(),
             language: None,
             label: None,

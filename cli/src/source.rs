@@ -38,8 +38,12 @@ pub struct SourceTrack {
     pub edit_list: EditList,
     /// file offset of every sample
     pub offsets: Vec<u64>,
-    /// composition offset (cts - dts) of every sample
+    /// composition offset of every sample as the fragments carry it: cts - dts, minus
+    /// `composition_shift`
     pub cts_offsets: Vec<i32>,
+    /// A stripped edit folded into the composition offsets instead of the manifests'
+    /// presentation_time_offset (see `folded_edit`); 0 = none.
+    pub composition_shift: u64,
     /// ftyp + moov(mvhd, trak, mvex) for this track alone
     pub init_segment: Vec<u8>,
     /// BCP 47, from the mdhd (none = undetermined)
@@ -449,6 +453,26 @@ fn edit_list(moov: &mp4::MoovBox, trak_index: usize) -> (u64, EditList) {
     }
 }
 
+/// The stripped edit of a video track that goes into its composition offsets (signed,
+/// trun version 1) instead of the presentation_time_offset, so decode and presentation
+/// both start at 0: with the edit as PTO, players set `timestampOffset = -PTO`, the first
+/// keyframe decodes before 0, WebKit drops its GOP and then deadlocks on the player's seek
+/// past the gap (docs/webkit.md). Only an edit no larger than the first sample's offset
+/// (ffmpeg's B-frame delay), so no frame is presented before 0. As the page does.
+fn folded_edit(kind: TrackKind, edit: EditList, pto: u64, cts_offsets: &[i32]) -> u64 {
+    match cts_offsets.first() {
+        Some(&first)
+            if kind == TrackKind::Video
+                && edit == EditList::Stripped
+                && pto > 0
+                && i64::from(first) >= pto as i64 =>
+        {
+            pto
+        }
+        _ => 0,
+    }
+}
+
 pub fn analyze_file(path: &Path) -> Result<Analysis, MediaError> {
     let file = File::open(path).map_err(|e| {
         MediaError::new(
@@ -616,6 +640,15 @@ pub fn analyze(file: &File, file_size: u64) -> Result<Analysis, MediaError> {
         if kind == TrackKind::Audio && info.channels.is_none_or(|c| c == 0) {
             info.channels = Some(2);
         }
+        let composition_shift = folded_edit(kind, edit, pto, &tables.cts);
+        let mut cts_offsets = tables.cts;
+        if composition_shift > 0 {
+            // folded_edit bounds the shift by the first offset, an i32
+            let shift = composition_shift as i32;
+            for c in &mut cts_offsets {
+                *c = c.saturating_sub(shift);
+            }
+        }
         tracks.push(SourceTrack {
             input: PlanTrackInput {
                 id,
@@ -627,7 +660,8 @@ pub fn analyze(file: &File, file_size: u64) -> Result<Analysis, MediaError> {
             info,
             edit_list: edit,
             offsets: tables.offsets,
-            cts_offsets: tables.cts,
+            cts_offsets,
+            composition_shift,
             init_segment,
             language: rt.language.clone(),
             label: rt.label.clone(),
@@ -663,4 +697,46 @@ pub fn analyze(file: &File, file_size: u64) -> Result<Analysis, MediaError> {
         ignored,
         moov_bytes: moov_box.size,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_b_frame_delay_edit_of_a_video_is_folded_into_its_composition_offsets() {
+        // x264 with 2 B-frames at 15360/s: first sample (the IDR) offset 1024, edit 1024
+        let offsets = [1024, 3072, 0, 512, 1536];
+        assert_eq!(
+            folded_edit(TrackKind::Video, EditList::Stripped, 1024, &offsets),
+            1024
+        );
+    }
+
+    #[test]
+    fn edits_that_would_present_a_frame_before_zero_or_are_not_a_plain_video_delay_stay_a_pto() {
+        let offsets = [512, 1024];
+        // larger than the first offset: the first frame would be presented before 0
+        assert_eq!(
+            folded_edit(TrackKind::Video, EditList::Stripped, 1024, &offsets),
+            0
+        );
+        // audio priming, a kept (complex) edit list, no edit, no samples
+        assert_eq!(
+            folded_edit(TrackKind::Audio, EditList::Stripped, 512, &offsets),
+            0
+        );
+        assert_eq!(
+            folded_edit(TrackKind::Video, EditList::Kept, 512, &offsets),
+            0
+        );
+        assert_eq!(
+            folded_edit(TrackKind::Video, EditList::None, 0, &offsets),
+            0
+        );
+        assert_eq!(
+            folded_edit(TrackKind::Video, EditList::Stripped, 512, &[]),
+            0
+        );
+    }
 }

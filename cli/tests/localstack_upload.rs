@@ -73,6 +73,18 @@ fn uploads_ffmpeg_files_and_the_published_mpd_decodes_to_every_frame() {
             let text = runner.get_text(&format!("/v/{id}/manifest.mpd"));
             let audio_sets = text.matches("contentType=\"audio\"").count();
             assert_eq!(audio_sets, 2, "{name}: audio AdaptationSets in {text}");
+            // the video's B-frame edit is in its fragments' composition offsets (decode and
+            // presentation start at 0: docs/webkit.md), the AAC priming stays each audio PTO
+            assert_eq!(
+                text.matches("presentationTimeOffset=\"0\"").count(),
+                1,
+                "{name}: video PTO in {text}"
+            );
+            assert_eq!(
+                text.matches("presentationTimeOffset=\"1024\"").count(),
+                2,
+                "{name}: audio PTOs in {text}"
+            );
             for needle in ["lang=\"en\"", "lang=\"de\"", ">Desktop<", ">Microphone<"] {
                 assert!(
                     text.contains(needle),

@@ -1,5 +1,6 @@
 import { Api, ApiError, partsFromStates } from './lib/api.ts';
-import { capabilities, choosePlayer, startDash, startHls, startNative } from './lib/players.ts';
+import { capabilities, choosePlayer } from './lib/player-choice.ts';
+import { startDash, startHls, startNative } from './lib/players.ts';
 import type { PlayerHooks, WatchPlayer } from './lib/players.ts';
 import type { StatusResponse } from './lib/api.ts';
 import { trace } from './lib/trace.ts';

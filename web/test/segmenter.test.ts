@@ -14,6 +14,7 @@ import { MediaFileError } from '../src/lib/errors.ts';
 import { fragmentSize } from '../src/lib/fragment-size.ts';
 import { planSegments, validatePlan } from '../src/lib/planner.ts';
 import type { Plan } from '../src/lib/planner.ts';
+import { sessionRequest } from '../src/lib/request.ts';
 import { Segmenter, SegmentSizeMismatch } from '../src/lib/segmenter.ts';
 import { checkSegment } from './helpers/fmp4check.ts';
 import { keyframeTimes, makeClip, makeTempDir, packetHashes, sh, videoFrameCount } from './helpers/media.ts';
@@ -448,6 +449,36 @@ describe('segmentation of real files', () => {
     await assert.rejects(seg.build(1, 0), SegmentSizeMismatch);
     assert.throws(() => seg.buildBlob(1, 0), SegmentSizeMismatch);
     await assert.rejects(seg.buildSlot(1, [0, 1]), SegmentSizeMismatch);
+  });
+
+  it("a B-frame video's edit goes into its composition offsets: decode and presentation both start at 0, as ffmpeg presents the source", async () => {
+    const { blob, analysis } = await load(files.fast!);
+    const [v, a] = analysis.tracks;
+    assert.equal(v!.compositionShift, 1024, 'the x264 B-frame delay is folded');
+    assert.equal(a!.compositionShift, 0, 'AAC priming stays a presentation time offset');
+    const plan = planSegments(analysis.tracks, { targetDuration: 4 });
+    const request = sessionRequest(analysis, plan, 'fp');
+    assert.deepEqual(request.tracks.map((t) => t.presentation_time_offset), [0, 1024]);
+    const outs = await segmentAll('fast-folded', blob, analysis, plan);
+    // as MSE reads the first fragment (presentation = decode time + signed offset): both at 0;
+    // trun: type, version/flags, sample_count, data_offset, then per sample duration, size, flags, offset
+    const first = await new Segmenter(blob, analysis, plan).build(0, 0);
+    const trun = Buffer.from(first).indexOf('trun');
+    const view = new DataView(first.buffer, first.byteOffset);
+    assert.equal(checkSegment(first).baseMediaDecodeTime, 0);
+    assert.equal(first[trun + 4], 1, 'trun version 1: signed composition offsets');
+    assert.equal(view.getInt32(trun + 28), 0, "the first sample's composition offset");
+    // ffprobe's packet times: the source through its edit list, the output as written (ffmpeg
+    // delays a stream with negative offsets, so the presentation is compared from its start)
+    const times = async (path: string): Promise<{ pts: number[]; dts: number[] }> => {
+      const out = await sh('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'packet=pts,dts', '-of', 'csv=p=0', path]);
+      const rows = out.trim().split('\n').map((l) => l.split(',').map(Number));
+      return { pts: rows.map((r) => r[0]!).sort((x, y) => x - y), dts: rows.map((r) => r[1]!) };
+    };
+    const [source, output] = [await times(files.fast!), await times(outs[0]!)];
+    assert.equal(Math.min(...output.dts), 0, 'no sample decodes before 0');
+    const fromStart = (ts: number[]): number[] => ts.map((t) => t - ts[0]!);
+    assert.deepEqual(fromStart(output.pts), fromStart(source.pts), 'every frame presented when the source presents it');
   });
 
   it('ffmpeg accepts the per-track outputs as a fragmented MP4', async () => {

@@ -46,6 +46,12 @@ export interface AnalyzedTrack extends PlanTrackInput {
   channels?: number;
   /** how the edit list was handled (see README) */
   editList: 'none' | 'stripped' | 'kept';
+  /**
+   * Media time subtracted from every composition offset when the fragments are written (trun
+   * version 1), in place of a presentationTimeOffset: the stripped edit of a B-frame video, so its
+   * decode times start at 0 and its presentation does too (see `foldedEdit`). 0 = none.
+   */
+  compositionShift: number;
   /** BCP 47 tag from the mdhd language ('und' = none) */
   language?: string;
   /** the track's name (udta/name, else a non-generic hdlr name) */
@@ -397,6 +403,20 @@ function handleEditList(trak: Trak): { pto: number; editList: AnalyzedTrack['edi
   return { pto: 0, editList: 'kept' };
 }
 
+/**
+ * The stripped edit of a video track that goes into its composition offsets instead of the
+ * manifests' presentationTimeOffset (CMAF style: signed offsets, decode and presentation both
+ * start at 0). With the edit as PTO, players set `timestampOffset = -PTO` and the first keyframe
+ * decodes at a negative time: WebKit drops it, and with it its whole GOP, and dash.js then seeks
+ * to the next keyframe while the pipeline prerolls, which deadlocks WebKitGTK (docs/webkit.md).
+ * Only an edit no larger than the first sample's composition offset (the B-frame delay ffmpeg
+ * writes), so no presentation time becomes negative; anything else keeps the PTO.
+ */
+function foldedEdit(kind: TrackKind, editList: AnalyzedTrack['editList'], pto: number, samples: SampleStore): number {
+  if (kind !== 'video' || editList !== 'stripped' || pto <= 0 || samples.count === 0) return 0;
+  return (samples.cto[0] ?? 0) >= pto ? pto : 0;
+}
+
 export interface AnalyzeOptions {
   fileName?: string;
 }
@@ -515,6 +535,7 @@ export async function analyzeFile(file: ByteSource, options: AnalyzeOptions = {}
     else audioTracks++;
     if (kind === 'video') notices.push(...(await keepRealRandomAccess(file, trak, codec, table)));
     const { pto, editList } = handleEditList(trak);
+    const compositionShift = foldedEdit(kind, editList, pto, table);
     const a: AnalyzedTrack = {
       id,
       kind,
@@ -524,6 +545,7 @@ export async function analyzeFile(file: ByteSource, options: AnalyzeOptions = {}
       codec,
       mime: `${kind}/mp4; codecs="${codec}"`,
       editList,
+      compositionShift,
       default: false,
       initSegment: new Uint8Array(0),
       trak,

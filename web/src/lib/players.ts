@@ -4,16 +4,18 @@
  *    exists, as on iOS 17.1+; `disableRemotePlayback` is set so MMS opens);
  *  - `hls`: hls.js on the HLS playlists (the same parts), through MSE/MMS;
  *  - `native`: the browser's own HLS on `<video src=master.m3u8>` (iPhones before iOS 17.1: no MSE).
+ * Which one a browser gets: player-choice.ts.
  * A part that is not uploaded yet answers 404: every path keeps asking (250 ms apart) for as long as
  * it takes, and reports the miss so the page can prioritize it.
  */
 import { Debug, MediaPlayer } from 'dashjs';
 import type { MediaInfo, MediaPlayerClass } from 'dashjs';
 import type { ErrorData } from 'hls.js';
+import { capabilities } from './player-choice.ts';
+import type { PlayerKind } from './player-choice.ts';
 import { retryMissingParts } from './retry-missing.ts';
 import { withViewer } from './viewer-id.ts';
 
-export type PlayerKind = 'dash' | 'hls' | 'native';
 
 export interface AudioTrackChoice {
   /** the player's own id for the track (index) */
@@ -46,29 +48,6 @@ export interface WatchPlayer {
 export const RETRY_MS = 250;
 
 const SEGMENT_URL = /\/seg\/(\d+)\/(\d+)\.m4s(?:\?|$)/;
-
-interface Capabilities {
-  mse: boolean;
-  mms: boolean;
-  nativeHls: boolean;
-}
-
-export function capabilities(video: HTMLVideoElement): Capabilities {
-  const w = globalThis as { MediaSource?: unknown; ManagedMediaSource?: unknown; WebKitMediaSource?: unknown };
-  return {
-    mse: typeof w.MediaSource === 'function' || typeof w.WebKitMediaSource === 'function',
-    mms: typeof w.ManagedMediaSource === 'function',
-    nativeHls: video.canPlayType('application/vnd.apple.mpegurl') !== '',
-  };
-}
-
-/** MSE or ManagedMediaSource → dash.js; neither but native HLS → native; `?player=` overrides. */
-export function choosePlayer(caps: Capabilities, requested: string | null): PlayerKind {
-  if (requested === 'dash' || requested === 'hls' || requested === 'native') return requested;
-  if (caps.mse || caps.mms) return 'dash';
-  if (caps.nativeHls) return 'native';
-  return 'dash'; // reports that the browser cannot play it
-}
 
 function segmentOf(url: string): { track: number; slot: number } | null {
   const m = SEGMENT_URL.exec(url);

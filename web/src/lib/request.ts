@@ -10,7 +10,8 @@ export function sessionRequest(analysis: Analysis, plan: Plan, fingerprint: stri
       kind: t.kind,
       codec: t.codec,
       timescale: t.timescale,
-      presentation_time_offset: t.pto,
+      // a folded edit is in the fragments' composition offsets instead (AnalyzedTrack.compositionShift)
+      presentation_time_offset: t.pto - t.compositionShift,
       init_size: t.initSegment.byteLength,
     };
     if (t.kind === 'video') {

@@ -325,9 +325,17 @@ const U32 = 2 ** 32;
  * The `moof` + `mdat` header of samples [first, last] of `store`, byte for byte what mp4box's
  * createMoof writes followed by the mdat header (tfhd default-base-is-moof; trun with data offset,
  * per-sample duration, size, flags — sync: 0x02000000, else 0x00010000 — and composition offset;
- * version 1 when an offset is negative), with mfhd.sequence_number = `sequence`.
+ * version 1 when an offset is negative), with mfhd.sequence_number = `sequence`. `ctoShift` is
+ * subtracted from every composition offset (a folded edit: AnalyzedTrack.compositionShift).
  */
-export function writeFragmentHeader(store: SampleStore, first: number, last: number, trackId: number, sequence: number): { head: Uint8Array; payload: number } {
+export function writeFragmentHeader(
+  store: SampleStore,
+  first: number,
+  last: number,
+  trackId: number,
+  sequence: number,
+  ctoShift = 0,
+): { head: Uint8Array; payload: number } {
   const n = last - first + 1;
   const bmdt = store.dts[first]!;
   const tfdtSize = bmdt >= U32 ? 20 : 16;
@@ -365,7 +373,7 @@ export function writeFragmentHeader(store: SampleStore, first: number, last: num
   }
   box(trunSize, 'trun');
   let negative = false;
-  for (let i = first; i <= last; i++) if (store.cto[i]! < 0) negative = true;
+  for (let i = first; i <= last; i++) if (store.cto[i]! - ctoShift < 0) negative = true;
   v.setUint32(p, ((negative ? 1 : 0) << 24) | TRUN_DATA_OFFSET | TRUN_DURATION | TRUN_SIZE | TRUN_FLAGS | TRUN_CTO);
   v.setUint32(p + 4, n);
   v.setUint32(p + 8, moofSize + 8); // data offset from the moof start: just past the mdat header
@@ -376,7 +384,7 @@ export function writeFragmentHeader(store: SampleStore, first: number, last: num
     v.setUint32(p, store.duration[i]!);
     v.setUint32(p + 4, size);
     v.setUint32(p + 8, store.sync[i] ? 0x02000000 : 0x00010000);
-    v.setInt32(p + 12, store.cto[i]!);
+    v.setInt32(p + 12, store.cto[i]! - ctoShift);
     p += 16;
     payload += size;
   }

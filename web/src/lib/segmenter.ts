@@ -82,6 +82,8 @@ export class Segmenter {
     if (this.analysis.fragmented) throw new Error('the reference builder needs sample tables in the moov');
     ensureSampleLists(this.analysis);
     const samples = track.trak.samples.slice(seg.first, seg.last + 1);
+    // a folded edit: createFragment writes cts - dts, so it is shifted here (restored below)
+    for (const s of samples) s.cts -= track.compositionShift;
     try {
       for (const run of runsOf(samples)) {
         const buf = await this.file.slice(run.start, run.end).arrayBuffer();
@@ -105,6 +107,7 @@ export class Segmenter {
       for (const s of samples) {
         s.data = undefined;
         s.alreadyRead = 0;
+        s.cts += track.compositionShift;
       }
     }
   }
@@ -113,7 +116,7 @@ export class Segmenter {
   header(slot: number, trackIndex: number): { head: Uint8Array; ranges: [number, number][]; size: number } {
     const { seg, track } = this.locate(slot, trackIndex);
     const store = track.samples;
-    const { head, payload } = writeFragmentHeader(store, seg.first, seg.last, track.id, slot + 1);
+    const { head, payload } = writeFragmentHeader(store, seg.first, seg.last, track.id, slot + 1, track.compositionShift);
     const ranges: [number, number][] = [];
     for (let i = seg.first; i <= seg.last; i++) {
       const offset = store.offset[i]!;

@@ -10,7 +10,7 @@ import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loopToSize, makeClip, makeTempDir } from '../test/helpers/media.ts';
-import { backendUp, getStatus, openUploader, rendererRss, waitForComplete, waitForLink } from './helpers/app.ts';
+import { backendUp, getStatus, openUploader, sampleMemory, waitForComplete, waitForLink } from './helpers/app.ts';
 import { BASE_URL, launch } from './helpers/browser.ts';
 
 const GiB = 1024 ** 3;
@@ -45,34 +45,11 @@ describe('memory', () => {
 
     const t0 = Date.now();
     const up = await openUploader(browser.context, big);
-    const cdp = await browser.context.newCDPSession(up.page);
-    await cdp.send('Performance.enable');
-    let heapPeak = 0;
-    let rssPeak = 0;
-    let anonPeak = 0;
-    let samples = 0;
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
-        try {
-          const { metrics } = await cdp.send('Performance.getMetrics');
-          const heap = metrics.find((m) => m.name === 'JSHeapUsedSize')?.value ?? 0;
-          heapPeak = Math.max(heapPeak, heap);
-          const mem = await rendererRss(browser.userDataDir);
-          rssPeak = Math.max(rssPeak, mem.rss);
-          anonPeak = Math.max(anonPeak, mem.anon);
-          samples++;
-        } catch {
-          /* page closing */
-        }
-        await new Promise((r) => setTimeout(r, 500));
-      }
-    })();
+    const memory = await sampleMemory(browser.context, up.page, browser.userDataDir);
     const { videoId } = await waitForLink(up, 60_000);
     const linkAfter = Date.now() - t0;
     await waitForComplete(up, 420_000);
-    sampling = false;
-    await sampler;
+    const { heap: heapPeak, rss: rssPeak, anon: anonPeak, samples } = await memory.stop();
     const status = await getStatus(videoId);
     const secs = (Date.now() - t0) / 1000;
     console.log(

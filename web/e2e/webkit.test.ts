@@ -5,8 +5,8 @@
  *  - the watch page's MSE path (dash.js) plays from the start while uploading, and a seek into a
  *    part not uploaded yet plays once that part arrives — on several page loads, since the
  *    deadlock this guards against (docs/webkit.md) came on about one load in three;
- *  - with MSE switched off (a browser without MSE, like an iPhone before iOS 17.1) the page falls
- *    back to native HLS on the `<video>` element and plays the HLS link while uploading.
+ *  - native HLS on the `<video>` element (the path of a browser without MSE, like an iPhone before
+ *    iOS 17.1) plays the HLS link while uploading and after a seek into a part not uploaded yet.
  */
 import assert from 'node:assert/strict';
 import { stat } from 'node:fs/promises';
@@ -97,7 +97,7 @@ describe('watch in WebKit', { skip: process.env.SKIP_WEBKIT === '1' && 'SKIP_WEB
     await up.page.close();
   });
 
-  it('native HLS (the path of a browser without MSE) plays the HLS link while uploading', { timeout: 240_000 }, async () => {
+  it('native HLS (the path of a browser without MSE) plays the HLS link while uploading and after a seek into a part not uploaded yet', { timeout: 240_000 }, async () => {
     const { up, link, videoId } = await slowUpload(120);
     // WebKitGTK's GStreamer HLS is off unless this is set (docs/webkit.md); Safari's is always on.
     // MiniBrowser under automation ignores its enable-mediasource setting, so the page is told to
@@ -108,9 +108,18 @@ describe('watch in WebKit', { skip: process.env.SKIP_WEBKIT === '1' && 'SKIP_WEB
       await wk.goto(`${link}&player=native`);
       const p = await waitPlaying(wk, 2, 60_000, 'native HLS playing');
       assert.equal(p.player, 'native');
-      const status = await getStatus(videoId);
+      let status = await getStatus(videoId);
       console.log(`webkit native HLS: playing ${Date.now() - t0} ms after opening; ${status.counts.published}/${status.slot_count} parts published`);
       assert.equal(status.complete, false, 'still uploading while native HLS plays');
+      const targetSlot = status.slots.findIndex((s, i) => i >= Math.floor(status.slot_count * 0.6) && s.state !== 'published');
+      assert.ok(targetSlot >= 0, 'a part left to seek into');
+      const target = status.slots[targetSlot]!.start + 0.5;
+      const tSeek = Date.now();
+      await wk.evaluate('document.querySelector("video").currentTime = arguments[0];', [target]);
+      await waitPlaying(wk, target + 1, 90_000, `native HLS: playing after the seek to ${target.toFixed(1)} s (part ${targetSlot})`);
+      status = await getStatus(videoId);
+      console.log(`webkit native HLS: seek to ${target.toFixed(1)} s played after ${((Date.now() - tSeek) / 1000).toFixed(1)} s; ${status.counts.published}/${status.slot_count} published`);
+      assert.equal(status.complete, false, 'the seek played before natural order reached that part');
     } finally {
       await wk.close();
     }

@@ -2,7 +2,7 @@
 import { execFile } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import type { BrowserContext, Page, Request } from 'playwright-core';
+import type { BrowserContext, CDPSession, Page, Request } from 'playwright-core';
 import { BASE_URL } from './browser.ts';
 
 const run = promisify(execFile);
@@ -163,3 +163,55 @@ export async function ffprobeFrames(url: string): Promise<number> {
   return Number(stdout.trim().split('\n')[0]);
 }
 
+
+export interface MemoryPeaks {
+  /** CDP JSHeapUsedSize */
+  heap: number;
+  /** the renderer's VmRSS and RssAnon (rendererRss) */
+  rss: number;
+  anon: number;
+  samples: number;
+}
+
+/**
+ * Samples the page's memory every `everyMs` until `stop()`: JS heap through CDP, the renderer's
+ * resident memory from /proc. `mark()` returns the peaks since the last mark (a stage's peaks).
+ */
+export async function sampleMemory(context: BrowserContext, page: Page, userDataDir: string, everyMs = 500): Promise<{ mark: () => MemoryPeaks; stop: () => Promise<MemoryPeaks> }> {
+  const cdp: CDPSession = await context.newCDPSession(page);
+  await cdp.send('Performance.enable');
+  const zero = (): MemoryPeaks => ({ heap: 0, rss: 0, anon: 0, samples: 0 });
+  const total = zero();
+  let stage = zero();
+  let sampling = true;
+  const loop = (async () => {
+    while (sampling) {
+      try {
+        const { metrics } = await cdp.send('Performance.getMetrics');
+        const heap = metrics.find((m) => m.name === 'JSHeapUsedSize')?.value ?? 0;
+        const mem = await rendererRss(userDataDir);
+        for (const p of [total, stage]) {
+          p.heap = Math.max(p.heap, heap);
+          p.rss = Math.max(p.rss, mem.rss);
+          p.anon = Math.max(p.anon, mem.anon);
+          p.samples++;
+        }
+      } catch {
+        /* page closing */
+      }
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  })();
+  return {
+    mark: () => {
+      const done = stage;
+      stage = zero();
+      return done;
+    },
+    stop: async () => {
+      sampling = false;
+      await loop;
+      return total;
+    },
+  };
+}

@@ -140,6 +140,29 @@ describe('seek-bar previews', () => {
     await page.close();
   });
 
+  it('a video of more than 100 parts gets one sprite per 100 tiles, each encoded only after all its tiles are drawn', { timeout: 180_000 }, async () => {
+    const file = await makeClip(join(tmp.dir, 'long.mp4'), { seconds: 300, scenes: true, x264params: 'keyint=60:min-keyint=20:scenecut=40' });
+    const page = await browser.context.newPage();
+    const lab = await runLab(page, script, file, 2);
+    assert.ok(lab, 'Chromium decodes H.264 with WebCodecs');
+    assert.ok(lab.slotCount > 100, `${lab.slotCount} parts`);
+    assert.equal(lab.sprites, Math.ceil(lab.slotCount / 100));
+    assert.equal(lab.tilesDrawn, lab.slotCount, `every part has its tile (${lab.note ?? ''})`);
+    const vttUrl = `${BASE_URL}/v/${lab.videoId}/previews/thumbnails.vtt`;
+    const cues = parseThumbnailVtt(await (await fetch(vttUrl)).text(), vttUrl);
+    // the last tile of the first sprite, the first of the second, the very last: each shows its
+    // part's first frame, not the blank a sprite encoded too early would hold
+    for (const i of [99, 100, cues.length - 1]) {
+      const cue = cues[i]!;
+      const sprite = join(tmp.dir, `sprite-${i}.jpg`);
+      await writeFile(sprite, Buffer.from(await (await fetch(cue.url)).arrayBuffer()));
+      const tileMean = await meanGray(['-i', sprite], `crop=${cue.w}:${cue.h}:${cue.x}:${cue.y}`);
+      const sourceMean = await meanGray(['-ss', String(cue.start), '-i', file], `scale=${cue.w}:${cue.h}`);
+      assert.ok(Math.abs(tileMean - sourceMean) < 8, `tile ${i} (${cue.url}): ${tileMean.toFixed(1)} vs source ${sourceMean.toFixed(1)}`);
+    }
+    await page.close();
+  });
+
   it('on a throttled link with no viewer, the uploader makes every sprite public before part 0 is uploaded (beside it), the VTT covers the whole duration, and a viewer sees the tile of a part not uploaded yet', { timeout: 180_000 }, async () => {
     // ~500 KB parts on a 400 kbit/s link (Chromium's network layer, as in shaped-link.test.ts; not
     // the `bw` Pacer, which models a serial link where nothing can go beside a part): part 0 alone

@@ -131,13 +131,38 @@ export async function buildPreviews(
   }
   const budgetMs = options.budgetMs ?? 20_000;
   const batch = Math.max(1, options.batch ?? 8);
-  const canvases = Array.from({ length: layout.sprites }, () => {
-    const c = new OffscreenCanvas(layout.sprite_width, layout.sprite_height);
-    const ctx = c.getContext('2d')!;
-    ctx.fillStyle = BLANK;
-    ctx.fillRect(0, 0, c.width, c.height);
-    return { c, ctx };
-  });
+  // Sprites are filled in tile order, so each is encoded as soon as its last tile is drawn and its
+  // canvas dropped: one or two canvases live at a time instead of all of them (a 3-hour video has
+  // 14 sprites of 1280×720, 3.7 MB each).
+  const tilesPerSprite = layout.columns * layout.rows;
+  const canvases = new Map<number, { c: OffscreenCanvas; ctx: OffscreenCanvasRenderingContext2D }>();
+  const canvasOf = (sprite: number): { c: OffscreenCanvas; ctx: OffscreenCanvasRenderingContext2D } => {
+    let target = canvases.get(sprite);
+    if (!target) {
+      const c = new OffscreenCanvas(layout.sprite_width, layout.sprite_height);
+      const ctx = c.getContext('2d')!;
+      ctx.fillStyle = BLANK;
+      ctx.fillRect(0, 0, c.width, c.height);
+      target = { c, ctx };
+      canvases.set(sprite, target);
+    }
+    return target;
+  };
+  const quality = options.quality ?? 0.5;
+  const sprites: Blob[] = new Array<Blob>(layout.sprites);
+  let encodeMs = 0;
+  /** Encodes sprites [from, to) and frees their canvases (blank ones for sprites never drawn). */
+  const encode = async (from: number, to: number): Promise<void> => {
+    const t = performance.now();
+    for (let i = from; i < to; i++) {
+      if (sprites[i]) continue;
+      const { c } = canvasOf(i);
+      sprites[i] = await c.convertToBlob({ type: 'image/jpeg', quality });
+      canvases.delete(i);
+      c.width = 0; // releases the backing store now, not at the next GC
+    }
+    encodeMs += performance.now() - t;
+  };
   let drawn = 0;
   let failed = 0;
   let note: string | undefined;
@@ -147,8 +172,8 @@ export async function buildPreviews(
   const drawOne = async (frame: VideoFrame): Promise<void> => {
     try {
       const { sprite, x, y } = tilePosition(layout, Math.round(frame.timestamp / 1000));
-      const target = canvases[sprite];
-      if (!target) return;
+      if (sprite >= layout.sprites || sprites[sprite]) return;
+      const target = canvasOf(sprite);
       const tile = await frameToTile(frame, layout.tile_width, layout.tile_height, planes);
       if (tile) {
         planes = tile.buffer;
@@ -195,11 +220,12 @@ export async function buildPreviews(
       decoderError = null;
       decoder = open();
     }
+    // every tile before the next group is drawn: the sprites holding only those are done
+    await encode(0, Math.min(layout.sprites, Math.floor((at + batch) / tilesPerSprite)));
   }
   if (decoder.state !== 'closed') decoder.close();
-  const decodeMs = performance.now() - started;
-  const quality = options.quality ?? 0.5;
-  const sprites = await Promise.all(canvases.map(({ c }) => c.convertToBlob({ type: 'image/jpeg', quality })));
+  await encode(0, layout.sprites);
+  const decodeMs = performance.now() - started - encodeMs;
   const out: BuiltPreviews = {
     layout,
     sprites,
@@ -207,7 +233,7 @@ export async function buildPreviews(
     tilesFailed: failed,
     bytes: sprites.reduce((n, b) => n + b.size, 0),
     decodeMs,
-    encodeMs: performance.now() - started - decodeMs,
+    encodeMs,
   };
   if (note) out.note = note;
   return out;

@@ -100,8 +100,8 @@ describe('watch in WebKit', { skip: process.env.SKIP_WEBKIT === '1' && 'SKIP_WEB
   it('native HLS (the path of a browser without MSE) plays the HLS link while uploading and after a seek into a part not uploaded yet', { timeout: 240_000 }, async () => {
     const { up, link, videoId } = await slowUpload(120);
     // WebKitGTK's GStreamer HLS is off unless this is set (docs/webkit.md); Safari's is always on.
-    // MiniBrowser under automation ignores its enable-mediasource setting, so the page is told to
-    // take the native path (the choice itself, no MSE -> native, is choosePlayer's unit test).
+    // WebKitGTK 2.50 ignores its enable-mediasource setting (MSE cannot be switched off), so the
+    // page is told to take the native path (the choice itself, no MSE -> native, is a unit test).
     const wk = await WebKit.launch({ settings: { 'autoplay-policy': 'allow', 'media-playback-requires-user-gesture': false }, env: { WEBKIT_GST_ENABLE_HLS_SUPPORT: '1' } });
     try {
       const t0 = Date.now();

@@ -71,9 +71,19 @@ describe('watching while uploading', () => {
     const { link, videoId } = await waitForLink(up);
     const viewer = await browser.context.newPage();
     const log: string[] = [];
+    // the page's status polls: one full answer (the parts' times), then only the states
+    const statusQueries: string[] = [];
+    viewer.on('request', (r) => {
+      const url = new URL(r.url());
+      if (url.pathname === `/api/videos/${videoId}/status`) statusQueries.push(url.search);
+    });
     await openWatch(viewer, link, log);
     await viewer.waitForFunction(() => document.querySelector('video')!.currentTime > 3, null, { timeout: 60_000, polling: 200 });
     const playingAfter = Date.now() - t0;
+    for (let i = 0; i < 50 && statusQueries.length < 2; i++) await new Promise((r) => setTimeout(r, 200)); // polls are 2 s apart
+    assert.ok(statusQueries.length >= 2, `status polled ${statusQueries.length} times`);
+    assert.deepEqual(statusQueries.slice(0, 2), ['', '?parts=states'], 'a full status answer first, then the compact one');
+    assert.ok(statusQueries.slice(1).every((q) => q === '?parts=states'), statusQueries.join(' '));
     const status = await getStatus(videoId);
     const vs = await videoState(viewer);
     console.log(

@@ -25,6 +25,9 @@ interface Playback {
   player: string;
   error: string | null;
 }
+/** MiniBrowser settings: the watch page may start playing by itself, as after a tap on a phone. */
+const AUTOPLAY = { 'autoplay-policy': 'allow', 'media-playback-requires-user-gesture': false };
+
 /** A page function: what the `<video>` is doing, and which player the watch page chose. */
 const PLAYBACK_FN = `function playback() {
   const v = document.querySelector('video');
@@ -67,29 +70,36 @@ describe('watch in WebKit', { skip: process.env.SKIP_WEBKIT === '1' && 'SKIP_WEB
     return { up, ...(await waitForLink(up)) };
   }
 
+  /**
+   * Opens `url` in `wk`: it plays while the upload runs, then a seek into the first part not
+   * uploaded yet from 60 % on plays once that part arrives, before natural order gets there.
+   */
+  async function playThenSeekIntoMissingPart(wk: WebKit, url: string, videoId: string, player: string, what: string): Promise<void> {
+    const t0 = Date.now();
+    await wk.goto(url);
+    const first = await waitPlaying(wk, 1, 60_000, `${what}: playing from the start`);
+    assert.equal(first.player, player);
+    let status = await getStatus(videoId);
+    console.log(`webkit ${what}: playing ${Date.now() - t0} ms after opening; ${status.counts.published}/${status.slot_count} parts published`);
+    assert.equal(status.complete, false, 'still uploading while WebKit plays');
+    const targetSlot = status.slots.findIndex((s, i) => i >= Math.floor(status.slot_count * 0.6) && s.state !== 'published');
+    assert.ok(targetSlot >= 0, 'a part left to seek into');
+    const target = status.slots[targetSlot]!.start + 0.5;
+    const tSeek = Date.now();
+    await wk.evaluate('document.querySelector("video").currentTime = arguments[0];', [target]);
+    await waitPlaying(wk, target + 1, 90_000, `${what}: playing after the seek to ${target.toFixed(1)} s (part ${targetSlot})`);
+    status = await getStatus(videoId);
+    console.log(`webkit ${what}: seek to ${target.toFixed(1)} s played after ${((Date.now() - tSeek) / 1000).toFixed(1)} s; ${status.counts.published}/${status.slot_count} published`);
+    assert.equal(status.complete, false, 'the seek played before natural order reached that part');
+  }
+
   it('the MSE path (dash.js) plays while uploading and after a seek into a part not uploaded yet, on every load', { timeout: 420_000 }, async () => {
     const { up, link, videoId } = await slowUpload(150);
     const loads = 3;
     for (let load = 1; load <= loads; load++) {
-      const wk = await WebKit.launch({ settings: { 'autoplay-policy': 'allow', 'media-playback-requires-user-gesture': false } });
+      const wk = await WebKit.launch({ settings: AUTOPLAY });
       try {
-        const t0 = Date.now();
-        await wk.goto(`${link}&player=dash`);
-        const first = await waitPlaying(wk, 1, 60_000, `load ${load}: playing from the start`);
-        assert.equal(first.player, 'dash');
-        let status = await getStatus(videoId);
-        console.log(`webkit load ${load}: playing ${Date.now() - t0} ms after opening; ${status.counts.published}/${status.slot_count} parts published`);
-        assert.equal(status.complete, false, 'still uploading while WebKit plays');
-        // a part not uploaded yet: the last not-published one at or after 60 % of the video
-        const targetSlot = status.slots.findIndex((s, i) => i >= Math.floor(status.slot_count * 0.6) && s.state !== 'published');
-        assert.ok(targetSlot >= 0, 'a part left to seek into');
-        const target = status.slots[targetSlot]!.start + 0.5;
-        const tSeek = Date.now();
-        await wk.evaluate('document.querySelector("video").currentTime = arguments[0];', [target]);
-        await waitPlaying(wk, target + 1, 90_000, `load ${load}: playing after the seek to ${target.toFixed(1)} s (part ${targetSlot})`);
-        status = await getStatus(videoId);
-        console.log(`webkit load ${load}: seek to ${target.toFixed(1)} s played after ${((Date.now() - tSeek) / 1000).toFixed(1)} s; ${status.counts.published}/${status.slot_count} published`);
-        assert.equal(status.complete, false, 'the seek played before natural order reached that part');
+        await playThenSeekIntoMissingPart(wk, `${link}&player=dash`, videoId, 'dash', `load ${load}`);
       } finally {
         await wk.close();
       }
@@ -102,24 +112,9 @@ describe('watch in WebKit', { skip: process.env.SKIP_WEBKIT === '1' && 'SKIP_WEB
     // WebKitGTK's GStreamer HLS is off unless this is set (docs/webkit.md); Safari's is always on.
     // WebKitGTK 2.50 ignores its enable-mediasource setting (MSE cannot be switched off), so the
     // page is told to take the native path (the choice itself, no MSE -> native, is a unit test).
-    const wk = await WebKit.launch({ settings: { 'autoplay-policy': 'allow', 'media-playback-requires-user-gesture': false }, env: { WEBKIT_GST_ENABLE_HLS_SUPPORT: '1' } });
+    const wk = await WebKit.launch({ settings: AUTOPLAY, env: { WEBKIT_GST_ENABLE_HLS_SUPPORT: '1' } });
     try {
-      const t0 = Date.now();
-      await wk.goto(`${link}&player=native`);
-      const p = await waitPlaying(wk, 2, 60_000, 'native HLS playing');
-      assert.equal(p.player, 'native');
-      let status = await getStatus(videoId);
-      console.log(`webkit native HLS: playing ${Date.now() - t0} ms after opening; ${status.counts.published}/${status.slot_count} parts published`);
-      assert.equal(status.complete, false, 'still uploading while native HLS plays');
-      const targetSlot = status.slots.findIndex((s, i) => i >= Math.floor(status.slot_count * 0.6) && s.state !== 'published');
-      assert.ok(targetSlot >= 0, 'a part left to seek into');
-      const target = status.slots[targetSlot]!.start + 0.5;
-      const tSeek = Date.now();
-      await wk.evaluate('document.querySelector("video").currentTime = arguments[0];', [target]);
-      await waitPlaying(wk, target + 1, 90_000, `native HLS: playing after the seek to ${target.toFixed(1)} s (part ${targetSlot})`);
-      status = await getStatus(videoId);
-      console.log(`webkit native HLS: seek to ${target.toFixed(1)} s played after ${((Date.now() - tSeek) / 1000).toFixed(1)} s; ${status.counts.published}/${status.slot_count} published`);
-      assert.equal(status.complete, false, 'the seek played before natural order reached that part');
+      await playThenSeekIntoMissingPart(wk, `${link}&player=native`, videoId, 'native', 'native HLS');
     } finally {
       await wk.close();
     }

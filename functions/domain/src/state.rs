@@ -97,6 +97,8 @@ pub enum StateError {
 /// The whole mutable record of a session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionState {
+    /// Stored as runs of equal states (see [`crate::slot_runs`]).
+    #[serde(with = "crate::slot_runs::slots_field")]
     pub slots: Vec<SlotState>,
     pub created_ms: u64,
     /// Last time an uploader made progress (assignment, upload, publication).
@@ -686,7 +688,10 @@ mod tests {
         let mut s = SessionState::new(3, 5);
         s.mark_failed(1, "wrong tfdt".into()).unwrap();
         let json = serde_json::to_string(&s).unwrap();
-        assert!(json.contains("\"state\":\"failed\""));
+        assert!(
+            json.contains(r#""runs":[[1,"p"],[1,"f","wrong tfdt"],[1,"p"]]"#),
+            "{json}"
+        );
         let back: SessionState = serde_json::from_str(&json).unwrap();
         assert_eq!(back, s);
     }

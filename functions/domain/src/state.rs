@@ -308,6 +308,22 @@ impl SessionState {
             .collect()
     }
 
+    /// What a viewer's new window on `window` re-queues on the priority lane:
+    /// its uploaded, unchecked slots whose job went to the normal lane, each
+    /// with the version reported for it.
+    pub fn normal_lane_uploads_among(
+        &self,
+        window: std::ops::Range<usize>,
+    ) -> Vec<(usize, Vec<String>)> {
+        self.uploaded_among(window)
+            .into_iter()
+            .filter_map(|slot| match self.uploads.get(&slot) {
+                Some(u) if u.lane == Lane::Priority => None,
+                upload => Some((slot, upload.map(|u| u.etags.clone()).unwrap_or_default())),
+            })
+            .collect()
+    }
+
     /// The worker accepted the slot's segments. Returns false if it already was published.
     pub fn mark_published(&mut self, slot: usize, now_ms: u64) -> Result<bool, StateError> {
         self.check_slot(slot)?;
@@ -630,6 +646,15 @@ mod tests {
         s.mark_uploaded(5, v("a"), 0, &[]).unwrap();
         s.mark_published(5, 0).unwrap();
         assert_eq!(s.uploaded_among(3..6), vec![4]);
+        let mut w = ViewerWindows::default();
+        seek(&mut w, 6, 0);
+        s.mark_uploaded(6, v("b"), 0, &w.active(0, &P)).unwrap();
+        s.mark_uploaded(7, v("c"), 0, &[]).unwrap();
+        assert_eq!(
+            s.normal_lane_uploads_among(3..9),
+            vec![(4, v("a")), (7, v("c"))],
+            "slot 6's job is on the priority lane already"
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use chunkstream::config::Config;
 use chunkstream::counting::CountingStore;
 use chunkstream::memory::{MemoryQueue, MemoryStore};
 use chunkstream::queue::Job;
-use chunkstream::sessions::Sessions;
+use chunkstream::sessions::{self, Sessions};
 use chunkstream::worker::Worker;
 use chunkstream_domain::plan::PlanLimits;
 use chunkstream_domain::state::SlotState;
@@ -235,6 +235,13 @@ async fn viewer_reads(slots: usize) -> Vec<(&'static str, u64, u64, usize)> {
         .await;
     assert!(code.is_success(), "{code}");
 
+    let stored = |key: String| f.memory.object(&key).map_or(0, |body| body.len());
+    eprintln!(
+        "{slots} slots: state.json {} B, published.json {} B, windows.json {} B",
+        stored(sessions::state_key(&id)),
+        stored(sessions::published_state_key(&id)),
+        stored(sessions::windows_key(&id)),
+    );
     let mut table = Vec::new();
     macro_rules! measure {
         ($name:expr, $call:expr) => {{

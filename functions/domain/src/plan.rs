@@ -557,6 +557,23 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn no_configured_limit_lets_a_plan_past_the_stored_records_slot_bound() {
+        let mut plan = sample_plan();
+        let template = plan.slots[0].clone();
+        plan.slots = vec![template; MAX_PLAN_SLOTS + 1];
+        let unlimited = PlanLimits {
+            max_slots: usize::MAX,
+            ..PlanLimits::default()
+        };
+        match plan.validate(&unlimited) {
+            Err(PlanError::CapsExceeded(why)) => {
+                assert!(why.contains(&format!("at most {MAX_PLAN_SLOTS}")), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn an_oversize_segment_exceeds_the_caps() {
         let mut plan = sample_plan();
         plan.slots[1].tracks[0].size = PlanLimits::default().max_segment_bytes + 1;

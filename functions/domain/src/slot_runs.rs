@@ -140,23 +140,12 @@ fn check_count(count: usize, max: usize) -> Result<(), SlotRunsError> {
     Ok(())
 }
 
-/// Its letter, as in the status answer's `states`.
-fn letter(state: &SlotState) -> &'static str {
-    match state {
-        SlotState::Pending => "p",
-        SlotState::Assigned { .. } => "a",
-        SlotState::Uploaded { .. } => "u",
-        SlotState::Published { .. } => "P",
-        SlotState::Failed { .. } => "f",
-    }
-}
-
 impl Serialize for SlotRun {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let detail_len = usize::from(!matches!(self.state, SlotState::Pending));
         let mut run = serializer.serialize_tuple(2 + detail_len)?;
         run.serialize_element(&self.length)?;
-        run.serialize_element(letter(&self.state))?;
+        run.serialize_element(&self.state.letter())?;
         match &self.state {
             SlotState::Pending => {}
             SlotState::Assigned {
@@ -189,6 +178,7 @@ impl<'de> Visitor<'de> for SlotRunVisitor {
         let length: usize = seq
             .next_element()?
             .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+        // a String, not a char: a longer string is refused by the match below, not by serde
         let letter: String = seq
             .next_element()?
             .ok_or_else(|| de::Error::invalid_length(1, &self))?;

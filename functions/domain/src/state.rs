@@ -27,6 +27,17 @@ impl SlotState {
             SlotState::Failed { .. } => "failed",
         }
     }
+
+    /// Its letter: in the status answer's `states` and in the stored runs (`slot_runs`).
+    pub fn letter(&self) -> char {
+        match self {
+            SlotState::Pending => 'p',
+            SlotState::Assigned { .. } => 'a',
+            SlotState::Uploaded { .. } => 'u',
+            SlotState::Published { .. } => 'P',
+            SlotState::Failed { .. } => 'f',
+        }
+    }
 }
 
 pub use crate::windows::PriorityWindow;

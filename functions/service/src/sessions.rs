@@ -2,10 +2,11 @@
 //!
 //! ```text
 //! v/{id}/session.json          immutable: plan, hash of the upload secret (written If-None-Match)
-//! v/{id}/state.json            mutable: slot states, leases, uploads, inits — written (If-Match ETag)
-//!                              by the uploader's calls and the worker only
-//! v/{id}/published.json        mutable: which slots/inits are public, refusals, complete,
-//!                              finalised — written (If-Match ETag) by the worker only
+//! v/{id}/state.json            mutable: slot states (as runs), leases, uploads, inits — written
+//!                              (If-Match ETag) by the uploader's calls only
+//! v/{id}/published.json        mutable: which slots (as ranges) and inits are public, refusals,
+//!                              complete, finalised — written (If-Match ETag) by the worker (and
+//!                              by the API publishing an init on a viewer's miss)
 //! v/{id}/windows.json          mutable: the viewers' priority windows — written (If-Match /
 //!                              If-None-Match) by viewers' hints only; absent until the first hint
 //! v/{id}/manifest.mpd          written once at creation

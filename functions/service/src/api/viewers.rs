@@ -367,19 +367,6 @@ pub(crate) enum SlotPhase {
     Failed,
 }
 
-impl SlotPhase {
-    /// Its letter in [`StatusAnswer::states`].
-    fn letter(self) -> char {
-        match self {
-            Self::Pending => 'p',
-            Self::Assigned => 'a',
-            Self::Uploaded => 'u',
-            Self::Published => 'P',
-            Self::Failed => 'f',
-        }
-    }
-}
-
 impl From<&SlotState> for SlotPhase {
     fn from(slot: &SlotState) -> Self {
         match slot {
@@ -480,11 +467,7 @@ pub(crate) async fn status(
     let ((s, _), windows) =
         tokio::try_join!(state.sessions.state(&id), state.sessions.windows(&id))?;
     let active = windows.active(state.sessions.now_ms(), &state.config.policy);
-    let states = s
-        .slots
-        .iter()
-        .map(|slot| SlotPhase::from(slot).letter())
-        .collect();
+    let states = s.slots.iter().map(SlotState::letter).collect();
     let slots = if full {
         let times = record.plan.slot_times();
         s.slots

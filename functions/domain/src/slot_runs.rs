@@ -70,7 +70,43 @@ pub struct SlotRun {
 #[serde(deny_unknown_fields)]
 pub struct EncodedSlots {
     pub count: usize,
+    #[serde(deserialize_with = "at_most_max_plan_slots")]
     pub runs: Vec<SlotRun>,
+}
+
+/// A list with more entries than any plan has slots is refused as it is read
+/// (each run or range holds at least one slot), so a record of millions of
+/// tiny runs never becomes a vector of them.
+fn at_most_max_plan_slots<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Bounded<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Bounded<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "a list of at most {MAX_PLAN_SLOTS} entries")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut entries = Vec::new();
+            while let Some(entry) = seq.next_element()? {
+                if entries.len() == MAX_PLAN_SLOTS {
+                    return Err(de::Error::custom(SlotRunsError::TooManySlots {
+                        count: MAX_PLAN_SLOTS + 1,
+                        max: MAX_PLAN_SLOTS,
+                    }));
+                }
+                entries.push(entry);
+            }
+            Ok(entries)
+        }
+    }
+
+    deserializer.deserialize_seq(Bounded(std::marker::PhantomData))
 }
 
 /// Whether `next` continues the run holding `current` (published slots always do).
@@ -242,18 +278,8 @@ pub mod slots_field {
         }
 
         /// The form before runs: one object per slot.
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut slots = Vec::new();
-            while let Some(slot) = seq.next_element()? {
-                if slots.len() == MAX_PLAN_SLOTS {
-                    return Err(de::Error::custom(SlotRunsError::TooManySlots {
-                        count: MAX_PLAN_SLOTS + 1,
-                        max: MAX_PLAN_SLOTS,
-                    }));
-                }
-                slots.push(slot);
-            }
-            Ok(slots)
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            at_most_max_plan_slots(de::value::SeqAccessDeserializer::new(seq))
         }
     }
 }
@@ -264,6 +290,7 @@ pub mod slots_field {
 pub struct EncodedFlags {
     pub count: usize,
     /// `[start, end)` of each run of published slots, in order, not touching.
+    #[serde(deserialize_with = "at_most_max_plan_slots")]
     pub ranges: Vec<(usize, usize)>,
 }
 
@@ -633,6 +660,21 @@ mod tests {
             decode_slots(r#"{"count": 0, "runs": []}"#).unwrap(),
             Vec::new()
         );
+        // more runs than any plan has slots: refused while they are read
+        let many_runs = format!(
+            r#"{{"count": 1, "runs": [{}]}}"#,
+            vec![r#"[1,"p"]"#; MAX_PLAN_SLOTS + 1].join(",")
+        );
+        assert!(decode_slots(&many_runs)
+            .unwrap_err()
+            .contains("no plan has more than"));
+        let many_ranges = format!(
+            r#"{{"count": 1, "ranges": [{}]}}"#,
+            vec!["[0,1]"; MAX_PLAN_SLOTS + 1].join(",")
+        );
+        assert!(decode_flags(&many_ranges)
+            .unwrap_err()
+            .contains("no plan has more than"));
         // the form before runs is bounded too
         let too_long = format!(
             "[{}]",

@@ -41,6 +41,8 @@ use crate::state::SlotState;
 pub enum SlotRunsError {
     #[error("{count} slots declared; no plan has more than {max}")]
     TooManySlots { count: usize, max: usize },
+    #[error("more than {max} entries in a list of slots, runs or ranges")]
+    TooManyEntries { max: usize },
     #[error("run {index} is empty")]
     EmptyRun { index: usize },
     #[error("the runs cover {covered} slots, the record declares {declared}")]
@@ -95,8 +97,7 @@ where
             let mut entries = Vec::new();
             while let Some(entry) = seq.next_element()? {
                 if entries.len() == MAX_PLAN_SLOTS {
-                    return Err(de::Error::custom(SlotRunsError::TooManySlots {
-                        count: MAX_PLAN_SLOTS + 1,
+                    return Err(de::Error::custom(SlotRunsError::TooManyEntries {
                         max: MAX_PLAN_SLOTS,
                     }));
                 }
@@ -667,14 +668,14 @@ mod tests {
         );
         assert!(decode_slots(&many_runs)
             .unwrap_err()
-            .contains("no plan has more than"));
+            .contains("more than 100000 entries"));
         let many_ranges = format!(
             r#"{{"count": 1, "ranges": [{}]}}"#,
             vec!["[0,1]"; MAX_PLAN_SLOTS + 1].join(",")
         );
         assert!(decode_flags(&many_ranges)
             .unwrap_err()
-            .contains("no plan has more than"));
+            .contains("more than 100000 entries"));
         // the form before runs is bounded too
         let too_long = format!(
             "[{}]",
@@ -682,7 +683,7 @@ mod tests {
         );
         assert!(decode_slots(&too_long)
             .unwrap_err()
-            .contains("no plan has more than"));
+            .contains("more than 100000 entries"));
 
         for (bad, why) in [
             (

@@ -12,5 +12,6 @@ pub mod previews;
 pub mod published;
 pub mod scheduler;
 pub mod segment_check;
+pub mod slot_runs;
 pub mod state;
 pub mod windows;

@@ -104,6 +104,11 @@ pub struct SegmentPlan {
     pub slots: Vec<SlotPlan>,
 }
 
+/// No plan has more slots than this, whatever `PlanLimits::max_slots` is
+/// configured to: the bound a stored record's slot count is checked against
+/// before anything is allocated for it.
+pub const MAX_PLAN_SLOTS: usize = 100_000;
+
 /// Server-side limits on what a plan may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlanLimits {
@@ -202,11 +207,11 @@ impl SegmentPlan {
         if self.slots.is_empty() {
             return Err(Invalid("the plan has no slots".into()));
         }
-        if self.slots.len() > limits.max_slots {
+        let max_slots = limits.max_slots.min(MAX_PLAN_SLOTS);
+        if self.slots.len() > max_slots {
             return Err(CapsExceeded(format!(
-                "{} slots; at most {} are allowed",
+                "{} slots; at most {max_slots} are allowed",
                 self.slots.len(),
-                limits.max_slots
             )));
         }
         let video_tracks = self
@@ -549,6 +554,23 @@ pub(crate) mod tests {
             sample_plan().validate(&limits),
             Err(PlanError::CapsExceeded(_))
         ));
+    }
+
+    #[test]
+    fn no_configured_limit_lets_a_plan_past_the_stored_records_slot_bound() {
+        let mut plan = sample_plan();
+        let template = plan.slots[0].clone();
+        plan.slots = vec![template; MAX_PLAN_SLOTS + 1];
+        let unlimited = PlanLimits {
+            max_slots: usize::MAX,
+            ..PlanLimits::default()
+        };
+        match plan.validate(&unlimited) {
+            Err(PlanError::CapsExceeded(why)) => {
+                assert!(why.contains(&format!("at most {MAX_PLAN_SLOTS}")), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

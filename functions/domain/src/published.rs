@@ -22,7 +22,9 @@ pub struct Refusal {
 /// The worker's record of one video.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishState {
-    /// One character per slot: `1` published, `0` not (20 000 slots: 20 kB).
+    /// One character per slot: `1` published, `0` not. Stored as the
+    /// published ranges (see [`crate::slot_runs`]).
+    #[serde(with = "crate::slot_runs::flags_field")]
     pub published: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub failed: BTreeMap<usize, Refusal>,

@@ -27,6 +27,17 @@ impl SlotState {
             SlotState::Failed { .. } => "failed",
         }
     }
+
+    /// Its letter: in the status answer's `states` and in the stored runs (`slot_runs`).
+    pub fn letter(&self) -> char {
+        match self {
+            SlotState::Pending => 'p',
+            SlotState::Assigned { .. } => 'a',
+            SlotState::Uploaded { .. } => 'u',
+            SlotState::Published { .. } => 'P',
+            SlotState::Failed { .. } => 'f',
+        }
+    }
 }
 
 pub use crate::windows::PriorityWindow;
@@ -97,6 +108,8 @@ pub enum StateError {
 /// The whole mutable record of a session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionState {
+    /// Stored as runs of equal states (see [`crate::slot_runs`]).
+    #[serde(with = "crate::slot_runs::slots_field")]
     pub slots: Vec<SlotState>,
     pub created_ms: u64,
     /// Last time an uploader made progress (assignment, upload, publication).
@@ -303,6 +316,22 @@ impl SessionState {
     pub fn uploaded_among(&self, window: std::ops::Range<usize>) -> Vec<usize> {
         window
             .filter(|s| matches!(self.slots.get(*s), Some(SlotState::Uploaded { .. })))
+            .collect()
+    }
+
+    /// What a viewer's new window on `window` re-queues on the priority lane:
+    /// its uploaded, unchecked slots whose job went to the normal lane, each
+    /// with the version reported for it.
+    pub fn normal_lane_uploads_among(
+        &self,
+        window: std::ops::Range<usize>,
+    ) -> Vec<(usize, Vec<String>)> {
+        self.uploaded_among(window)
+            .into_iter()
+            .filter_map(|slot| match self.uploads.get(&slot) {
+                Some(u) if u.lane == Lane::Priority => None,
+                upload => Some((slot, upload.map(|u| u.etags.clone()).unwrap_or_default())),
+            })
             .collect()
     }
 
@@ -628,6 +657,15 @@ mod tests {
         s.mark_uploaded(5, v("a"), 0, &[]).unwrap();
         s.mark_published(5, 0).unwrap();
         assert_eq!(s.uploaded_among(3..6), vec![4]);
+        let mut w = ViewerWindows::default();
+        seek(&mut w, 6, 0);
+        s.mark_uploaded(6, v("b"), 0, &w.active(0, &P)).unwrap();
+        s.mark_uploaded(7, v("c"), 0, &[]).unwrap();
+        assert_eq!(
+            s.normal_lane_uploads_among(3..9),
+            vec![(4, v("a")), (7, v("c"))],
+            "slot 6's job is on the priority lane already"
+        );
     }
 
     #[test]
@@ -686,7 +724,10 @@ mod tests {
         let mut s = SessionState::new(3, 5);
         s.mark_failed(1, "wrong tfdt".into()).unwrap();
         let json = serde_json::to_string(&s).unwrap();
-        assert!(json.contains("\"state\":\"failed\""));
+        assert!(
+            json.contains(r#""runs":[[1,"p"],[1,"f","wrong tfdt"],[1,"p"]]"#),
+            "{json}"
+        );
         let back: SessionState = serde_json::from_str(&json).unwrap();
         assert_eq!(back, s);
     }

@@ -2,10 +2,11 @@
 //!
 //! ```text
 //! v/{id}/session.json          immutable: plan, hash of the upload secret (written If-None-Match)
-//! v/{id}/state.json            mutable: slot states, leases, uploads, inits — written (If-Match ETag)
-//!                              by the uploader's calls and the worker only
-//! v/{id}/published.json        mutable: which slots/inits are public, refusals, complete,
-//!                              finalised — written (If-Match ETag) by the worker only
+//! v/{id}/state.json            mutable: slot states (as runs), leases, uploads, inits — written
+//!                              (If-Match ETag) by the uploader's calls only
+//! v/{id}/published.json        mutable: which slots (as ranges) and inits are public, refusals,
+//!                              complete, finalised — written (If-Match ETag) by the worker (and
+//!                              by the API publishing an init on a viewer's miss)
 //! v/{id}/windows.json          mutable: the viewers' priority windows — written (If-Match /
 //!                              If-None-Match) by viewers' hints only; absent until the first hint
 //! v/{id}/manifest.mpd          written once at creation
@@ -187,6 +188,10 @@ pub struct Sessions {
 
 const MAX_CACHED_RECORDS: usize = 256;
 
+/// A stored record larger than this is corrupt: `state.json` of the largest
+/// plan in the form before runs (~50 B per slot) is well under it.
+pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
+
 /// Conditional-write attempts on `state.json` before the caller gets a 503.
 const MAX_STATE_ATTEMPTS: u32 = 25;
 /// … and on `windows.json` (a hint lost to another viewer's is cheap to drop).
@@ -357,6 +362,15 @@ impl Sessions {
         let Some(obj) = self.store.get(key).await? else {
             return Ok(None);
         };
+        if obj.body.len() > MAX_RECORD_BYTES {
+            return Err(SessionError::Corrupt {
+                key: key.to_string(),
+                detail: format!(
+                    "{} bytes, more than the {MAX_RECORD_BYTES} a record may have",
+                    obj.body.len()
+                ),
+            });
+        }
         let value = serde_json::from_slice(&obj.body).map_err(|e| SessionError::Corrupt {
             key: key.to_string(),
             detail: e.to_string(),
@@ -397,7 +411,34 @@ impl Sessions {
             Some((p, _)) => p,
             None => PublishState::from_legacy(&uploader.0),
         };
+        check_same_slot_count(&published_key, &uploader.0, &worker)?;
         Ok((uploader, worker))
+    }
+
+    /// What a viewer's new window on `window` re-queues on the priority lane
+    /// (see [`SessionState::normal_lane_uploads_among`], on the merged view).
+    /// Reads `state.json`, and `published.json` only if that finds any: the
+    /// merge only ever takes slots out of "uploaded", so without a candidate in
+    /// the uploader's record there is none in the merged view either.
+    pub async fn requeue_candidates(
+        &self,
+        video_id: &str,
+        window: std::ops::Range<usize>,
+    ) -> Result<Vec<(usize, Vec<String>)>, SessionError> {
+        let (uploader, _) = self.upload_state(video_id).await?;
+        if uploader
+            .normal_lane_uploads_among(window.clone())
+            .is_empty()
+        {
+            return Ok(Vec::new());
+        }
+        let published_key = published_state_key(video_id);
+        let worker = match self.read_json::<PublishState>(&published_key).await? {
+            Some((p, _)) => p,
+            None => PublishState::from_legacy(&uploader),
+        };
+        check_same_slot_count(&published_key, &uploader, &worker)?;
+        Ok(uploader.merged(&worker).normal_lane_uploads_among(window))
     }
 
     /// The merged view of both records (2 GETs, together), with the ETag of `state.json`.
@@ -577,6 +618,25 @@ impl Sessions {
         }
         Err(SessionError::Contention(key.to_string()))
     }
+}
+
+/// Both records were created from one plan: a different slot count means one is corrupt.
+fn check_same_slot_count(
+    published_key: &str,
+    uploader: &SessionState,
+    worker: &PublishState,
+) -> Result<(), SessionError> {
+    if uploader.slots.len() == worker.slot_count() {
+        return Ok(());
+    }
+    Err(SessionError::Corrupt {
+        key: published_key.to_string(),
+        detail: format!(
+            "{} slots, state.json has {}",
+            worker.slot_count(),
+            uploader.slots.len()
+        ),
+    })
 }
 
 /// Backs off a little, with jitter, before re-reading after a lost race.

@@ -1,8 +1,10 @@
 //! What a viewer's request reads from the object store on a 20,000-slot video
 //! (the plan limit) against a 100-slot one, on the in-memory fakes: the
 //! [state under load] issue asks that viewer paths do not grow with the slot
-//! count. Prints the table (docs/benchmarks.md quotes it) and pins the paths
-//! that are flat; the ones that are not are listed there as work left.
+//! count. Both videos have the same shape: a natural-order upload 30 % done
+//! with parts in flight at its frontier, and two islands where viewers seeked.
+//! Prints the table (docs/benchmarks.md quotes it) and pins every viewer path
+//! flat.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -18,13 +20,15 @@ use chunkstream::config::Config;
 use chunkstream::counting::CountingStore;
 use chunkstream::memory::{MemoryQueue, MemoryStore};
 use chunkstream::queue::Job;
-use chunkstream::sessions::Sessions;
+use chunkstream::sessions::{self, Sessions};
 use chunkstream::worker::Worker;
 use chunkstream_domain::plan::PlanLimits;
+use chunkstream_domain::state::SlotState;
 use common::*;
 
 struct Fakes {
     memory: Arc<MemoryStore>,
+    clock: Arc<ManualClock>,
     store: Arc<CountingStore>,
     queue: Arc<MemoryQueue>,
     state: AppState,
@@ -44,7 +48,7 @@ impl Fakes {
         let store = Arc::new(CountingStore::new(memory.clone()));
         let queue = Arc::new(MemoryQueue::new());
         let clock = Arc::new(ManualClock::at(SystemClock.now_ms()));
-        let sessions = Sessions::with_clock(store.clone(), clock);
+        let sessions = Sessions::with_clock(store.clone(), clock.clone());
         let config = Config {
             // a held miss re-checks every 50 ms: two checks
             segment_hold: Duration::from_millis(100),
@@ -65,6 +69,7 @@ impl Fakes {
         };
         Self {
             memory,
+            clock,
             store,
             queue,
             state,
@@ -103,8 +108,99 @@ impl Fakes {
     }
 }
 
+fn etags(slot: usize) -> Vec<String> {
+    vec![format!("\"{slot:032x}\""), format!("\"{:032x}\"", slot + 1)]
+}
+
+/// Builds the shape on video `id` of `count` slots: slots 0..30 % published in
+/// natural order (slot 0 through the API already), an island of 6 published
+/// parts at 50 % and at 75 % (viewers seeked there), and at the frontier 4
+/// parts reported uploaded (one refused and leased again, one published by the
+/// worker since the uploader last wrote) and 3 more leased. Returns the frontier.
+async fn natural_upload_with_islands(f: &Fakes, id: &str, count: usize) -> usize {
+    let sessions = &f.state.sessions;
+    let policy = f.state.config.policy;
+    let frontier = count * 3 / 10;
+    // (parts leased and reported together, published by the worker afterwards)
+    let mut batches: Vec<(std::ops::Range<usize>, bool)> = Vec::new();
+    for island in [count / 2, count * 3 / 4] {
+        batches.push((island..island + 6, true));
+    }
+    let steps = 20;
+    for step in 0..steps {
+        let from = 1 + (frontier - 1) * step / steps;
+        let to = 1 + (frontier - 1) * (step + 1) / steps;
+        batches.push((from..to, true));
+    }
+    batches.push((frontier..frontier + 4, false));
+    for (batch, publish) in batches {
+        f.clock.advance(1_000);
+        let now = sessions.now_ms();
+        sessions
+            .update_state(id, |s| {
+                for slot in batch.clone() {
+                    s.slots[slot] = SlotState::Assigned {
+                        lease_expires_ms: now + policy.lease_ms,
+                    };
+                    s.mark_uploaded(slot, etags(slot), now, &[]).unwrap();
+                }
+                Ok::<_, std::convert::Infallible>(((), true))
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        if publish {
+            for slot in batch {
+                f.clock.advance(10);
+                let now = sessions.now_ms();
+                sessions
+                    .update_published(id, |p| {
+                        p.mark_published(slot, now).map(|changed| ((), changed))
+                    })
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+        }
+    }
+    // the worker refuses one of the frontier's uploads; the uploader leases the next parts
+    // (the refused one first); then the worker publishes another
+    sessions
+        .update_published(id, |p| {
+            p.mark_failed(
+                frontier + 2,
+                "track 0: wrong tfdt".into(),
+                etags(frontier + 2),
+            )
+            .map(|changed| ((), changed))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let now = sessions.now_ms();
+    sessions
+        .update_state(id, |s| {
+            let picks = s.assign(4, now, &policy, &[]);
+            assert_eq!(picks[0].slot, frontier + 2, "the refused part first");
+            Ok::<_, std::convert::Infallible>(((), true))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    sessions
+        .update_published(id, |p| {
+            p.mark_published(frontier + 1, now)
+                .map(|changed| ((), changed))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    frontier
+}
+
 /// (path, bytes read, reads, JSON answer bytes) of each viewer path, on a video of
-/// `slots` slots whose first slot is published and another viewer watches the middle.
+/// `slots` slots of the shape [`natural_upload_with_islands`] makes, whose middle
+/// another viewer watches.
 async fn viewer_reads(slots: usize) -> Vec<(&'static str, u64, u64, usize)> {
     let f = Fakes::new();
     let media = media();
@@ -129,8 +225,9 @@ async fn viewer_reads(slots: usize) -> Vec<(&'static str, u64, u64, usize)> {
     }
     report_uploaded(&f, &id, &secret, 0).await;
     f.drain().await;
+    let frontier = natural_upload_with_islands(&f, &id, slots).await;
     // another viewer's window in the middle, so the windows record is not empty
-    let middle = slots / 2;
+    let middle = slots / 2 + 6;
     let hint = |viewer: &str, slot: usize| format!(r#"{{"slot": {slot}, "viewer": "{viewer}"}}"#);
     let prioritize_uri = format!("/api/videos/{id}/prioritize");
     let (code, _) = f
@@ -138,6 +235,13 @@ async fn viewer_reads(slots: usize) -> Vec<(&'static str, u64, u64, usize)> {
         .await;
     assert!(code.is_success(), "{code}");
 
+    let stored = |key: String| f.memory.object(&key).map_or(0, |body| body.len());
+    eprintln!(
+        "{slots} slots: state.json {} B, published.json {} B, windows.json {} B",
+        stored(sessions::state_key(&id)),
+        stored(sessions::published_state_key(&id)),
+        stored(sessions::windows_key(&id)),
+    );
     let mut table = Vec::new();
     macro_rules! measure {
         ($name:expr, $call:expr) => {{
@@ -154,7 +258,7 @@ async fn viewer_reads(slots: usize) -> Vec<(&'static str, u64, u64, usize)> {
         }};
     }
     let far = slots - 1;
-    let (code, _) = measure!(
+    let (code, full) = measure!(
         "status",
         f.call("GET", &format!("/api/videos/{id}/status"), None, None)
             .await
@@ -173,28 +277,53 @@ async fn viewer_reads(slots: usize) -> Vec<(&'static str, u64, u64, usize)> {
     assert!(code.is_success(), "{code}");
     let states = compact["states"].as_str().unwrap();
     assert_eq!(states.len(), slots);
-    assert!(
-        states.starts_with('P'),
-        "slot 0 is published: {}",
-        &states[..8]
+    assert_eq!(full["states"].as_str(), Some(states));
+    let island = |at: usize| &states[at..at + 6];
+    assert_eq!(island(slots / 2), "PPPPPP");
+    assert_eq!(island(slots * 3 / 4), "PPPPPP");
+    assert!(states[..frontier].chars().all(|c| c == 'P'), "{states}");
+    assert_eq!(
+        &states[frontier..frontier + 8],
+        "uPauaaap",
+        "uploaded, published since, refused and leased again, uploaded, leased"
     );
-    assert!(
-        states[1..].chars().all(|c| c == 'p' || c == 'a'),
-        "the rest waits"
-    );
+    assert_eq!(full["counts"]["published"], frontier + 1 + 12);
     assert_eq!(compact["slots"].as_array().unwrap().len(), 0);
-    let (code, _) = measure!(
-        "prioritize (new window)",
+    let (code, answer) = measure!(
+        "prioritize (new window, nothing uploaded)",
         f.call("POST", &prioritize_uri, None, Some(&hint("v1", far)))
             .await
     );
     assert!(code.is_success(), "{code}");
+    assert_eq!(answer["requeued"], serde_json::json!([]), "{answer}");
+    let (code, answer) = measure!(
+        "prioritize (new window on uploads)",
+        f.call("POST", &prioritize_uri, None, Some(&hint("v2", frontier)))
+            .await
+    );
+    assert!(code.is_success(), "{code}");
+    assert_eq!(
+        answer["requeued"],
+        serde_json::json!([frontier, frontier + 3]),
+        "the uploaded parts, not the one published since nor the refused one: {answer}"
+    );
     let (code, _) = measure!(
         "prioritize (same again)",
         f.call("POST", &prioritize_uri, None, Some(&hint("v1", far)))
             .await
     );
     assert!(code.is_success(), "{code}");
+    let (code, _) = measure!(
+        "segment miss (opens a window)",
+        f.call(
+            "GET",
+            &format!("/v/{id}/seg/0/{}.m4s?viewer=v3", slots * 3 / 4 + 6),
+            None,
+            None
+        )
+        .await
+    );
+    assert_eq!(code.as_u16(), 404);
     let (code, _) = measure!(
         "segment miss (held 0.1 s)",
         f.call(
@@ -222,16 +351,16 @@ async fn viewer_reads(slots: usize) -> Vec<(&'static str, u64, u64, usize)> {
 }
 
 #[tokio::test]
-async fn on_a_20000_slot_video_segment_reads_and_repeated_hints_read_what_they_read_on_100_slots() {
+async fn on_a_20000_slot_video_every_viewer_path_reads_about_what_it_reads_on_100_slots() {
     let small = viewer_reads(100).await;
     let big = viewer_reads(20_000).await;
     eprintln!(
-        "{:28} {:>22} {:>22} {:>7} {:>22}",
+        "{:42} {:>22} {:>22} {:>7} {:>22}",
         "viewer path", "read, 100 slots", "read, 20000 slots", "ratio", "JSON answer 100 / 20000"
     );
     for ((path, s, sr, sa), (_, b, br, ba)) in small.iter().zip(&big) {
         eprintln!(
-            "{path:28} {s:>11} B ({sr} reads) {b:>11} B ({br} reads) {:>7.1} {sa:>10} / {ba:>9} B",
+            "{path:42} {s:>11} B ({sr} reads) {b:>11} B ({br} reads) {:>7.2} {sa:>10} / {ba:>9} B",
             *b as f64 / (*s).max(1) as f64
         );
     }
@@ -248,6 +377,22 @@ async fn on_a_20000_slot_video_segment_reads_and_repeated_hints_read_what_they_r
         assert_eq!(bytes(&big, path), bytes(&small, path), "{path}");
     }
     assert_eq!(bytes(&big, "prioritize (same again)"), 0);
+    // The paths that read the records: what grows is only the numbers in them
+    // (slot indices, run lengths), not one entry per slot.
+    for path in [
+        "status",
+        "status (parts=states)",
+        "prioritize (new window, nothing uploaded)",
+        "prioritize (new window on uploads)",
+        "segment miss (opens a window)",
+    ] {
+        let (small, big) = (bytes(&small, path), bytes(&big, path));
+        assert!(small > 0, "{path} reads the records");
+        assert!(
+            big <= small * 11 / 10 && big < 4_000,
+            "{path}: {small} B at 100 slots, {big} B at 20,000"
+        );
+    }
     // What a polling viewer downloads: one byte per part (plus a fixed part), not ~50.
     let answer = |table: &[(&str, u64, u64, usize)], path: &str| {
         table.iter().find(|(p, ..)| *p == path).unwrap().3

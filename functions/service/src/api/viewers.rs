@@ -69,8 +69,9 @@ pub(crate) struct Hinted {
 /// A viewer needs `slot` soon: opens, moves or refreshes that viewer's
 /// window, unless the gate or the viewer's own window says it is not needed.
 /// Costs: nothing when covered or limited; 1 GET + (at most) 1 conditional
-/// PUT of `windows.json` otherwise, plus a GET of `state.json` and one SQS send
-/// per requeued slot when a window opens or moves.
+/// PUT of `windows.json` otherwise, plus a GET of `state.json` when a window
+/// opens or moves (and of `published.json` if the window has uploaded parts),
+/// and one SQS send per requeued slot.
 pub(crate) async fn apply_hint(
     state: &AppState,
     record: &SessionRecord,
@@ -128,27 +129,27 @@ pub(crate) async fn apply_hint(
     let mut requeued = Vec::new();
     if let Some(windows) = written {
         state.events.changed(id, windows);
-        let (s, _) = state.sessions.state(id).await?;
         // Only jobs that went to the normal lane need a priority copy.
-        requeued = s
-            .uploaded_among(window[0]..window[0] + window.len())
-            .into_iter()
-            .filter(|slot| s.uploads.get(slot).is_none_or(|u| u.lane == Lane::Normal))
-            .collect();
-        for &slot in &requeued {
+        let candidates = state
+            .sessions
+            .requeue_candidates(
+                id,
+                window
+                    .first()
+                    .map_or(0..0, |&first| first..first + window.len()),
+            )
+            .await?;
+        for (slot, etags) in candidates {
             state
                 .queue
                 .enqueue(&Job {
                     video_id: id.to_string(),
                     slot,
                     lane: Lane::Priority,
-                    etags: s
-                        .uploads
-                        .get(&slot)
-                        .map(|u| u.etags.clone())
-                        .unwrap_or_default(),
+                    etags,
                 })
                 .await?;
+            requeued.push(slot);
         }
     }
     Ok(Hinted {
@@ -366,19 +367,6 @@ pub(crate) enum SlotPhase {
     Failed,
 }
 
-impl SlotPhase {
-    /// Its letter in [`StatusAnswer::states`].
-    fn letter(self) -> char {
-        match self {
-            Self::Pending => 'p',
-            Self::Assigned => 'a',
-            Self::Uploaded => 'u',
-            Self::Published => 'P',
-            Self::Failed => 'f',
-        }
-    }
-}
-
 impl From<&SlotState> for SlotPhase {
     fn from(slot: &SlotState) -> Self {
         match slot {
@@ -479,11 +467,7 @@ pub(crate) async fn status(
     let ((s, _), windows) =
         tokio::try_join!(state.sessions.state(&id), state.sessions.windows(&id))?;
     let active = windows.active(state.sessions.now_ms(), &state.config.policy);
-    let states = s
-        .slots
-        .iter()
-        .map(|slot| SlotPhase::from(slot).letter())
-        .collect();
+    let states = s.slots.iter().map(SlotState::letter).collect();
     let slots = if full {
         let times = record.plan.slot_times();
         s.slots

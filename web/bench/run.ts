@@ -14,7 +14,7 @@
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { bundleForPage } from '../e2e/helpers/bundle.ts';
 import type { BrowserContext, Page } from 'playwright-core';
 import { getStatus, rendererRss } from '../e2e/helpers/app.ts';
 import { BASE_URL, launch } from '../e2e/helpers/browser.ts';
@@ -941,17 +941,7 @@ async function bench9(b: Browsers, m: Media): Promise<void> {
 // ---- 5: segmentation throughput and memory ----------------------------------------------------
 
 async function segmentBundle(): Promise<string> {
-  const r = await build({
-    entryPoints: [join(here, 'segment-page.ts')],
-    bundle: true,
-    write: false,
-    format: 'iife',
-    platform: 'browser',
-    target: ['chrome110'],
-    define: { 'process.env.NODE_ENV': '"production"' },
-    logLevel: 'warning',
-  });
-  return r.outputFiles[0]!.text;
+  return bundleForPage(join(here, 'segment-page.ts'));
 }
 
 async function bench5(context: BrowserContext, userDataDir: string, m: Media): Promise<void> {

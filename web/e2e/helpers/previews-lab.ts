@@ -1,24 +1,16 @@
 /** Node side of the previews lab page script (helpers/previews-entry.ts). */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import type { Page } from 'playwright-core';
 import type { LabResult } from './previews-entry.ts';
 import { BASE_URL } from './browser.ts';
+import { bundleForPage } from './bundle.ts';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 
 /** helpers/previews-entry.ts bundled for a page (an IIFE defining `previewsLab`). */
 export async function labScript(): Promise<string> {
-  const out = await build({
-    entryPoints: [join(here, 'previews-entry.ts')],
-    bundle: true,
-    write: false,
-    format: 'iife',
-    platform: 'browser',
-    logLevel: 'warning',
-  });
-  return out.outputFiles[0]!.text;
+  return bundleForPage(join(here, 'previews-entry.ts'));
 }
 
 /** Builds and sends the previews of `file` from a page of the runner's origin. */

@@ -8,7 +8,7 @@ import { Pacer } from './lib/pacer.ts';
 import { previewSideUploads } from './lib/previews.ts';
 import { DEFAULT_PLAN_OPTIONS, defaultPlanOptions, planSegments, validatePlan } from './lib/planner.ts';
 import type { Plan, PlanOptions, PlanTrackInput } from './lib/planner.ts';
-import { sessionRequest } from './lib/request.ts';
+import { matchSessionOffsets, sessionRequest } from './lib/request.ts';
 import { Segmenter } from './lib/segmenter.ts';
 import { forgetSession, forgetSessionsOf, loadSession, saveSession } from './lib/session-store.ts';
 import type { StoredSession } from './lib/session-store.ts';
@@ -339,6 +339,8 @@ async function handleFile(file: File, opts: StartOptions = {}): Promise<void> {
     try {
       resumedStatus = await api.status(stored.videoId);
       if (resumedStatus.slot_count !== plan.slots.length) throw new ApiError(409, 'mismatch', 'different plan');
+      // its manifests carry the offsets it was created with: the parts still to send must match them
+      if (!matchSessionOffsets(analysis.tracks, stored.ptos)) throw new ApiError(409, 'mismatch', 'different presentation offsets');
       initUploads = resumedStatus.complete ? [] : (await api.freshInitUploads(stored.videoId, stored.secret)).init_uploads;
     } catch (e) {
       if (e instanceof ApiError && e.status < 500) {
@@ -379,6 +381,7 @@ async function handleFile(file: File, opts: StartOptions = {}): Promise<void> {
         totalBytes: plan.totalBytes,
         options: plan.options,
         createdAt: new Date().toISOString(),
+        ptos: body.tracks.map((t) => t.presentation_time_offset),
       };
       initUploads = res.init_uploads;
       saveSession(fingerprint, stored);

@@ -14,7 +14,7 @@ import { MediaFileError } from '../src/lib/errors.ts';
 import { fragmentSize } from '../src/lib/fragment-size.ts';
 import { planSegments, validatePlan } from '../src/lib/planner.ts';
 import type { Plan } from '../src/lib/planner.ts';
-import { sessionRequest } from '../src/lib/request.ts';
+import { matchSessionOffsets, sessionRequest } from '../src/lib/request.ts';
 import { Segmenter, SegmentSizeMismatch } from '../src/lib/segmenter.ts';
 import { checkSegment } from './helpers/fmp4check.ts';
 import { keyframeTimes, makeClip, makeTempDir, packetHashes, sh, videoFrameCount } from './helpers/media.ts';
@@ -479,6 +479,30 @@ describe('segmentation of real files', () => {
     assert.equal(Math.min(...output.dts), 0, 'no sample decodes before 0');
     const fromStart = (ts: number[]): number[] => ts.map((t) => t - ts[0]!);
     assert.deepEqual(fromStart(output.pts), fromStart(source.pts), 'every frame presented when the source presents it');
+  });
+
+  it('a resumed session keeps the offsets it was created with: folded, not folded (stored before folding), or refused', async () => {
+    const { blob, analysis } = await load(files.fast!);
+    const plan = planSegments(analysis.tracks, { targetDuration: 4 });
+    const folded = await new Segmenter(blob, analysis, plan).build(1, 0);
+    // created by this version: PTOs [0, 1024] stored, the fold stays
+    assert.equal(matchSessionOffsets(analysis.tracks, [0, 1024]), true);
+    assert.deepEqual(analysis.tracks.map((t) => t.compositionShift), [1024, 0]);
+    // stored before edits were folded (no PTOs kept): its MPD says PTO 1024 for the video, so the
+    // parts still to send carry the offsets as they are in the file
+    assert.equal(matchSessionOffsets(analysis.tracks, undefined), true);
+    assert.deepEqual(analysis.tracks.map((t) => t.compositionShift), [0, 0]);
+    const unfolded = await new Segmenter(blob, analysis, plan).build(1, 0);
+    const trun = (b: Uint8Array): number => Buffer.from(b).indexOf('trun');
+    const firstOffset = (b: Uint8Array): number => new DataView(b.buffer, b.byteOffset).getInt32(trun(b) + 28);
+    assert.equal(firstOffset(unfolded) - firstOffset(folded), 1024, 'the same part, its offsets not shifted');
+    assert.equal(unfolded.byteLength, folded.byteLength, 'same planned size either way');
+    // offsets no analysis of this file gives, or not one per track: not this session
+    assert.equal(matchSessionOffsets(analysis.tracks, [512, 1024]), false);
+    assert.equal(matchSessionOffsets(analysis.tracks, [0]), false);
+    assert.equal(matchSessionOffsets(analysis.tracks, 'x' as unknown as number[]), false);
+    assert.equal(matchSessionOffsets(analysis.tracks, [0, 1024]), true); // back to folded
+    assert.deepEqual(analysis.tracks.map((t) => t.compositionShift), [1024, 0]);
   });
 
   it('ffmpeg accepts the per-track outputs as a fragmented MP4', async () => {

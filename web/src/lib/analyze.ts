@@ -412,7 +412,7 @@ function handleEditList(trak: Trak): { pto: number; editList: AnalyzedTrack['edi
  * Only an edit no larger than the first sample's composition offset (the B-frame delay ffmpeg
  * writes), so no presentation time becomes negative; anything else keeps the PTO.
  */
-function foldedEdit(kind: TrackKind, editList: AnalyzedTrack['editList'], pto: number, samples: SampleStore): number {
+export function foldedEdit(kind: TrackKind, editList: AnalyzedTrack['editList'], pto: number, samples: SampleStore): number {
   if (kind !== 'video' || editList !== 'stripped' || pto <= 0 || samples.count === 0) return 0;
   return (samples.cto[0] ?? 0) >= pto ? pto : 0;
 }

@@ -1,4 +1,5 @@
-import type { Analysis } from './analyze.ts';
+import { foldedEdit } from './analyze.ts';
+import type { Analysis, AnalyzedTrack } from './analyze.ts';
 import type { CreateSessionRequest, PlanTrackJson } from './api.ts';
 import type { Plan } from './planner.ts';
 
@@ -33,4 +34,24 @@ export function sessionRequest(analysis: Analysis, plan: Plan, fingerprint: stri
     tracks,
     slots: plan.slots.map((s) => ({ tracks: s.tracks.map((x) => ({ start: x.start, duration: x.duration, size: x.size })) })),
   };
+}
+
+/**
+ * Resuming: makes the fragments agree with the presentation time offsets the session was created
+ * with (its MPD and playlists carry them). A session stored before edits were folded into
+ * composition offsets has no `sentPtos`: each track's whole edit was its PTO, so nothing is folded
+ * for it. False when the offsets cannot be matched (the session is not this file's).
+ */
+export function matchSessionOffsets(tracks: AnalyzedTrack[], sentPtos: readonly number[] | undefined): boolean {
+  // stored in localStorage: anything but one number per track is not this session's
+  if (sentPtos !== undefined && (!Array.isArray(sentPtos) || sentPtos.length !== tracks.length || !sentPtos.every(Number.isInteger))) return false;
+  const shifts: number[] = [];
+  for (const [i, t] of tracks.entries()) {
+    const shift = t.pto - (sentPtos?.[i] ?? t.pto);
+    // either nothing folded, or exactly the fold the analysis finds possible for this track
+    if (shift !== 0 && shift !== foldedEdit(t.kind, t.editList, t.pto, t.samples)) return false;
+    shifts.push(shift);
+  }
+  tracks.forEach((t, i) => (t.compositionShift = shifts[i]!));
+  return true;
 }

@@ -12,6 +12,8 @@ export interface StoredSession {
   totalBytes: number;
   options: PlanOptions;
   createdAt: string;
+  /** presentation_time_offset sent per track (absent: stored before edits were folded) */
+  ptos?: number[];
 }
 
 const PREFIX = 'chunkstream:session:';

@@ -163,7 +163,7 @@ pub async fn upload(args: UploadArgs, stop: CancellationToken) -> Result<(), Cli
         .metadata()
         .map_err(|e| CliError::Io(e.to_string()))?
         .len();
-    let analysis = analyze(&file, size)?;
+    let mut analysis = analyze(&file, size)?;
     let analyzed_ms = ms(started);
     let fp = fingerprint(&file, size, &name)?;
     let fingerprinted_ms = ms(started);
@@ -204,10 +204,13 @@ pub async fn upload(args: UploadArgs, stop: CancellationToken) -> Result<(), Cli
         eprintln!("{name}: {}", describe(&analysis, &plan));
     }
 
-    if stored
-        .as_ref()
-        .is_some_and(|s| s.slot_count != plan.slots.len() || s.total_bytes != plan.total_bytes)
-    {
+    // a resumed session's manifests carry the offsets it was created with: the parts still
+    // to send must match them (else it is not this file's session)
+    if stored.as_ref().is_some_and(|s| {
+        s.slot_count != plan.slots.len()
+            || s.total_bytes != plan.total_bytes
+            || !analysis.match_session_offsets(s.ptos.as_deref())
+    }) {
         store.forget(&fp, api.base());
         stored = None;
     }
@@ -229,6 +232,18 @@ pub async fn upload(args: UploadArgs, stop: CancellationToken) -> Result<(), Cli
     let session = match stored {
         Some(s) => s,
         None => {
+            // a stored session given up above may have changed what is folded: back to what
+            // this request says (made from this analysis, so it always fits)
+            let sent: Vec<u64> = request
+                .tracks
+                .iter()
+                .map(|t| t.presentation_time_offset)
+                .collect();
+            if !analysis.match_session_offsets(Some(&sent)) {
+                return Err(CliError::Internal(
+                    "the new session's offsets do not fit the file".into(),
+                ));
+            }
             let res = api
                 .create_session(&request, args.key.as_deref())
                 .await
@@ -246,6 +261,7 @@ pub async fn upload(args: UploadArgs, stop: CancellationToken) -> Result<(), Cli
                 target_duration: plan.options.target_duration,
                 max_segment_bytes: plan.options.max_segment_bytes,
                 created_at_unix: now_unix(),
+                ptos: Some(sent),
             };
             if let Err(e) = store.save(&fp, &s) {
                 reporter.say("warning", &format!("could not save the session for resuming ({e}); an interrupted upload will start over"));

@@ -49,6 +49,9 @@ pub struct StoredSession {
     pub target_duration: f64,
     pub max_segment_bytes: u64,
     pub created_at_unix: u64,
+    /// presentation_time_offset sent per track (absent: stored before edits were folded)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ptos: Option<Vec<u64>>,
 }
 
 pub struct SessionStore {

@@ -65,6 +65,45 @@ pub struct Analysis {
     pub moov_bytes: u64,
 }
 
+impl Analysis {
+    /// Resuming: makes the fragments agree with the presentation_time_offset each track's
+    /// session was created with (its MPD and playlists carry them). `sent` is what was
+    /// stored with the session; a session stored before edits were folded has none: each
+    /// track's whole edit was its PTO, so nothing is folded for it. False, with nothing
+    /// changed, when the offsets cannot be matched (the session is not this file's).
+    pub fn match_session_offsets(&mut self, sent: Option<&[u64]>) -> bool {
+        if sent.is_some_and(|s| s.len() != self.tracks.len()) {
+            return false;
+        }
+        let mut shifts = Vec::with_capacity(self.tracks.len());
+        for (i, t) in self.tracks.iter().enumerate() {
+            let pto = t.input.pto;
+            let Some(shift) = pto.checked_sub(sent.map_or(pto, |s| s[i])) else {
+                return false;
+            };
+            // the fold this track allows, read from its offsets as the file has them
+            let possible = if t.composition_shift > 0 {
+                t.composition_shift
+            } else {
+                folded_edit(t.input.kind, t.edit_list, pto, &t.cts_offsets)
+            };
+            if shift != 0 && shift != possible {
+                return false;
+            }
+            shifts.push(shift);
+        }
+        for (t, shift) in self.tracks.iter_mut().zip(shifts) {
+            // both are at most the first offset, an i32 (folded_edit)
+            let delta = shift as i64 - t.composition_shift as i64;
+            for c in &mut t.cts_offsets {
+                *c = (i64::from(*c) - delta).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+            }
+            t.composition_shift = shift;
+        }
+        true
+    }
+}
+
 fn corrupt_moov() -> MediaError {
     MediaError::corrupt("The file is damaged: its movie header ('moov' box) cannot be read.")
 }
@@ -702,6 +741,72 @@ pub fn analyze(file: &File, file_size: u64) -> Result<Analysis, MediaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::planner::SampleTable;
+
+    /// A track as analyze_file leaves it: its offsets folded when its edit allows.
+    fn track(kind: TrackKind, pto: u64, edit: EditList, file_offsets: &[i32]) -> SourceTrack {
+        let shift = folded_edit(kind, edit, pto, file_offsets);
+        SourceTrack {
+            input: PlanTrackInput {
+                id: 1,
+                kind,
+                timescale: 15_360,
+                pto,
+                samples: SampleTable::with_capacity(0),
+            },
+            info: EntryInfo {
+                codec: "test".into(),
+                width: None,
+                height: None,
+                sample_rate: None,
+                channels: None,
+            },
+            edit_list: edit,
+            offsets: Vec::new(),
+            cts_offsets: file_offsets.iter().map(|c| c - shift as i32).collect(),
+            composition_shift: shift,
+            init_segment: Vec::new(),
+            language: None,
+            label: None,
+            default: false,
+        }
+    }
+
+    fn analysis(tracks: Vec<SourceTrack>) -> Analysis {
+        Analysis {
+            file_size: 0,
+            duration: 0.0,
+            tracks,
+            ignored: Vec::new(),
+            moov_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn a_resumed_session_keeps_the_offsets_it_was_created_with() {
+        let file = [1024, 3072, 0, 512];
+        let mut a = analysis(vec![
+            track(TrackKind::Video, 1024, EditList::Stripped, &file),
+            track(TrackKind::Audio, 1024, EditList::Stripped, &[0, 0]),
+        ]);
+        assert_eq!(a.tracks[0].cts_offsets, [0, 2048, -1024, -512]);
+        // created by this version: the fold stays
+        assert!(a.match_session_offsets(Some(&[0, 1024])));
+        assert_eq!(a.tracks[0].cts_offsets, [0, 2048, -1024, -512]);
+        // stored before edits were folded: its MPD has PTO 1024, the parts keep the file's offsets
+        assert!(a.match_session_offsets(None));
+        assert_eq!(a.tracks[0].cts_offsets, file);
+        assert_eq!(a.tracks[0].composition_shift, 0);
+        // offsets this file cannot have, or not one per track: refused, nothing changed
+        assert!(!a.match_session_offsets(Some(&[512, 1024])));
+        assert!(!a.match_session_offsets(Some(&[0])));
+        assert!(!a.match_session_offsets(Some(&[2048, 1024])));
+        assert_eq!(a.tracks[0].cts_offsets, file);
+        // and back to folded
+        assert!(a.match_session_offsets(Some(&[0, 1024])));
+        assert_eq!(a.tracks[0].cts_offsets, [0, 2048, -1024, -512]);
+        assert_eq!(a.tracks[0].composition_shift, 1024);
+    }
 
     #[test]
     fn a_b_frame_delay_edit_of_a_video_is_folded_into_its_composition_offsets() {

@@ -14,6 +14,20 @@ pub struct EntryInfo {
     pub channels: Option<u32>,
 }
 
+#[cfg(test)]
+impl EntryInfo {
+    /// A sample entry that says nothing but its codec string (unit tests' tracks).
+    pub fn bare(codec: &str) -> Self {
+        Self {
+            codec: codec.into(),
+            width: None,
+            height: None,
+            sample_rate: None,
+            channels: None,
+        }
+    }
+}
+
 const VISUAL_ENTRY_HEADER: usize = 78;
 const AUDIO_ENTRY_HEADER: usize = 28;
 

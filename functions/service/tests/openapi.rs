@@ -6,6 +6,8 @@
 //! schema is checked by web/test/openapi.test.ts (an npm validator).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,12 +18,9 @@ use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use chunkstream::api::{app, AppState};
 use chunkstream::cdn::NoCdn;
-use chunkstream::config::Config;
 use chunkstream::memory::{MemoryQueue, MemoryStore};
 use chunkstream::owner::{self, OwnerConfig};
 use chunkstream::sessions::Sessions;
-use chunkstream_domain::plan::PlanLimits;
-use chunkstream_domain::state::SchedulePolicy;
 use http_body_util::BodyExt;
 use serde_json::Value;
 
@@ -33,18 +32,7 @@ const UPDATE_VAR: &str = "CHUNKSTREAM_UPDATE_OPENAPI";
 fn router() -> Router {
     let store = Arc::new(MemoryStore::new());
     let sessions = Sessions::new(store);
-    let config = Config {
-        bucket: "memory".into(),
-        priority_queue_url: "memory-priority".into(),
-        normal_queue_url: "memory-normal".into(),
-        public_base_url: "http://127.0.0.1:9".into(),
-        s3_public_endpoint: None,
-        presign_ttl: Duration::from_secs(300),
-        segment_hold: chunkstream::config::DEFAULT_SEGMENT_HOLD,
-        session_ttl: Duration::from_secs(3600),
-        limits: PlanLimits::default(),
-        policy: SchedulePolicy::default(),
-    };
+    let config = common::memory_config();
     let state = AppState {
         config: Arc::new(config),
         sessions: sessions.clone(),

@@ -84,13 +84,7 @@ impl TestStack {
             bucket: name.clone(),
             priority_queue_url: queues.priority_queue_url.clone(),
             normal_queue_url: queues.normal_queue_url.clone(),
-            public_base_url: "http://127.0.0.1:9".into(),
-            s3_public_endpoint: None,
-            presign_ttl: Duration::from_secs(300),
-            segment_hold: chunkstream::config::DEFAULT_SEGMENT_HOLD,
-            session_ttl: Duration::from_secs(3600),
-            limits: PlanLimits::default(),
-            policy: SchedulePolicy::default(),
+            ..memory_config()
         };
         tweak(&mut config);
         let sessions = Sessions::new(Arc::new(S3Store::new(clients.s3.clone(), name.clone())));

@@ -63,8 +63,8 @@ if [ "${SKIP_LAMBDA_BUILD:-0}" != 1 ]; then
   if [ "${LAMBDA_FULL_PROFILE:-0}" != 1 ]; then
     export SAM_BUILD_MODE=debug CARGO_LAMBDA_COMPILER=cargo
   fi
-  step "sam build (both Lambda functions)" bash -c 'cd infra && sam build'
-  for f in ApiFunction WorkerFunction; do
+  step "sam build (the Lambda functions)" bash -c 'cd infra && sam build'
+  for f in ApiFunction PriorityFeedFunction WorkerFunction; do
     test -x "infra/.aws-sam/build/$f/bootstrap" || { echo "missing infra/.aws-sam/build/$f/bootstrap" >&2; exit 1; }
   done
   unset SAM_BUILD_MODE CARGO_LAMBDA_COMPILER

@@ -15,7 +15,7 @@ use chunkstream_domain::state::{InitState, Lane};
 
 use crate::inits;
 use crate::queue::Job;
-use crate::sessions::{self, SessionError, Sessions};
+use crate::sessions::{self, SessionError, SessionRecord, Sessions};
 use crate::store::StoreError;
 
 /// How much of a segment is read to check it: the `moof` must fit in here;
@@ -81,10 +81,105 @@ impl Worker {
     /// Processes one job. `Err(Retry)` means "try again later"; everything
     /// that a retry cannot change is an `Ok` outcome or `Err(Fatal)`.
     pub async fn process(&self, job: &Job) -> Result<Outcome, JobError> {
-        let id = job.video_id.as_str();
+        self.process_video(&[job], None)
+            .await
+            .pop()
+            .flatten()
+            .unwrap_or_else(|| Err(JobError::Retry(anyhow::anyhow!("job not started"))))
+    }
+
+    /// Processes a batch's jobs, one video at a time (in the order each video
+    /// first appears), and answers one result per job in the batch's order;
+    /// `None` for a job not started because `deadline` was near.
+    pub async fn process_batch(
+        &self,
+        jobs: &[Job],
+        deadline: Option<Instant>,
+    ) -> Vec<Option<Result<Outcome, JobError>>> {
+        let mut videos: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, job) in jobs.iter().enumerate() {
+            match videos.iter_mut().find(|(id, _)| *id == job.video_id) {
+                Some((_, members)) => members.push(i),
+                None => videos.push((job.video_id.as_str(), vec![i])),
+            }
+        }
+        let mut results: Vec<Option<Result<Outcome, JobError>>> =
+            jobs.iter().map(|_| None).collect();
+        for (_, members) in videos {
+            let group: Vec<&Job> = members.iter().map(|&i| &jobs[i]).collect();
+            for (i, result) in members
+                .into_iter()
+                .zip(self.process_video(&group, deadline).await)
+            {
+                results[i] = result;
+            }
+        }
+        results
+    }
+
+    /// One video's jobs: each slot is checked and copied in turn, then every
+    /// slot copied is marked published in one write of `published.json` (one
+    /// write per batch instead of one per job). A crash before that write
+    /// loses nothing: the redelivered jobs copy the same validated bytes again.
+    async fn process_video(
+        &self,
+        jobs: &[&Job],
+        deadline: Option<Instant>,
+    ) -> Vec<Option<Result<Outcome, JobError>>> {
+        let every = |result: &Result<Outcome, JobError>| -> Vec<Option<Result<Outcome, JobError>>> {
+            jobs.iter().map(|_| Some(shared(result))).collect()
+        };
+        let Some(id) = jobs.first().map(|j| j.video_id.as_str()) else {
+            return Vec::new();
+        };
+        let (record, state) = match self.load_video(id).await {
+            Ok(Some(loaded)) => loaded,
+            Ok(None) => return every(&Ok(Outcome::Dropped("no such video".into()))),
+            Err(e) => return every(&Err(e)),
+        };
+        let mut results: Vec<Option<Result<Outcome, JobError>>> =
+            jobs.iter().map(|_| None).collect();
+        let mut copied: Vec<usize> = Vec::new();
+        for (i, job) in jobs.iter().enumerate() {
+            if deadline
+                .is_some_and(|d| d.saturating_duration_since(Instant::now()) < JOB_TIME_RESERVE)
+            {
+                break;
+            }
+            match self.check_and_copy(id, &record, &state, job).await {
+                Ok(None) => copied.push(i),
+                Ok(Some(outcome)) => results[i] = Some(Ok(outcome)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        if !copied.is_empty() {
+            let slots: Vec<usize> = copied.iter().map(|&i| jobs[i].slot).collect();
+            match self.publish_slots(id, &slots).await {
+                Ok(outcomes) => {
+                    for (i, outcome) in copied.into_iter().zip(outcomes) {
+                        results[i] = Some(outcome);
+                    }
+                }
+                Err(e) => {
+                    let e = Err(e);
+                    for i in copied {
+                        results[i] = Some(shared(&e));
+                    }
+                }
+            }
+        }
+        results
+    }
+
+    /// The session and the worker's record, with the inits published first if
+    /// they are not yet; `None` for an unknown (reaped) video.
+    async fn load_video(
+        &self,
+        id: &str,
+    ) -> Result<Option<(std::sync::Arc<SessionRecord>, PublishState)>, JobError> {
         let record = match self.sessions.load(id).await {
             Ok(r) => r,
-            Err(SessionError::NotFound) => return Ok(Outcome::Dropped("no such video".into())),
+            Err(SessionError::NotFound) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
         // Only the worker's record is read: whether a job is current is
@@ -94,8 +189,23 @@ impl Worker {
             inits::publish_inits(&self.sessions, &record).await?;
             state = self.sessions.publish_state(id).await?;
         }
+        Ok(Some((record, state)))
+    }
+
+    /// Checks one job's tracks and copies them public: `Ok(None)` once copied
+    /// (the slot still has to be marked published), else the job's outcome.
+    async fn check_and_copy(
+        &self,
+        id: &str,
+        record: &SessionRecord,
+        state: &PublishState,
+        job: &Job,
+    ) -> Result<Option<Outcome>, JobError> {
         if job.slot >= state.slot_count() {
-            return Ok(Outcome::Dropped(format!("slot {} out of range", job.slot)));
+            return Ok(Some(Outcome::Dropped(format!(
+                "slot {} out of range",
+                job.slot
+            ))));
         }
         if state.is_published(job.slot) {
             // Redelivered after a crash between publishing the last slot
@@ -106,7 +216,7 @@ impl Worker {
             if !state.complete && state.all_slots_published() {
                 return Err(waiting_for_inits());
             }
-            return Ok(Outcome::AlreadyPublished);
+            return Ok(Some(Outcome::AlreadyPublished));
         }
         let plan = &record.plan;
         let store = self.sessions.store();
@@ -133,15 +243,15 @@ impl Worker {
                 // `uploaded` checked it was there: removed since (reaped, or a
                 // new upload is on its way): nothing to do for this job.
                 None => {
-                    return Ok(Outcome::Dropped(format!(
+                    return Ok(Some(Outcome::Dropped(format!(
                         "stale job: track {} is not in the upload area",
                         track.id
-                    )))
+                    ))))
                 }
                 Some(head) if job.etags.get(index).is_some_and(|e| *e != head.etag) => {
-                    return Ok(Outcome::Dropped(
+                    return Ok(Some(Outcome::Dropped(
                         "stale job: superseded by a newer upload".into(),
-                    ))
+                    )))
                 }
                 Some(head) => {
                     let expected = ExpectedFragment {
@@ -161,7 +271,7 @@ impl Worker {
                 Ok(etag) => {
                     checked.push((from, sessions::published_key(id, index, job.slot), etag))
                 }
-                Err(reason) => return self.refuse(id, job, reason).await,
+                Err(reason) => return self.refuse(id, job, reason).await.map(Some),
             }
         }
         let copies = futures::future::join_all(
@@ -182,19 +292,32 @@ impl Worker {
                 Err(e) => return Err(e.into()),
             }
         }
-        let slot = job.slot;
+        Ok(None)
+    }
+
+    /// Marks the copied slots published in one write, finalises the video if
+    /// that completed it, and answers each slot's outcome.
+    async fn publish_slots(
+        &self,
+        id: &str,
+        slots: &[usize],
+    ) -> Result<Vec<Result<Outcome, JobError>>, JobError> {
         let now = self.sessions.now_ms();
         let (newly, complete, inits_missing) = self
             .sessions
             .update_published(id, |s: &mut PublishState| {
-                let newly = s.mark_published(slot, now)?;
+                let newly = slots
+                    .iter()
+                    .map(|&slot| s.mark_published(slot, now))
+                    .collect::<Result<Vec<bool>, _>>()?;
+                let dirty = newly.iter().any(|n| *n);
                 Ok::<_, chunkstream_domain::state::StateError>((
                     (
                         newly,
                         s.complete && !s.finalised,
                         !s.complete && s.all_slots_published(),
                     ),
-                    newly,
+                    dirty,
                 ))
             })
             .await?
@@ -202,15 +325,19 @@ impl Worker {
         if complete {
             self.finalise(id).await?;
         }
-        if inits_missing {
-            // The slot is public; the redelivery finishes the video once the inits are.
-            return Err(waiting_for_inits());
-        }
-        Ok(if newly {
-            Outcome::Published { complete }
-        } else {
-            Outcome::AlreadyPublished
-        })
+        Ok(newly
+            .into_iter()
+            .map(|newly| {
+                if inits_missing {
+                    // The slot is public; the redelivery finishes the video once the inits are.
+                    Err(waiting_for_inits())
+                } else if newly {
+                    Ok(Outcome::Published { complete })
+                } else {
+                    Ok(Outcome::AlreadyPublished)
+                }
+            })
+            .collect())
     }
 
     async fn refuse(&self, id: &str, job: &Job, reason: String) -> Result<Outcome, JobError> {
@@ -243,6 +370,15 @@ impl Worker {
     }
 }
 
+/// The same result for another job of the batch (errors are not `Clone`).
+fn shared(result: &Result<Outcome, JobError>) -> Result<Outcome, JobError> {
+    match result {
+        Ok(outcome) => Ok(outcome.clone()),
+        Err(JobError::Retry(e)) => Err(JobError::Retry(anyhow::anyhow!("{e:#}"))),
+        Err(JobError::Fatal(e)) => Err(JobError::Fatal(anyhow::anyhow!("{e:#}"))),
+    }
+}
+
 fn waiting_for_inits() -> JobError {
     JobError::Retry(anyhow::anyhow!(
         "every slot is published; waiting for valid init segments"
@@ -259,7 +395,8 @@ fn parse_job(message: &SqsMessage) -> Result<Job, String> {
 /// 128 MiB each) and a state write fit in it with room to spare.
 pub const JOB_TIME_RESERVE: Duration = Duration::from_secs(8);
 
-/// Handles a batch of SQS messages, priority-lane jobs first, and reports
+/// Handles a batch of SQS messages, priority-lane jobs first, one video at a
+/// time (a video's slots are marked published in one write), and reports
 /// the messages to retry. Poison messages are reported too, so they end in
 /// the DLQ. Once less than [`JOB_TIME_RESERVE`] is left before `deadline`
 /// (Lambda's, or the local poller's), no further job is started: the rest
@@ -284,38 +421,45 @@ pub async fn handle_batch(
         )
     });
     let mut response = SqsBatchResponse::default();
-    let mut deferred = 0;
+    let mut fail = |message_id: String| {
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = message_id;
+        response.batch_item_failures.push(failure);
+    };
+    let mut runnable: Vec<(String, Job)> = Vec::with_capacity(jobs.len());
     for (message_id, job) in jobs {
-        let out_of_time = deadline
-            .is_some_and(|d| d.saturating_duration_since(Instant::now()) < JOB_TIME_RESERVE);
-        let failed = match job {
+        match job {
+            Ok(job) => runnable.push((message_id, job)),
             Err(reason) => {
                 tracing::error!(%message_id, %reason, "poison message");
-                true
+                fail(message_id);
             }
-            Ok(_) if out_of_time => {
+        }
+    }
+    let (message_ids, jobs): (Vec<String>, Vec<Job>) = runnable.into_iter().unzip();
+    let results = worker.process_batch(&jobs, deadline).await;
+    let mut deferred = 0;
+    for ((message_id, job), result) in message_ids.into_iter().zip(&jobs).zip(results) {
+        let failed = match result {
+            None => {
                 deferred += 1;
                 true
             }
-            Ok(job) => match worker.process(&job).await {
-                Ok(outcome) => {
-                    tracing::info!(video_id = %job.video_id, slot = job.slot, lane = ?job.lane, ?outcome, "job done");
-                    false
-                }
-                Err(JobError::Retry(e)) => {
-                    tracing::warn!(video_id = %job.video_id, slot = job.slot, error = format!("{e:#}"), "job will be retried");
-                    true
-                }
-                Err(JobError::Fatal(e)) => {
-                    tracing::error!(video_id = %job.video_id, slot = job.slot, error = format!("{e:#}"), "job failed and will not be retried; the reaper re-drives the slot once the cause is fixed");
-                    false
-                }
-            },
+            Some(Ok(outcome)) => {
+                tracing::info!(video_id = %job.video_id, slot = job.slot, lane = ?job.lane, ?outcome, "job done");
+                false
+            }
+            Some(Err(JobError::Retry(e))) => {
+                tracing::warn!(video_id = %job.video_id, slot = job.slot, error = format!("{e:#}"), "job will be retried");
+                true
+            }
+            Some(Err(JobError::Fatal(e))) => {
+                tracing::error!(video_id = %job.video_id, slot = job.slot, error = format!("{e:#}"), "job failed and will not be retried; the reaper re-drives the slot once the cause is fixed");
+                false
+            }
         };
         if failed {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = message_id;
-            response.batch_item_failures.push(failure);
+            fail(message_id);
         }
     }
     if deferred > 0 {

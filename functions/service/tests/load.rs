@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chunkstream::api::AppState;
+use chunkstream::api::{AppState, MAX_PRIORITY_WAIT_MS, PRIORITY_POLL_MS};
 use chunkstream::counting::{CountingQueue, CountingStore};
 use chunkstream::local::{poll_once, PollerSettings};
 use chunkstream::queue::SqsQueues;
@@ -508,7 +508,7 @@ async fn run_load(size: Sizing) {
     );
     // us-east-1 list prices: S3 PUT/COPY/LIST $0.005/1k, GET/HEAD $0.0004/1k; SQS $0.40/M;
     // API Gateway HTTP API $1.00/M; Lambda $0.20/M requests + $0.0000166667/GB-s
-    // (API 256 MB, worker 512 MB as in infra/template.yaml), GB-s from the
+    // (API 256 MB, worker 512 MB, the long poll 128 MB as in infra/template.yaml), GB-s from the
     // measured time of the uploader's calls and of the worker's batches.
     let lat = stats.latency.lock().unwrap().clone();
     let secs_of = |p: &str| lat.get(p).map_or(0.0, |v| v.iter().sum::<f64>() / 1000.0);
@@ -524,8 +524,13 @@ async fn run_load(size: Sizing) {
     let worker_per_part = (jobs / parts) * 0.20e-6
         + busy_us.load(Ordering::Relaxed) as f64 / 1e6 / parts * 0.5 * 0.0000166667;
     let per_part = api_s3_sqs_per_part + api_per_part + worker_per_part;
-    // One priority long poll held open all hour in a 256 MB Lambda (+ its requests at 25 s).
-    let long_poll_hour = 3600.0 * 0.25 * 0.0000166667 + 144.0 * 1.2e-6;
+    // One priority long poll held open all hour in its 128 MB Lambda (PriorityFeedFunction):
+    // its GB-s, its requests (one per 25 s wait, gateway + Lambda) and, while it waits,
+    // one GET of windows.json per PRIORITY_POLL_MS.
+    let polls_per_hour = 3600.0 / (MAX_PRIORITY_WAIT_MS as f64 / 1000.0);
+    let long_poll_hour = 3600.0 * 0.125 * 0.0000166667
+        + polls_per_hour * 1.2e-6
+        + 3600.0 / (PRIORITY_POLL_MS as f64 / 1000.0) * 0.0004e-3;
     println!(
         "per part: S3+SQS ${:.7}, API Lambda+gateway ${:.7}, worker Lambda ${:.7}",
         api_s3_sqs_per_part, api_per_part, worker_per_part

@@ -141,6 +141,36 @@ impl Fakes {
         panic!("jobs never drained: {outcomes:?}");
     }
 
+    /// Like [`Fakes::drain`], but each receive of up to 10 jobs is one batch, as
+    /// Lambda's SQS trigger and the local poller deliver them (`process_batch`).
+    async fn drain_batches(&self) -> BTreeMap<usize, Vec<Outcome>> {
+        let mut outcomes: BTreeMap<usize, Vec<Outcome>> = BTreeMap::new();
+        for _ in 0..100 {
+            let event = self.queue.receive(10);
+            if event.records.is_empty() {
+                return outcomes;
+            }
+            let jobs: Vec<Job> = event
+                .records
+                .iter()
+                .map(|m| serde_json::from_str(m.body.as_deref().unwrap()).unwrap())
+                .collect();
+            let results = self.worker.process_batch(&jobs, None).await;
+            let mut failed = Vec::new();
+            for ((message, job), result) in event.records.iter().zip(&jobs).zip(results) {
+                match result {
+                    Some(Ok(o)) => outcomes.entry(job.slot).or_default().push(o),
+                    Some(Err(JobError::Retry(_))) | None => {
+                        failed.push(message.message_id.clone().unwrap())
+                    }
+                    Some(Err(JobError::Fatal(e))) => panic!("fatal: {e:#}"),
+                }
+            }
+            self.queue.settle(&event, &failed);
+        }
+        panic!("jobs never drained: {outcomes:?}");
+    }
+
     async fn slot_state(&self, id: &str, slot: usize) -> String {
         let (s, _) = self.sessions().state(id).await.unwrap();
         s.slots[slot].name().to_string()
@@ -331,6 +361,77 @@ async fn every_crash_point_of_the_worker_converges_on_redelivery() {
                 })
                 .sum();
             assert_eq!(seen + hidden, slots, "{context}");
+            assert_converged(&f, &id).await;
+        }
+    }
+}
+
+fn published_record_writes(f: &Fakes) -> usize {
+    faults::steps(&f.faults)
+        .iter()
+        .filter(|s| s.ends_with("published.json"))
+        .count()
+}
+
+#[tokio::test]
+async fn a_batch_of_one_videos_jobs_marks_its_slots_published_in_one_write() {
+    let slots = media().plan.slots.len();
+    let inits = media().plan.tracks.len();
+    assert!(slots >= 2);
+    let mut writes = Vec::new();
+    for batched in [false, true] {
+        let f = Fakes::new();
+        let (id, _) = f.uploaded_session().await;
+        faults::arm(&f.faults, None);
+        let outcomes = if batched {
+            f.drain_batches().await
+        } else {
+            f.drain().await
+        };
+        for slot in 0..slots {
+            assert_eq!(
+                published_count(&outcomes[&slot]),
+                1,
+                "{batched}: {outcomes:?}"
+            );
+        }
+        assert_converged(&f, &id).await;
+        writes.push(published_record_writes(&f));
+    }
+    // One write per init and one when finalised either way; per job, or once for the batch.
+    assert_eq!(writes, [inits + slots + 1, inits + 1 + 1]);
+}
+
+#[tokio::test]
+async fn every_crash_point_of_a_batch_converges_on_redelivery() {
+    let clean = Fakes::new();
+    let (_, _) = clean.uploaded_session().await;
+    faults::arm(&clean.faults, None);
+    clean.drain_batches().await;
+    let steps = faults::steps(&clean.faults);
+    let (slots, tracks) = (media().plan.slots.len(), media().plan.tracks.len());
+    // per init: copy + record write; per slot its copies; one record write; finalisation.
+    assert_eq!(
+        steps.len(),
+        tracks * 2 + slots * tracks + 1 + 3,
+        "{steps:#?}"
+    );
+    for mode in [FaultMode::FailBefore, FaultMode::CrashAfter] {
+        for at in 0..steps.len() {
+            let f = Fakes::new();
+            let (id, _) = f.uploaded_session().await;
+            faults::arm(&f.faults, Some((at, mode)));
+            let outcomes = f.drain_batches().await;
+            let context = format!(
+                "{mode:?} at step {at} ({:?}): {outcomes:?}",
+                faults::fired(&f.faults)
+            );
+            assert!(faults::fired(&f.faults).is_some(), "{context}");
+            for slot in 0..slots {
+                // A crash right after the batch's record write hides its outcomes: at most once.
+                let n = outcomes.get(&slot).map_or(0, |o| published_count(o));
+                assert!(n <= 1, "{context}");
+            }
             assert_converged(&f, &id).await;
         }
     }

@@ -102,7 +102,7 @@ fn the_cloud_stack_sets_every_required_variable_and_only_variables_the_code_read
     let global = t["Globals"]["Function"]["Environment"]["Variables"]
         .as_mapping()
         .unwrap();
-    for function in ["ApiFunction", "WorkerFunction"] {
+    for function in ["ApiFunction", "PriorityFeedFunction", "WorkerFunction"] {
         let mut set: BTreeSet<String> = global
             .keys()
             .map(|k| k.as_str().unwrap().to_string())
@@ -217,6 +217,59 @@ fn the_api_timeout_is_above_the_longest_request_and_below_the_gateways() {
 }
 
 #[test]
+fn the_priority_long_poll_runs_the_apis_code_in_its_own_smallest_function() {
+    let t = root();
+    let r = &t["Resources"];
+    let (api, feed) = (&r["ApiFunction"], &r["PriorityFeedFunction"]);
+    // Same code, same Router, same permissions: only the memory (the price of its wait) differs.
+    for key in ["CodeUri", "Timeout", "Role"] {
+        assert_eq!(feed["Properties"][key], api["Properties"][key], "{key}");
+    }
+    assert_eq!(feed["Metadata"], api["Metadata"]);
+    assert_eq!(number(&feed["Properties"]["MemorySize"]), 128);
+    assert!(number(&api["Properties"]["MemorySize"]) > 128);
+
+    // The HTTP API sends exactly the long poll's route there, by the path the Router serves.
+    let route = &r["PriorityFeedRoute"]["Properties"];
+    let key = route["RouteKey"].as_str().unwrap();
+    let (method, path) = key.split_once(' ').unwrap();
+    let doc = chunkstream::openapi::document();
+    let item = doc
+        .paths
+        .paths
+        .get(path)
+        .unwrap_or_else(|| panic!("the Router serves no {path}"));
+    assert_eq!(method, "GET");
+    assert!(
+        item.get.is_some() && item.post.is_none(),
+        "{path}: only the GET long poll"
+    );
+    assert!(path.ends_with("/priority"));
+    assert_eq!(
+        intrinsic(&route["Target"], "Sub"),
+        "integrations/${PriorityFeedIntegration}"
+    );
+    let integration = &r["PriorityFeedIntegration"]["Properties"];
+    assert_eq!(
+        intrinsic(&integration["IntegrationUri"], "GetAtt"),
+        "PriorityFeedFunction.Arn"
+    );
+    for k in ["IntegrationType", "PayloadFormatVersion", "TimeoutInMillis"] {
+        assert_eq!(
+            integration[k], r["HttpApiIntegration"]["Properties"][k],
+            "{k}"
+        );
+    }
+    assert_eq!(
+        intrinsic(
+            &r["PriorityFeedInvokePermission"]["Properties"]["FunctionName"],
+            "Ref"
+        ),
+        "PriorityFeedFunction"
+    );
+}
+
+#[test]
 fn both_lanes_feed_the_worker_with_partial_batch_failures() {
     let t = root();
     let events = t["Resources"]["WorkerFunction"]["Properties"]["Events"]
@@ -251,6 +304,11 @@ fn both_lanes_feed_the_worker_with_partial_batch_failures() {
     let priority = &events[&Value::from("PriorityJobs")]["Properties"];
     assert_eq!(number(&priority["BatchSize"]), 1);
     assert_eq!(number(&priority["MaximumBatchingWindowInSeconds"]), 0);
+    // Natural-order jobs are gathered into batches (one record write per video per batch),
+    // for a few seconds at most.
+    let normal = &events[&Value::from("NormalJobs")]["Properties"];
+    assert_eq!(number(&normal["BatchSize"]), 10);
+    assert!((1..=5).contains(&number(&normal["MaximumBatchingWindowInSeconds"])));
 }
 
 #[test]
@@ -268,7 +326,11 @@ fn sam_builds_each_function_from_its_crate_for_the_architecture_parameter() {
         samconfig.contains("Architecture=x86_64"),
         "samconfig.toml gives build and deploy the same Architecture"
     );
-    for (function, binary) in [("ApiFunction", "api"), ("WorkerFunction", "worker")] {
+    for (function, binary) in [
+        ("ApiFunction", "api"),
+        ("PriorityFeedFunction", "api"),
+        ("WorkerFunction", "worker"),
+    ] {
         let f = &t["Resources"][function];
         assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda");
         assert_eq!(f["Metadata"]["BuildProperties"]["Binary"], binary);

@@ -68,7 +68,7 @@ impl PriorityEvents {
 }
 
 /// How often a waiting long poll re-reads the state (changes made by other processes).
-pub(crate) const PRIORITY_POLL_MS: u64 = 250;
+pub const PRIORITY_POLL_MS: u64 = 250;
 /// The longest request the API serves: a priority long poll's cap. The API
 /// Lambda's timeout (infra/template.yaml) must be above it (pinned by a test).
 pub const MAX_PRIORITY_WAIT_MS: u64 = 25_000;

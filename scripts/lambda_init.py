@@ -17,8 +17,8 @@ Baseline in the same run: `curl` as the "bootstrap", making the same first
 GET /next: the floor of starting a process and reaching the runtime API.
 
 Each figure is measured twice: on a whole core, and in a CPU cgroup limited to
-the share Lambda gives the function's memory size (1 vCPU at 1769 MB, so 256 MB
--> 14.5 %, 512 MB -> 28.9 %), when this machine allows cgroup v1 cpu quotas.
+the share Lambda gives the function's memory size (1 vCPU at 1769 MB, so 128 MB
+-> 7.2 %, 256 MB -> 14.5 %, 512 MB -> 28.9 %), when this machine allows cgroup v1 cpu quotas.
 Prints a table; --out writes the rows as JSON. Standard library only.
 """
 
@@ -261,11 +261,13 @@ def main():
 
     rows = []
     api = ("api bootstrap", [args.api], API_EVENT, "chunkstream-api", 256, check_api)
+    # The same bootstrap as PriorityFeedFunction (infra/template.yaml: 128 MB, the uploaders' long poll).
+    feed = ("api bootstrap as the priority feed", [args.api], API_EVENT, "chunkstream-priority-feed", 128, check_api)
     worker = ("worker bootstrap", [args.worker], WORKER_EVENT, "chunkstream-worker", 512, check_worker)
     baseline = ("baseline: curl's first GET /next", baseline_argv, WORKER_EVENT, "baseline", 256, None)
     # (cpu setting, share of a core or None, cases)
     settings = [("whole core", None, [baseline, api, worker])]
-    for case in (api, worker):
+    for case in (api, feed, worker):
         share = case[4] / 1769
         if cgroup_for(share):
             settings.append((f"{share:.1%} of a core ({case[4]} MB)", share, [baseline, case]))

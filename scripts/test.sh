@@ -64,8 +64,11 @@ if [ "${SKIP_LAMBDA_BUILD:-0}" != 1 ]; then
     export SAM_BUILD_MODE=debug CARGO_LAMBDA_COMPILER=cargo
   fi
   step "sam build (the Lambda functions)" bash -c 'cd infra && sam build'
+  # Functions with the same code share one build directory (ApiFunction-Shared for the API
+  # and the priority feed): follow each function's CodeUri in the built template.
   for f in ApiFunction PriorityFeedFunction WorkerFunction; do
-    test -x "infra/.aws-sam/build/$f/bootstrap" || { echo "missing infra/.aws-sam/build/$f/bootstrap" >&2; exit 1; }
+    dir=$(awk -v f="  $f:" '$0 == f { found = 1 } found && /CodeUri:/ { print $2; exit }' infra/.aws-sam/build/template.yaml)
+    test -n "$dir" && test -x "infra/.aws-sam/build/$dir/bootstrap" || { echo "no bootstrap for $f in infra/.aws-sam/build (CodeUri '$dir')" >&2; exit 1; }
   done
   unset SAM_BUILD_MODE CARGO_LAMBDA_COMPILER
 fi

@@ -73,9 +73,14 @@ describe('watching while uploading', () => {
     const log: string[] = [];
     // the page's status polls: one full answer (the parts' times), then only the states
     const statusQueries: string[] = [];
+    // and that it says it is open (the uploader's feed then watches closely), answered 204
+    const watchingAnswers: number[] = [];
     viewer.on('request', (r) => {
       const url = new URL(r.url());
       if (url.pathname === `/api/videos/${videoId}/status`) statusQueries.push(url.search);
+    });
+    viewer.on('response', (r) => {
+      if (new URL(r.url()).pathname === `/api/videos/${videoId}/watching` && r.request().method() === 'POST') watchingAnswers.push(r.status());
     });
     await openWatch(viewer, link, log);
     await viewer.waitForFunction(() => document.querySelector('video')!.currentTime > 3, null, { timeout: 60_000, polling: 200 });
@@ -84,6 +89,7 @@ describe('watching while uploading', () => {
     assert.ok(statusQueries.length >= 2, `status polled ${statusQueries.length} times`);
     assert.deepEqual(statusQueries.slice(0, 2), ['', '?parts=states'], 'a full status answer first, then the compact one');
     assert.ok(statusQueries.slice(1).every((q) => q === '?parts=states'), statusQueries.join(' '));
+    assert.deepEqual(watchingAnswers, [204], 'one "watching" while uploading (the next is a minute later)');
     const status = await getStatus(videoId);
     const vs = await videoState(viewer);
     console.log(

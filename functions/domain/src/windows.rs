@@ -84,15 +84,34 @@ pub enum HintOutcome {
     Moved,
 }
 
+/// A watch page that said it is open ([`ViewerWindows::watched_ms`]) counts as
+/// watching for this long; the page says so again every minute.
+pub const WATCHING_TTL_MS: u64 = 90_000;
+
 /// Every viewer's window of one video (`v/{id}/windows.json`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ViewerWindows {
     /// Bumped whenever a window opens or moves (uploaders long-poll it).
     pub version: u64,
     pub windows: Vec<PriorityWindow>,
+    /// When a watch page last said it is open (0: never). Not a priority change:
+    /// the version stays; the uploader's feed only watches more closely.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub watched_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ViewerWindows {
+    /// Whether someone may seek soon: a live window, or a watch page open
+    /// within [`WATCHING_TTL_MS`]. The priority feed re-reads quickly only then.
+    pub fn watched(&self, now_ms: u64, policy: &SchedulePolicy) -> bool {
+        now_ms.saturating_sub(self.watched_ms) < WATCHING_TTL_MS
+            || !self.active(now_ms, policy).is_empty()
+    }
+
     /// A fresh window is not rewritten for a hint it already covers until this
     /// share of its time to live has passed.
     fn refresh_after_ms(policy: &SchedulePolicy) -> u64 {
@@ -198,6 +217,24 @@ impl ViewerWindows {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_video_is_watched_while_a_page_said_so_recently_or_a_window_is_live() {
+        let policy = SchedulePolicy::default();
+        let mut w = ViewerWindows::default();
+        assert!(!w.watched(1_000_000, &policy), "never watched");
+        w.watched_ms = 1_000_000;
+        assert!(w.watched(1_000_000 + WATCHING_TTL_MS - 1, &policy));
+        assert!(!w.watched(1_000_000 + WATCHING_TTL_MS, &policy));
+        let now = 5_000_000;
+        w.hint("v1", "", 3, HintKind::Seek, now, &policy);
+        assert!(w.watched(now + policy.window_ttl_ms - 1, &policy));
+        assert!(!w.watched(now + policy.window_ttl_ms.max(WATCHING_TTL_MS), &policy));
+        // Old records (no field) read as never watched, and the field is left out at 0.
+        let old: ViewerWindows = serde_json::from_str(r#"{"version":2,"windows":[]}"#).unwrap();
+        assert_eq!(old.watched_ms, 0);
+        assert!(!serde_json::to_string(&old).unwrap().contains("watched_ms"));
+    }
 
     const P: SchedulePolicy = SchedulePolicy {
         lease_ms: 1_000,

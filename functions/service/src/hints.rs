@@ -22,6 +22,9 @@ pub const VIDEO_HINT_BURST: f64 = 40.0;
 /// Window writes one client (viewer id or address) makes per second and in a burst.
 pub const CLIENT_HINTS_PER_SEC: f64 = 2.0;
 pub const CLIENT_HINT_BURST: f64 = 6.0;
+/// A process records "a watch page is open" for a video at most this often
+/// (`POST …/watching`); the record counts for `WATCHING_TTL_MS` (90 s).
+pub const WATCHING_WRITE_EVERY_MS: u64 = 30_000;
 /// Entries kept before the gate forgets everything (bounded memory under a flood).
 const MAX_ENTRIES: usize = 20_000;
 
@@ -54,6 +57,8 @@ struct Inner {
     /// (video, viewer key) → the window that viewer last wrote.
     windows: HashMap<(String, String), PriorityWindow>,
     buckets: HashMap<String, Bucket>,
+    /// video → when this process last recorded that a watch page is open.
+    watching: HashMap<String, u64>,
 }
 
 /// What the gate says about a hint.
@@ -87,6 +92,14 @@ impl Hinter {
     }
 }
 
+impl Inner {
+    fn forget_all_if_full(&mut self) {
+        if self.windows.len() + self.buckets.len() + self.watching.len() > MAX_ENTRIES {
+            *self = Inner::default();
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct HintGate {
     inner: Mutex<Inner>,
@@ -110,9 +123,7 @@ impl HintGate {
         policy: &SchedulePolicy,
     ) -> Gate {
         let mut inner = self.lock();
-        if inner.windows.len() + inner.buckets.len() > MAX_ENTRIES {
-            *inner = Inner::default();
-        }
+        inner.forget_all_if_full();
         let key = (video.to_string(), who.key());
         if inner
             .windows
@@ -147,6 +158,25 @@ impl HintGate {
         }
         inner.buckets.extend(taken);
         Gate::Pass
+    }
+
+    /// Whether this process should record now that a watch page of `video` is
+    /// open: at most once per [`WATCHING_WRITE_EVERY_MS`] per video, whoever asks.
+    pub fn watching_due(&self, video: &str, now_ms: u64) -> bool {
+        let mut inner = self.lock();
+        inner.forget_all_if_full();
+        match inner.watching.get(video) {
+            Some(&at) if now_ms.saturating_sub(at) < WATCHING_WRITE_EVERY_MS => false,
+            _ => {
+                inner.watching.insert(video.to_string(), now_ms);
+                true
+            }
+        }
+    }
+
+    /// Forgets that a recording was made (it failed: the next call tries again).
+    pub fn watching_failed(&self, video: &str) {
+        self.lock().watching.remove(video);
     }
 
     /// Remembers the window `who` has now (as written or as found).
@@ -213,6 +243,17 @@ mod tests {
             Gate::Pass,
             "tokens come back"
         );
+    }
+
+    #[test]
+    fn a_process_records_an_open_watch_page_at_most_every_30_s_per_video() {
+        let gate = HintGate::default();
+        assert!(gate.watching_due("v", 1_000));
+        assert!(!gate.watching_due("v", 1_000 + WATCHING_WRITE_EVERY_MS - 1));
+        assert!(gate.watching_due("w", 1_000), "another video is apart");
+        assert!(gate.watching_due("v", 1_000 + WATCHING_WRITE_EVERY_MS));
+        gate.watching_failed("v");
+        assert!(gate.watching_due("v", 1_000 + WATCHING_WRITE_EVERY_MS + 1));
     }
 
     #[test]

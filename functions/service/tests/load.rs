@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chunkstream::api::{AppState, MAX_PRIORITY_WAIT_MS, PRIORITY_POLL_MS};
+use chunkstream::api::{
+    AppState, MAX_PRIORITY_WAIT_MS, PRIORITY_POLL_MS, UNWATCHED_PRIORITY_POLL_MS,
+};
 use chunkstream::counting::{CountingQueue, CountingStore};
 use chunkstream::local::{poll_once, PollerSettings};
 use chunkstream::queue::SqsQueues;
@@ -526,11 +528,18 @@ async fn run_load(size: Sizing) {
     let per_part = api_s3_sqs_per_part + api_per_part + worker_per_part;
     // One priority long poll held open all hour in its 128 MB Lambda (PriorityFeedFunction):
     // its GB-s, its requests (one per 25 s wait, gateway + Lambda) and, while it waits,
-    // one GET of windows.json per PRIORITY_POLL_MS.
+    // one GET of windows.json per PRIORITY_POLL_MS (watched) or UNWATCHED_PRIORITY_POLL_MS.
     let polls_per_hour = 3600.0 / (MAX_PRIORITY_WAIT_MS as f64 / 1000.0);
-    let long_poll_hour = 3600.0 * 0.125 * 0.0000166667
-        + polls_per_hour * 1.2e-6
-        + 3600.0 / (PRIORITY_POLL_MS as f64 / 1000.0) * 0.0004e-3;
+    let feed_hour = |every_ms: u64| {
+        3600.0 * 0.125 * 0.0000166667
+            + polls_per_hour * 1.2e-6
+            + 3600.0 / (every_ms as f64 / 1000.0) * 0.0004e-3
+    };
+    let long_poll_hour = feed_hour(PRIORITY_POLL_MS);
+    println!(
+        "priority long poll held all hour: ${long_poll_hour:.4} watched, ${:.4} nobody watching",
+        feed_hour(UNWATCHED_PRIORITY_POLL_MS)
+    );
     println!(
         "per part: S3+SQS ${:.7}, API Lambda+gateway ${:.7}, worker Lambda ${:.7}",
         api_s3_sqs_per_part, api_per_part, worker_per_part
@@ -541,7 +550,7 @@ async fn run_load(size: Sizing) {
         let hour = per_part * parts_per_hour;
         println!(
             "{secs:.0} s parts: ${hour:.4} per video-hour without the long poll ({:.2} × the floor of {:.0} PUTs = ${floor:.4}); \
-             + ${long_poll_hour:.4} for the priority long poll held in Lambda = ${:.4} ({:.2} × floor)",
+             + ${long_poll_hour:.4} for the priority long poll held in Lambda, watched = ${:.4} ({:.2} × floor)",
             hour / floor,
             parts_per_hour * tracks,
             hour + long_poll_hour,

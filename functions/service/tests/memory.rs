@@ -118,32 +118,19 @@ impl Fakes {
         (id, secret)
     }
 
-    /// Delivers queued jobs (priority first) until none is left, redelivering
-    /// the ones that asked to be retried; returns every outcome per slot.
+    /// Delivers queued jobs (priority first) one at a time until none is left,
+    /// redelivering the ones that asked to be retried; returns every outcome per slot.
     async fn drain(&self) -> BTreeMap<usize, Vec<Outcome>> {
-        let mut outcomes: BTreeMap<usize, Vec<Outcome>> = BTreeMap::new();
-        for _ in 0..100 {
-            let event = self.queue.receive(10);
-            if event.records.is_empty() {
-                return outcomes;
-            }
-            let mut failed = Vec::new();
-            for message in &event.records {
-                let job: Job = serde_json::from_str(message.body.as_deref().unwrap()).unwrap();
-                match self.worker.process(&job).await {
-                    Ok(o) => outcomes.entry(job.slot).or_default().push(o),
-                    Err(JobError::Retry(_)) => failed.push(message.message_id.clone().unwrap()),
-                    Err(JobError::Fatal(e)) => panic!("fatal: {e:#}"),
-                }
-            }
-            self.queue.settle(&event, &failed);
-        }
-        panic!("jobs never drained: {outcomes:?}");
+        self.drain_in(false).await
     }
 
     /// Like [`Fakes::drain`], but each receive of up to 10 jobs is one batch, as
     /// Lambda's SQS trigger and the local poller deliver them (`process_batch`).
     async fn drain_batches(&self) -> BTreeMap<usize, Vec<Outcome>> {
+        self.drain_in(true).await
+    }
+
+    async fn drain_in(&self, batched: bool) -> BTreeMap<usize, Vec<Outcome>> {
         let mut outcomes: BTreeMap<usize, Vec<Outcome>> = BTreeMap::new();
         for _ in 0..100 {
             let event = self.queue.receive(10);
@@ -155,7 +142,14 @@ impl Fakes {
                 .iter()
                 .map(|m| serde_json::from_str(m.body.as_deref().unwrap()).unwrap())
                 .collect();
-            let results = self.worker.process_batch(&jobs, None).await;
+            let mut results = Vec::new();
+            if batched {
+                results = self.worker.process_batch(&jobs, None).await;
+            } else {
+                for job in &jobs {
+                    results.push(Some(self.worker.process(job).await));
+                }
+            }
             let mut failed = Vec::new();
             for ((message, job), result) in event.records.iter().zip(&jobs).zip(results) {
                 match result {
@@ -891,6 +885,100 @@ async fn a_poll_woken_by_a_prioritize_in_this_process_answers_without_reading_th
     assert_eq!(calls.get("get"), Some(&4), "{calls:?}");
 }
 
+/// GETs a waiting priority poll makes in `wait_ms` (after the answer's own reads).
+async fn feed_reads_while_waiting(f: &Fakes, id: &str, secret: &str, wait_ms: u64) -> u64 {
+    let (_, first) = f
+        .call(
+            "GET",
+            &format!("/api/videos/{id}/priority"),
+            Some(secret),
+            None,
+        )
+        .await;
+    let version = first["version"].as_u64().unwrap();
+    f.memory.reset_calls();
+    let uri = format!("/api/videos/{id}/priority?after={version}&wait_ms={wait_ms}");
+    let (code, answer) = f.call("GET", &uri, Some(secret), None).await;
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer["version"].as_u64(),
+        Some(version),
+        "nothing changed: {answer}"
+    );
+    f.memory.calls().get("get").copied().unwrap_or(0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_feed_re_reads_every_second_while_nobody_watches_and_every_250_ms_once_a_page_is_open()
+{
+    let f = Fakes::new();
+    let (id, secret, _) = create_session(&f, &synthetic_plan(40)).await;
+    // published.json (complete?) at the start, the windows at each read, then state +
+    // published for the answer: 3 + reads.
+    let unwatched = feed_reads_while_waiting(&f, &id, &secret, 10_000).await;
+    assert!(
+        (12..=14).contains(&unwatched),
+        "{unwatched} GETs in 10 s, nobody watching"
+    );
+
+    let watching = format!("/api/videos/{id}/watching");
+    f.memory.reset_calls();
+    let (code, _) = f.call("POST", &watching, None, None).await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    let calls = f.memory.calls();
+    assert_eq!(
+        (calls.get("get"), calls.get("put")),
+        (Some(&1), Some(&1)),
+        "{calls:?}"
+    );
+    let watched = feed_reads_while_waiting(&f, &id, &secret, 10_000).await;
+    assert!(
+        (42..=44).contains(&watched),
+        "{watched} GETs in 10 s, a page open"
+    );
+
+    // An open page stops counting 90 s after it last said so; a live window counts too.
+    f.clock.advance(90_000);
+    let later = feed_reads_while_waiting(&f, &id, &secret, 2_000).await;
+    assert!(
+        (4..=6).contains(&later),
+        "{later} GETs in 2 s, the page gone"
+    );
+    prioritize_as(&f, &id, 20, "v", "").await;
+    let seeking = feed_reads_while_waiting(&f, &id, &secret, 2_000).await;
+    assert!(
+        (10..=12).contains(&seeking),
+        "{seeking} GETs in 2 s, a live window"
+    );
+}
+
+#[tokio::test]
+async fn an_open_watch_page_is_recorded_at_most_every_30_s_per_process_and_never_moves_a_window() {
+    let f = Fakes::new();
+    let (id, _, _) = create_session(&f, &synthetic_plan(40)).await;
+    let uri = format!("/api/videos/{id}/watching");
+    let mut puts = Vec::new();
+    for advance in [0, 1_000, 28_000, 1_000] {
+        f.clock.advance(advance);
+        f.memory.reset_calls();
+        let (code, _) = f.call("POST", &uri, None, None).await;
+        assert_eq!(code, StatusCode::NO_CONTENT);
+        puts.push(f.memory.calls().get("put").copied().unwrap_or(0));
+    }
+    assert_eq!(puts, [1, 0, 0, 1]);
+    let windows = f.sessions().windows(&id).await.unwrap();
+    assert_eq!(
+        (windows.version, windows.windows.len()),
+        (0, 0),
+        "no priority change"
+    );
+    assert_eq!(windows.watched_ms, f.sessions().now_ms());
+    let (code, body) = f
+        .call("POST", "/api/videos/nosuchvideo1/watching", None, None)
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+}
+
 #[tokio::test]
 async fn a_flood_of_viewer_ids_from_one_client_keeps_its_own_windows_and_is_rate_limited() {
     let f = Fakes::new();
@@ -1072,6 +1160,12 @@ async fn every_api_path_and_job_costs_a_pinned_number_of_requests() {
         "init (release leases)",
         f.call("POST", &init, Some(&secret), Some(release)).await
     );
+    let watching = format!("/api/videos/{id}/watching");
+    measure!("watching", f.call("POST", &watching, None, None).await);
+    measure!(
+        "watching (again within 30 s)",
+        f.call("POST", &watching, None, None).await
+    );
     for slot in 2..last {
         let batch = next(&f, &id, &secret, 1).await;
         f.upload_slot(&batch["assignments"][0], media);
@@ -1160,6 +1254,9 @@ const PINNED_COSTS: &[Cost] = &[
         0,
     ),
     ("init (release leases)", &[("get", 3), ("put", 1)], 0),
+    // windows.json read + write; then nothing from this process for 30 s
+    ("watching", &[("get", 1), ("put", 1)], 0),
+    ("watching (again within 30 s)", &[], 0),
     // "uploaded", then the job in the same call, without the queue: session.json,
     // published.json, ranged GET + copy per track, published.json write; clean-up:
     // incoming/ and live/ (LIST + DELETE each in S3), finalised write

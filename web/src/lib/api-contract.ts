@@ -18,6 +18,8 @@ type Answer<P extends keyof paths, M extends keyof paths[P], S extends number> =
     ? JsonOf<R[S]>
     : never
   : never;
+/** True when a route answers `status` (for answers without a body). */
+type Responds<P extends keyof paths, M extends keyof paths[P], S extends number> = paths[P][M] extends { responses: infer R } ? (S extends keyof R ? true : false) : false;
 /** The JSON body a route takes. */
 type Body<P extends keyof paths, M extends keyof paths[P]> = paths[P][M] extends { requestBody?: infer B } ? JsonOf<NonNullable<B>> : never;
 /** The query parameters a route takes. */
@@ -65,6 +67,7 @@ export type ApiContract = [
   Check<ClientSends<Arg<Api['prioritize'], 1> & { viewer: string }, Body<'/api/videos/{id}/prioritize', 'post'>>>,
   Check<ServerSends<Answer<'/api/videos/{id}/prioritize', 'post', 200>, Returns<Api['prioritize']>>>,
   Check<ServerSends<Answer<'/api/videos/{id}/status', 'get', 200>, Returns<Api['status']>>>,
+  Check<Responds<'/api/videos/{id}/watching', 'post', 204>>,
   // owners (credentials.ts)
   Check<ClientSends<Arg<OwnerApi['createSession'], 0>, Body<'/api/videos', 'post'>>>,
   Check<ServerSends<Answer<'/api/videos', 'post', 201>, Returns<OwnerApi['createSession']>>>,

@@ -70,7 +70,8 @@ export interface paths {
     /**
      * Long poll for uploaders: answers at once when the priority windows differ
      * from version `after` (or the video is complete), otherwise when they
-     * change or `wait_ms` runs out. While it waits it reads only `windows.json`.
+     * change or `wait_ms` runs out. While it waits it reads only `windows.json`:
+     * every 250 ms while the video is watched, every second otherwise.
      */
     get: operations["priority_feed"];
   };
@@ -81,6 +82,16 @@ export interface paths {
   "/api/videos/{id}/status": {
     /** Where the upload is: every part's state (`Cache-Control: public, max-age=1`). */
     get: operations["status"];
+  };
+  "/api/videos/{id}/watching": {
+    /**
+     * A watch page is open: the uploader's priority feed watches for this
+     * video's seeks closely (every 250 ms instead of every second) for the next
+     * 90 s. The watch page says so when it loads and every minute while the video
+     * is still uploading. One process writes it at most every 30 s per video
+     * (`windows.json`, 1 GET + 1 PUT); the other calls cost no S3 request.
+     */
+    post: operations["watching"];
   };
   "/v/{id}/hls/{file}": {
     /** `GET /v/{id}/hls/{track}.m3u8`: one track's HLS media playlist. */
@@ -923,7 +934,8 @@ export interface operations {
   /**
    * Long poll for uploaders: answers at once when the priority windows differ
    * from version `after` (or the video is complete), otherwise when they
-   * change or `wait_ms` runs out. While it waits it reads only `windows.json`.
+   * change or `wait_ms` runs out. While it waits it reads only `windows.json`:
+   * every 250 ms while the video is watched, every second otherwise.
    */
   priority_feed: {
     parameters: {
@@ -1001,6 +1013,30 @@ export interface operations {
         content: {
           "application/json": components["schemas"]["StatusAnswer"];
         };
+      };
+      404: components["responses"]["NotFound"];
+      410: components["responses"]["Gone"];
+      503: components["responses"]["Unavailable"];
+    };
+  };
+  /**
+   * A watch page is open: the uploader's priority feed watches for this
+   * video's seeks closely (every 250 ms instead of every second) for the next
+   * 90 s. The watch page says so when it loads and every minute while the video
+   * is still uploading. One process writes it at most every 30 s per video
+   * (`windows.json`, 1 GET + 1 PUT); the other calls cost no S3 request.
+   */
+  watching: {
+    parameters: {
+      path: {
+        /** @description The video id */
+        id: string;
+      };
+    };
+    responses: {
+      /** @description Noted */
+      204: {
+        content: never;
       };
       404: components["responses"]["NotFound"];
       410: components["responses"]["Gone"];

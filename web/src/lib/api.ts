@@ -263,6 +263,10 @@ export class Api {
     // a hint retried much later would move the window back to an old position: one retry at most
     return this.call('POST', `/api/videos/${encodeURIComponent(id)}/prioritize`, { ...target, viewer }, undefined, undefined, { maxAttempts: 2 });
   }
+  /** This watch page is open (while the video uploads: the uploader's feed then re-reads more often). */
+  watching(id: string): Promise<void> {
+    return this.callOnce('POST', `/api/videos/${encodeURIComponent(id)}/watching`);
+  }
   /** `parts: 'states'`: no `slots`, one letter per part in `states` (1 byte per part, for polling) */
   status(id: string, signal?: AbortSignal, parts: 'full' | 'states' = 'full'): Promise<StatusResponse> {
     const query = parts === 'states' ? '?parts=states' : '';

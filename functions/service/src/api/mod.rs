@@ -67,8 +67,11 @@ impl PriorityEvents {
     }
 }
 
-/// How often a waiting long poll re-reads the state (changes made by other processes).
+/// How often a waiting long poll re-reads the windows (changes made by other
+/// processes) while the video is watched (a watch page open, or a live window).
 pub const PRIORITY_POLL_MS: u64 = 250;
+/// ... and while nobody watches: a quarter of the S3 reads of an unwatched upload.
+pub const UNWATCHED_PRIORITY_POLL_MS: u64 = 1_000;
 /// The longest request the API serves: a priority long poll's cap. The API
 /// Lambda's timeout (infra/template.yaml) must be above it (pinned by a test).
 pub const MAX_PRIORITY_WAIT_MS: u64 = 25_000;
@@ -92,6 +95,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(uploads::next_assignments))
         .routes(routes!(uploads::slot_uploaded))
         .routes(routes!(viewers::prioritize))
+        .routes(routes!(viewers::watching))
         .routes(routes!(viewers::status))
         .routes(routes!(viewers::priority_feed))
         .routes(routes!(playback::manifest))

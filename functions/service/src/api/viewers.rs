@@ -186,7 +186,8 @@ pub(crate) struct PriorityAnswer {
 
 /// Long poll for uploaders: answers at once when the priority windows differ
 /// from version `after` (or the video is complete), otherwise when they
-/// change or `wait_ms` runs out. While it waits it reads only `windows.json`.
+/// change or `wait_ms` runs out. While it waits it reads only `windows.json`:
+/// every 250 ms while the video is watched, every second otherwise.
 #[utoipa::path(
     get,
     path = "/api/videos/{id}/priority",
@@ -259,7 +260,14 @@ pub(crate) async fn priority_feed(
             };
             return Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response());
         }
-        let poll = std::time::Duration::from_millis(PRIORITY_POLL_MS).min(deadline - now);
+        // Nobody watching: nobody to seek soon, so re-read less often (a watch page
+        // says it is open when it loads, so its first seek finds the quick pace).
+        let every = if windows.watched(state.sessions.now_ms(), &policy) {
+            PRIORITY_POLL_MS
+        } else {
+            UNWATCHED_PRIORITY_POLL_MS
+        };
+        let poll = std::time::Duration::from_millis(every).min(deadline - now);
         // Wake on a change to this video in this process, or re-read after `poll`.
         let _ = tokio::time::timeout(poll, async {
             loop {
@@ -351,6 +359,45 @@ pub(crate) async fn prioritize(
         window: hinted.window,
         requeued: hinted.requeued,
     }))
+}
+
+/// A watch page is open: the uploader's priority feed watches for this
+/// video's seeks closely (every 250 ms instead of every second) for the next
+/// 90 s. The watch page says so when it loads and every minute while the video
+/// is still uploading. One process writes it at most every 30 s per video
+/// (`windows.json`, 1 GET + 1 PUT); the other calls cost no S3 request.
+#[utoipa::path(
+    post,
+    path = "/api/videos/{id}/watching",
+    tag = "viewer",
+    params(("id" = String, Path, description = "The video id")),
+    responses(
+        (status = 204, description = "Noted"),
+        crate::openapi::PublicErrors,
+        (status = 410, response = crate::openapi::Gone),
+    )
+)]
+pub(crate) async fn watching(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.sessions.load(&id).await?;
+    let now = state.sessions.now_ms();
+    if state.hints.watching_due(&id, now) {
+        let recorded = state
+            .sessions
+            .update_windows(&id, |w| {
+                let changed = w.watched_ms < now;
+                w.watched_ms = w.watched_ms.max(now);
+                ((), changed)
+            })
+            .await;
+        if let Err(e) = recorded {
+            state.hints.watching_failed(&id);
+            return Err(e.into());
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Where a part is in its life cycle.

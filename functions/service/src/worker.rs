@@ -88,19 +88,21 @@ impl Worker {
             .unwrap_or_else(|| Err(JobError::Retry(anyhow::anyhow!("job not started"))))
     }
 
-    /// Processes a batch's jobs, one video at a time (in the order each video
-    /// first appears), and answers one result per job in the batch's order;
+    /// Processes a batch's jobs, one video and lane at a time (in the order each
+    /// first appears, so a video's normal jobs never go ahead of another video's
+    /// priority job), and answers one result per job in the batch's order;
     /// `None` for a job not started because `deadline` was near.
     pub async fn process_batch(
         &self,
         jobs: &[Job],
         deadline: Option<Instant>,
     ) -> Vec<Option<Result<Outcome, JobError>>> {
-        let mut videos: Vec<(&str, Vec<usize>)> = Vec::new();
+        let mut videos: Vec<((&str, Lane), Vec<usize>)> = Vec::new();
         for (i, job) in jobs.iter().enumerate() {
-            match videos.iter_mut().find(|(id, _)| *id == job.video_id) {
+            let key = (job.video_id.as_str(), job.lane);
+            match videos.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, members)) => members.push(i),
-                None => videos.push((job.video_id.as_str(), vec![i])),
+                None => videos.push((key, vec![i])),
             }
         }
         let mut results: Vec<Option<Result<Outcome, JobError>>> =

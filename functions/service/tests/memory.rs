@@ -397,6 +397,61 @@ async fn a_batch_of_one_videos_jobs_marks_its_slots_published_in_one_write() {
 }
 
 #[tokio::test]
+async fn a_videos_normal_jobs_never_go_ahead_of_another_videos_priority_job_in_a_batch() {
+    let f = Fakes::new();
+    let (a, _) = f.uploaded_session().await;
+    let (b, _) = f.uploaded_session().await;
+    let event = f.queue.receive(10);
+    let jobs: Vec<Job> = event
+        .records
+        .iter()
+        .map(|m| serde_json::from_str(m.body.as_deref().unwrap()).unwrap())
+        .collect();
+    let pick = |id: &str, slot: usize, lane: Lane| {
+        let mut job = jobs
+            .iter()
+            .find(|j| j.video_id == id && j.slot == slot)
+            .unwrap()
+            .clone();
+        job.lane = lane;
+        job
+    };
+    // As handle_batch sorts them: priority first.
+    let batch = [
+        pick(&a, 0, Lane::Priority),
+        pick(&b, 0, Lane::Priority),
+        pick(&a, 1, Lane::Normal),
+    ];
+    faults::arm(&f.faults, None);
+    let results = f.worker.process_batch(&batch, None).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Some(Ok(Outcome::Published { .. })))),
+        "{results:?}"
+    );
+    let media_copies: Vec<String> = faults::steps(&f.faults)
+        .into_iter()
+        .filter(|s| s.starts_with("copy incoming/") && !s.contains("/init/"))
+        .collect();
+    let order: Vec<(bool, usize)> = media_copies
+        .iter()
+        .step_by(media().plan.tracks.len())
+        .map(|s| {
+            (
+                s.contains(&a),
+                s.split('/').nth(2).unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [(true, 0), (false, 0), (true, 1)],
+        "{media_copies:#?}"
+    );
+}
+
+#[tokio::test]
 async fn every_crash_point_of_a_batch_converges_on_redelivery() {
     let clean = Fakes::new();
     let (_, _) = clean.uploaded_session().await;

@@ -252,6 +252,7 @@ def main():
     ap.add_argument("--api", required=True)
     ap.add_argument("--worker", required=True)
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--feed-mb", type=int, default=128, help="PriorityFeedFunction's MemorySize")
     ap.add_argument("--out")
     args = ap.parse_args()
     curl = shutil.which("curl")
@@ -262,7 +263,7 @@ def main():
     rows = []
     api = ("api bootstrap", [args.api], API_EVENT, "chunkstream-api", 256, check_api)
     # The same bootstrap as PriorityFeedFunction (infra/template.yaml: 128 MB, the uploaders' long poll).
-    feed = ("api bootstrap as the priority feed", [args.api], API_EVENT, "chunkstream-priority-feed", 128, check_api)
+    feed = ("api bootstrap as the priority feed", [args.api], API_EVENT, "chunkstream-priority-feed", args.feed_mb, check_api)
     worker = ("worker bootstrap", [args.worker], WORKER_EVENT, "chunkstream-worker", 512, check_worker)
     baseline = ("baseline: curl's first GET /next", baseline_argv, WORKER_EVENT, "baseline", 256, None)
     # (cpu setting, share of a core or None, cases)

@@ -35,6 +35,9 @@ pub enum Outcome {
     Dropped(String),
 }
 
+/// One job's result: its outcome, or why it did not finish.
+pub type JobResult = Result<Outcome, JobError>;
+
 /// Why a job did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -96,7 +99,7 @@ impl Worker {
         &self,
         jobs: &[Job],
         deadline: Option<Instant>,
-    ) -> Vec<Option<Result<Outcome, JobError>>> {
+    ) -> Vec<Option<JobResult>> {
         let mut videos: Vec<((&str, Lane), Vec<usize>)> = Vec::new();
         for (i, job) in jobs.iter().enumerate() {
             let key = (job.video_id.as_str(), job.lane);
@@ -105,8 +108,7 @@ impl Worker {
                 None => videos.push((key, vec![i])),
             }
         }
-        let mut results: Vec<Option<Result<Outcome, JobError>>> =
-            jobs.iter().map(|_| None).collect();
+        let mut results: Vec<Option<JobResult>> = jobs.iter().map(|_| None).collect();
         for (_, members) in videos {
             let group: Vec<&Job> = members.iter().map(|&i| &jobs[i]).collect();
             for (i, result) in members
@@ -127,25 +129,28 @@ impl Worker {
         &self,
         jobs: &[&Job],
         deadline: Option<Instant>,
-    ) -> Vec<Option<Result<Outcome, JobError>>> {
-        let every = |result: &Result<Outcome, JobError>| -> Vec<Option<Result<Outcome, JobError>>> {
+    ) -> Vec<Option<JobResult>> {
+        let every = |result: &JobResult| -> Vec<Option<JobResult>> {
             jobs.iter().map(|_| Some(shared(result))).collect()
         };
         let Some(id) = jobs.first().map(|j| j.video_id.as_str()) else {
             return Vec::new();
         };
+        let out_of_time = || {
+            deadline.is_some_and(|d| d.saturating_duration_since(Instant::now()) < JOB_TIME_RESERVE)
+        };
+        if out_of_time() {
+            return jobs.iter().map(|_| None).collect();
+        }
         let (record, state) = match self.load_video(id).await {
             Ok(Some(loaded)) => loaded,
             Ok(None) => return every(&Ok(Outcome::Dropped("no such video".into()))),
             Err(e) => return every(&Err(e)),
         };
-        let mut results: Vec<Option<Result<Outcome, JobError>>> =
-            jobs.iter().map(|_| None).collect();
+        let mut results: Vec<Option<JobResult>> = jobs.iter().map(|_| None).collect();
         let mut copied: Vec<usize> = Vec::new();
         for (i, job) in jobs.iter().enumerate() {
-            if deadline
-                .is_some_and(|d| d.saturating_duration_since(Instant::now()) < JOB_TIME_RESERVE)
-            {
+            if out_of_time() {
                 break;
             }
             match self.check_and_copy(id, &record, &state, job).await {
@@ -299,11 +304,7 @@ impl Worker {
 
     /// Marks the copied slots published in one write, finalises the video if
     /// that completed it, and answers each slot's outcome.
-    async fn publish_slots(
-        &self,
-        id: &str,
-        slots: &[usize],
-    ) -> Result<Vec<Result<Outcome, JobError>>, JobError> {
+    async fn publish_slots(&self, id: &str, slots: &[usize]) -> Result<Vec<JobResult>, JobError> {
         let now = self.sessions.now_ms();
         let (newly, complete, inits_missing) = self
             .sessions
@@ -373,7 +374,7 @@ impl Worker {
 }
 
 /// The same result for another job of the batch (errors are not `Clone`).
-fn shared(result: &Result<Outcome, JobError>) -> Result<Outcome, JobError> {
+fn shared(result: &JobResult) -> JobResult {
     match result {
         Ok(outcome) => Ok(outcome.clone()),
         Err(JobError::Retry(e)) => Err(JobError::Retry(anyhow::anyhow!("{e:#}"))),

@@ -551,8 +551,14 @@ async fn a_batch_near_its_deadline_returns_its_jobs_unstarted() {
     let n = event.records.len();
     assert!(n >= 2);
     let soon = Instant::now() + Duration::from_secs(1);
+    f.memory.reset_calls();
     let response = handle_batch(&f.worker, event.clone(), Some(soon)).await;
     assert_eq!(response.batch_item_failures.len(), n);
+    assert!(
+        f.memory.calls().is_empty(),
+        "{:?}: not even the inits",
+        f.memory.calls()
+    );
     let (state, _) = f.sessions().state(&id).await.unwrap();
     assert_eq!(state.counts()["published"], 0, "nothing was started");
     let later = Instant::now() + Duration::from_secs(60);

@@ -312,17 +312,22 @@ async fn a_slot_with_one_bad_track_publishes_no_track_at_all() {
     assert_eq!(f.slot_state(&id, 0).await, "failed");
 }
 
+/// The worker's write steps in a run without faults, job by job or in batches.
+async fn clean_run_steps(batched: bool) -> Vec<String> {
+    let clean = Fakes::new();
+    clean.uploaded_session().await;
+    faults::arm(&clean.faults, None);
+    clean.drain_in(batched).await;
+    faults::steps(&clean.faults)
+}
+
 #[tokio::test]
 async fn every_crash_point_of_the_worker_converges_on_redelivery() {
     // A clean run names the worker's write steps: per init copy and record
     // write, per slot copy track 0, copy track 1, write of the worker's record
     // (published.json); after the last one delete incoming, leave the live
     // index, record write (finalised).
-    let clean = Fakes::new();
-    let (_, _) = clean.uploaded_session().await;
-    faults::arm(&clean.faults, None);
-    clean.drain().await;
-    let steps = faults::steps(&clean.faults);
+    let steps = clean_run_steps(false).await;
     let slots = media().plan.slots.len();
     // The first job also checks and publishes each init: copy, state write.
     let init_steps = media().plan.tracks.len() * 2;
@@ -453,11 +458,7 @@ async fn a_videos_normal_jobs_never_go_ahead_of_another_videos_priority_job_in_a
 
 #[tokio::test]
 async fn every_crash_point_of_a_batch_converges_on_redelivery() {
-    let clean = Fakes::new();
-    let (_, _) = clean.uploaded_session().await;
-    faults::arm(&clean.faults, None);
-    clean.drain_batches().await;
-    let steps = faults::steps(&clean.faults);
+    let steps = clean_run_steps(true).await;
     let (slots, tracks) = (media().plan.slots.len(), media().plan.tracks.len());
     // per init: copy + record write; per slot its copies; one record write; finalisation.
     assert_eq!(

@@ -61,6 +61,14 @@ async fn main() -> anyhow::Result<()> {
             "CHUNKSTREAM_NORMAL_QUEUE_URL",
             queues.normal_queue_url.clone(),
         ),
+        // The same wake-up as in the cloud: per-video feed queues beside the job queues.
+        (
+            "CHUNKSTREAM_FEED_QUEUE_PREFIX",
+            env_or(
+                "CHUNKSTREAM_FEED_QUEUE_PREFIX",
+                &format!("{queue_prefix}-feed-"),
+            ),
+        ),
         (
             "CHUNKSTREAM_PUBLIC_BASE_URL",
             env_or("CHUNKSTREAM_PUBLIC_BASE_URL", &format!("http://{listen}")),

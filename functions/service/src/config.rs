@@ -14,6 +14,10 @@ pub struct Config {
     pub bucket: String,
     pub priority_queue_url: String,
     pub normal_queue_url: String,
+    /// Names the per-video SQS queues that wake the priority feed across processes
+    /// (`{prefix}{video_id}`, beside the job queues). `None`: the feed re-reads the
+    /// viewers' windows at a quick pace instead (one process, or no SQS rights).
+    pub feed_queue_prefix: Option<String>,
     /// Where viewers reach the API and the web pages, e.g. `http://127.0.0.1:8080`.
     pub public_base_url: String,
     /// The S3 endpoint named in presigned upload URLs, when clients reach S3 by another
@@ -36,6 +40,9 @@ pub struct Config {
 /// against the gap (a seek waits ~1.5-3 s on a slow uplink), and well inside players'
 /// time-to-first-byte limits (hls.js: 10 s) and Lambda's timeout.
 pub const DEFAULT_SEGMENT_HOLD: Duration = Duration::from_secs(5);
+
+/// An SQS queue name is at most 80 characters; a video id takes 22 of them.
+pub const MAX_FEED_QUEUE_PREFIX: usize = 80 - 22;
 
 /// Reads variables by name; empty values count as unset.
 struct Vars<'a> {
@@ -132,10 +139,24 @@ impl Config {
                 Some(v)
             }
         };
+        let feed_queue_prefix = vars.get("CHUNKSTREAM_FEED_QUEUE_PREFIX");
+        if let Some(prefix) = &feed_queue_prefix {
+            // SQS names: 80 characters of [A-Za-z0-9_-]; a video id takes 22.
+            if prefix.len() > MAX_FEED_QUEUE_PREFIX
+                || !prefix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                bail!(
+                    "CHUNKSTREAM_FEED_QUEUE_PREFIX={prefix:?} must be at most {MAX_FEED_QUEUE_PREFIX} of A-Z a-z 0-9 - _"
+                );
+            }
+        }
         let config = Self {
             bucket: vars.required("CHUNKSTREAM_BUCKET")?,
             priority_queue_url: vars.required("CHUNKSTREAM_PRIORITY_QUEUE_URL")?,
             normal_queue_url: vars.required("CHUNKSTREAM_NORMAL_QUEUE_URL")?,
+            feed_queue_prefix,
             public_base_url,
             s3_public_endpoint,
             presign_ttl: Duration::from_secs(vars.number("CHUNKSTREAM_PRESIGN_TTL_SECS", 600)?),
@@ -223,5 +244,19 @@ mod tests {
             err.to_string().contains("CHUNKSTREAM_S3_PUBLIC_ENDPOINT"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn feed_queue_prefix_is_optional_and_must_make_valid_sqs_names() {
+        assert_eq!(config(&[]).expect("valid").feed_queue_prefix, None);
+        let c = config(&[("CHUNKSTREAM_FEED_QUEUE_PREFIX", "cs-feed-")]).expect("valid");
+        assert_eq!(c.feed_queue_prefix.as_deref(), Some("cs-feed-"));
+        for bad in ["has space", "dot.", &"x".repeat(MAX_FEED_QUEUE_PREFIX + 1)] {
+            let err = config(&[("CHUNKSTREAM_FEED_QUEUE_PREFIX", bad)]).expect_err(bad);
+            assert!(
+                err.to_string().contains("CHUNKSTREAM_FEED_QUEUE_PREFIX"),
+                "{err}"
+            );
+        }
     }
 }

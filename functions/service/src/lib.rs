@@ -11,6 +11,7 @@ pub mod config;
 pub mod counting;
 pub mod error;
 pub mod faults;
+pub mod feed_signal;
 pub mod hints;
 pub mod inits;
 pub mod jwt;
@@ -45,11 +46,28 @@ pub fn app_state(config: config::Config, clients: &aws::AwsClients) -> api::AppS
         config.priority_queue_url.clone(),
         config.normal_queue_url.clone(),
     ));
+    let sessions = sessions::Sessions::new(store).with_feed_signal(feed_signal(&config, clients));
     api::AppState {
         config: Arc::new(config),
-        sessions: sessions::Sessions::new(store),
+        sessions,
         queue,
         events: api::PriorityEvents::default(),
         hints: Default::default(),
+    }
+}
+
+/// The feed's cross-process wake-up: per-video SQS queues beside the job queues
+/// when `CHUNKSTREAM_FEED_QUEUE_PREFIX` is set, none otherwise.
+pub fn feed_signal(
+    config: &config::Config,
+    clients: &aws::AwsClients,
+) -> Arc<dyn feed_signal::FeedSignal> {
+    match &config.feed_queue_prefix {
+        Some(prefix) => Arc::new(feed_signal::SqsFeedSignal::new(
+            clients.sqs.clone(),
+            &config.priority_queue_url,
+            prefix,
+        )),
+        None => Arc::new(feed_signal::NoFeedSignal),
     }
 }

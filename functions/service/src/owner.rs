@@ -508,6 +508,7 @@ impl OwnerState {
             )
             .await?;
         let deleted = delete_objects(self.store().as_ref(), id).await?;
+        self.sessions.close_feed(id).await;
         self.forget(owner_id, entry).await?;
         if let Err(e) = self.cdn.invalidate(&[format!("/v/{id}/*")]).await {
             // The objects are gone; edge copies expire on their own.

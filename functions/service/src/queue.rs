@@ -1,6 +1,7 @@
 //! The job queue capability: two lanes (priority, normal) and the SQS adapter.
 
 use async_trait::async_trait;
+use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use chunkstream_domain::state::Lane;
 use serde::{Deserialize, Serialize};
@@ -89,32 +90,35 @@ impl JobQueue for SqsQueues {
             .message_body(body)
             .send()
             .await
-            .map_err(|e| {
-                let status = e.raw_response().map(|r| r.status().as_u16());
-                let code = e.as_service_error().and_then(|s| s.code());
-                let retryable = match (&e, code) {
-                    (SdkError::ServiceError(_), Some(code)) => {
-                        TRANSIENT_CODES.contains(&code)
-                            || status.is_some_and(|s| s == 429 || s >= 500)
-                    }
-                    (SdkError::ServiceError(_), None) => {
-                        status.is_some_and(|s| s == 429 || s >= 500)
-                    }
-                    (SdkError::ConstructionFailure(_), _) => false,
-                    _ => true,
-                };
-                QueueError {
-                    retryable,
-                    detail: format!(
-                        "send to {:?} lane: {}{}",
-                        job.lane,
-                        code.map(|c| format!("{c}: ")).unwrap_or_default(),
-                        e.as_service_error()
-                            .and_then(|s| s.message())
-                            .map_or_else(|| format!("{e:?}"), str::to_string)
-                    ),
-                }
-            })?;
+            .map_err(|e| sqs_error(e, &format!("send to {:?} lane", job.lane)))?;
         Ok(())
+    }
+}
+
+/// An SQS call's error as a [`QueueError`]: retryable for throttling, 5xx and the
+/// network; `what` says which call (it leads the detail).
+pub(crate) fn sqs_error<E>(e: SdkError<E, HttpResponse>, what: &str) -> QueueError
+where
+    E: ProvideErrorMetadata + std::fmt::Debug,
+{
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let code = e.as_service_error().and_then(|s| s.code());
+    let retryable = match (&e, code) {
+        (SdkError::ServiceError(_), Some(code)) => {
+            TRANSIENT_CODES.contains(&code) || status.is_some_and(|s| s == 429 || s >= 500)
+        }
+        (SdkError::ServiceError(_), None) => status.is_some_and(|s| s == 429 || s >= 500),
+        (SdkError::ConstructionFailure(_), _) => false,
+        _ => true,
+    };
+    QueueError {
+        retryable,
+        detail: format!(
+            "{what}: {}{}",
+            code.map(|c| format!("{c}: ")).unwrap_or_default(),
+            e.as_service_error()
+                .and_then(|s| s.message())
+                .map_or_else(|| format!("{e:?}"), str::to_string)
+        ),
     }
 }

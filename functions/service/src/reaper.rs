@@ -139,6 +139,7 @@ async fn delete_session(sessions: &Sessions, id: &str) -> Result<usize, StoreErr
     let store = sessions.store();
     let mut deleted = store.delete_prefix(&sessions::incoming_prefix(id)).await?;
     deleted += store.delete_prefix(&sessions::video_prefix(id)).await?;
+    sessions.close_feed(id).await;
     store.delete_prefix(&sessions::live_key(id)).await?;
     Ok(deleted)
 }

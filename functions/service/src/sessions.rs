@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::clock::{Clock, SystemClock};
+use crate::feed_signal::{FeedSignal, NoFeedSignal};
 use crate::store::{ObjectStore, PutCondition, StoreError};
 
 /// The S3 prefix mirrors the public playback path `/v/{id}/…`, so in the cloud
@@ -184,6 +185,8 @@ pub struct Sessions {
     /// Session records never change once written: each process keeps the ones
     /// it has read, saving an S3 GET on every API call and job.
     records: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<SessionRecord>>>>,
+    /// Wakes a priority feed held in another process when `windows.json` changes.
+    feed_signal: Arc<dyn FeedSignal>,
 }
 
 const MAX_CACHED_RECORDS: usize = 256;
@@ -207,6 +210,25 @@ impl Sessions {
             store,
             clock,
             records: Arc::default(),
+            feed_signal: Arc::new(NoFeedSignal),
+        }
+    }
+
+    /// The same sessions, with `signal` waking feeds across processes.
+    pub fn with_feed_signal(mut self, signal: Arc<dyn FeedSignal>) -> Self {
+        self.feed_signal = signal;
+        self
+    }
+
+    pub fn feed_signal(&self) -> &dyn FeedSignal {
+        self.feed_signal.as_ref()
+    }
+
+    /// Nothing will wait on this video's feed again (complete, reaped, deleted):
+    /// its signal goes. A failure only leaves an idle queue behind; it is logged.
+    pub async fn close_feed(&self, id: &str) {
+        if let Err(e) = self.feed_signal.close(id).await {
+            tracing::warn!(video_id = %id, error = %e, "could not close the feed signal");
         }
     }
 
@@ -344,6 +366,7 @@ impl Sessions {
     pub async fn finalise(&self, video_id: &str) -> Result<usize, SessionError> {
         // The flag goes last: once it is set, nothing is left to clean.
         let removed = self.store.delete_prefix(&incoming_prefix(video_id)).await?;
+        self.close_feed(video_id).await;
         self.store.delete_prefix(&live_key(video_id)).await?;
         self.update_published(video_id, |p: &mut PublishState| {
             let dirty = !p.finalised;

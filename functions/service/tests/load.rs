@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chunkstream::api::{
-    AppState, MAX_PRIORITY_WAIT_MS, PRIORITY_POLL_MS, UNWATCHED_PRIORITY_POLL_MS,
+    AppState, MAX_PRIORITY_WAIT_MS, SIGNALLED_PRIORITY_POLL_MS,
+    SIGNALLED_UNWATCHED_PRIORITY_POLL_MS,
 };
 use chunkstream::counting::{CountingQueue, CountingStore};
 use chunkstream::local::{poll_once, PollerSettings};
@@ -309,7 +310,11 @@ async fn run_load(size: Sizing) {
         stack.queues.priority_queue_url.clone(),
         stack.queues.normal_queue_url.clone(),
     ))));
-    let sessions = Sessions::new(store.clone());
+    // The feed's cross-process signal as the runner and the cloud stack have it.
+    let sessions = Sessions::new(store.clone()).with_feed_signal(chunkstream::feed_signal(
+        &stack.state.config,
+        &stack.clients,
+    ));
     stack.state = AppState {
         config: stack.state.config.clone(),
         sessions: sessions.clone(),
@@ -527,18 +532,19 @@ async fn run_load(size: Sizing) {
         + busy_us.load(Ordering::Relaxed) as f64 / 1e6 / parts * 0.5 * 0.0000166667;
     let per_part = api_s3_sqs_per_part + api_per_part + worker_per_part;
     // One priority long poll held open all hour in its 128 MB Lambda (PriorityFeedFunction):
-    // its GB-s, its requests (one per 25 s wait, gateway + Lambda) and, while it waits,
-    // one GET of windows.json per PRIORITY_POLL_MS (watched) or UNWATCHED_PRIORITY_POLL_MS.
+    // its GB-s, its requests (one per 25 s wait, gateway + Lambda) and, while it waits, its
+    // safety-net re-reads of windows.json, each after one SQS receive on its feed queue, every
+    // SIGNALLED_PRIORITY_POLL_MS (watched) or SIGNALLED_UNWATCHED_PRIORITY_POLL_MS. A viewer's
+    // change costs one SQS send and the feed one receive + delete (charged to the viewers).
     let polls_per_hour = 3600.0 / (MAX_PRIORITY_WAIT_MS as f64 / 1000.0);
     let feed_hour = |every_ms: u64| {
-        3600.0 * 0.125 * 0.0000166667
-            + polls_per_hour * 1.2e-6
-            + 3600.0 / (every_ms as f64 / 1000.0) * 0.0004e-3
+        let waits = 3600.0 / (every_ms as f64 / 1000.0);
+        3600.0 * 0.125 * 0.0000166667 + polls_per_hour * 1.2e-6 + waits * (0.0004e-3 + 0.40e-6)
     };
-    let long_poll_hour = feed_hour(PRIORITY_POLL_MS);
+    let long_poll_hour = feed_hour(SIGNALLED_PRIORITY_POLL_MS);
     println!(
         "priority long poll held all hour: ${long_poll_hour:.4} watched, ${:.4} nobody watching",
-        feed_hour(UNWATCHED_PRIORITY_POLL_MS)
+        feed_hour(SIGNALLED_UNWATCHED_PRIORITY_POLL_MS)
     );
     println!(
         "per part: S3+SQS ${:.7}, API Lambda+gateway ${:.7}, worker Lambda ${:.7}",

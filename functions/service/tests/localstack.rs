@@ -873,6 +873,169 @@ async fn the_priority_long_poll_answers_when_a_viewer_prioritizes() {
     );
 }
 
+/// Another API process (another Lambda instance): same store, queues and feed
+/// signal, its own in-process wake-ups and hint gate.
+struct OtherProcess(chunkstream::api::AppState);
+
+impl Api for OtherProcess {
+    fn app_router(&self) -> axum::Router {
+        chunkstream::api::app(self.0.clone())
+    }
+}
+
+async fn feed_queue_exists(stack: &TestStack, id: &str) -> bool {
+    let prefix = stack.state.config.feed_queue_prefix.clone().unwrap();
+    match stack
+        .clients
+        .sqs
+        .get_queue_url()
+        .queue_name(format!("{prefix}{id}"))
+        .send()
+        .await
+    {
+        Ok(_) => true,
+        Err(e) => {
+            let code = aws_sdk_sqs::error::ProvideErrorMetadata::code(&e).map(str::to_string);
+            assert!(
+                code.as_deref()
+                    .is_some_and(|c| c.contains("NonExistentQueue") || c == "QueueDoesNotExist"),
+                "{e:?}"
+            );
+            false
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seek_handled_by_another_process_wakes_the_uploaders_long_poll_through_its_feed_queue() {
+    let stack = TestStack::new().await;
+    let other = OtherProcess(chunkstream::api::AppState {
+        events: Default::default(),
+        hints: Default::default(),
+        ..stack.state.clone()
+    });
+    let (id, secret, _) = create_session(&stack, &synthetic_plan(20)).await;
+    let (_, first) = stack
+        .call(
+            "GET",
+            &format!("/api/videos/{id}/priority"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    let version = first["version"].as_i64().unwrap();
+    assert!(
+        !feed_queue_exists(&stack, &id).await,
+        "made by the first wait, not before"
+    );
+
+    // Nobody watches: without the signal this poll would re-read the windows only
+    // every 20 s, and a seek made elsewhere would be seen at the 10 s timeout.
+    let long_poll = format!("/api/videos/{id}/priority?after={version}&wait_ms=10000");
+    let waiting = stack.call("GET", &long_poll, Some(&secret), None);
+    let seek = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let started = std::time::Instant::now();
+        let answer = other
+            .call(
+                "POST",
+                &format!("/api/videos/{id}/prioritize"),
+                None,
+                Some(r#"{"slot": 12, "viewer": "v-feed-test-1"}"#),
+            )
+            .await;
+        (answer, started)
+    };
+    let ((code, changed), ((seek_code, _), seek_started)) = tokio::join!(waiting, seek);
+    let ring_to_answer = seek_started.elapsed();
+    assert_eq!(
+        (code, seek_code),
+        (StatusCode::OK, StatusCode::OK),
+        "{changed}"
+    );
+    assert_eq!(changed["version"].as_i64(), Some(version + 1), "{changed}");
+    assert_eq!(changed["priority_slots"][0], 12, "{changed}");
+    assert!(
+        ring_to_answer < Duration::from_secs(3),
+        "the poll answered {ring_to_answer:?} after the seek, not at its timeout"
+    );
+    assert!(feed_queue_exists(&stack, &id).await);
+
+    // Once the video is complete the feed's last answer deletes the queue.
+    stack
+        .state
+        .sessions
+        .update_published(&id, |p| {
+            p.complete = true;
+            Ok::<_, std::convert::Infallible>(((), true))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, done) = stack
+        .call(
+            "GET",
+            &format!("/api/videos/{id}/priority"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(done["complete"], true, "{done}");
+    assert!(
+        !feed_queue_exists(&stack, &id).await,
+        "closed with the video"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqs_feed_signal_is_heard_once_and_a_closed_or_unmade_queue_is_not_an_error() {
+    use chunkstream::feed_signal::{FeedSignal, SqsFeedSignal};
+    let stack = TestStack::new().await;
+    let prefix = stack.state.config.feed_queue_prefix.clone().unwrap();
+    let signal = std::sync::Arc::new(SqsFeedSignal::new(
+        stack.clients.sqs.clone(),
+        &stack.queues.normal_queue_url,
+        &prefix,
+    ));
+    let id = "AAAAAAAAAAAAAAAAAAAAAA";
+    signal
+        .notify(id)
+        .await
+        .expect("nobody waits yet: not an error");
+    assert!(!signal.wait(id, Duration::from_millis(300)).await.unwrap());
+    assert!(
+        !signal.wait(id, Duration::from_secs(1)).await.unwrap(),
+        "made, empty"
+    );
+    let waiter = {
+        let signal = signal.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            (
+                signal.wait(id, Duration::from_secs(10)).await.unwrap(),
+                started.elapsed(),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal.notify(id).await.unwrap();
+    let (rung, after) = waiter.await.unwrap();
+    assert!(
+        rung && after < Duration::from_secs(5),
+        "{rung} after {after:?}"
+    );
+    assert!(
+        !signal.wait(id, Duration::from_secs(1)).await.unwrap(),
+        "the message was taken"
+    );
+    signal.close(id).await.unwrap();
+    signal.close(id).await.expect("closing twice is fine");
+    signal
+        .notify(id)
+        .await
+        .expect("a closed queue has nobody to wake");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_priority_answer_carries_leased_presigned_assignments_for_the_window() {
     let stack = TestStack::new().await;

@@ -16,6 +16,7 @@ use chunkstream::api::{app, AppState};
 use chunkstream::clock::{Clock, ManualClock, SystemClock};
 use chunkstream::config::Config;
 use chunkstream::faults::{self, FaultMode, FaultPlan, FaultyQueue, FaultyStore};
+use chunkstream::feed_signal::MemoryFeedSignal;
 use chunkstream::memory::{MemoryQueue, MemoryStore};
 use chunkstream::queue::Job;
 use chunkstream::reaper::{reap_abandoned, ReapSettings, CURSOR_KEY};
@@ -1012,6 +1013,72 @@ async fn the_feed_re_reads_every_second_while_nobody_watches_and_every_250_ms_on
         (10..=12).contains(&seeking),
         "{seeking} GETs in 2 s, a live window"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_feed_signal_a_seek_in_another_process_answers_the_poll_at_once_and_waiting_reads_almost_nothing(
+) {
+    let mut f = Fakes::new();
+    let signal = MemoryFeedSignal::new();
+    f.state.sessions = f.state.sessions.clone().with_feed_signal(signal.clone());
+    // Another API process: the same store and signal, its own in-process wake-ups.
+    let other = Fakes {
+        state: AppState {
+            events: Default::default(),
+            hints: Default::default(),
+            ..f.state.clone()
+        },
+        ..Fakes::new()
+    };
+    let (id, secret, _) = create_session(&f, &synthetic_plan(40)).await;
+
+    // Waiting costs the safety net's reads only: 3 + 2 GETs in 10 s nobody watching
+    // (13 without the signal), 3 + 5 with a page open (43).
+    let unwatched = feed_reads_while_waiting(&f, &id, &secret, 10_000).await;
+    assert!(
+        (4..=5).contains(&unwatched),
+        "{unwatched} GETs in 10 s, nobody watching"
+    );
+    f.call("POST", &format!("/api/videos/{id}/watching"), None, None)
+        .await;
+    let watched = feed_reads_while_waiting(&f, &id, &secret, 10_000).await;
+    assert!(
+        (6..=8).contains(&watched),
+        "{watched} GETs in 10 s, a page open"
+    );
+
+    let (_, first) = f
+        .call(
+            "GET",
+            &format!("/api/videos/{id}/priority"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    let version = first["version"].as_u64().unwrap();
+    let poll_uri = format!("/api/videos/{id}/priority?after={version}&wait_ms=20000");
+    let started = tokio::time::Instant::now();
+    let poll = async {
+        let answer = f.call("GET", &poll_uri, Some(&secret), None).await;
+        (answer, started.elapsed())
+    };
+    let seek = async {
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        prioritize_as(&other, &id, 20, "v", "").await
+    };
+    let (((code, answer), took), (seek_code, _, _)) = tokio::join!(poll, seek);
+    assert_eq!(
+        (code, seek_code),
+        (StatusCode::OK, StatusCode::OK),
+        "{answer}"
+    );
+    assert_eq!(answer["version"].as_u64(), Some(version + 1), "{answer}");
+    assert!(priority_slots(&answer).contains(&20), "{answer}");
+    assert!(
+        took < Duration::from_millis(1_200),
+        "answered {took:?} after the poll began: the seek came at 1.1 s"
+    );
+    assert!(signal.calls().0 >= 1, "the seek rang the signal");
 }
 
 #[tokio::test]

@@ -269,6 +269,63 @@ fn the_priority_long_poll_runs_the_apis_code_in_its_own_smallest_function() {
     );
 }
 
+/// The statement `sid` of a role's only policy.
+fn statement<'a>(t: &'a Value, role: &str, sid: &str) -> &'a Value {
+    t["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"].as_str() == Some(sid))
+        .unwrap_or_else(|| panic!("{role} has no statement {sid}"))
+}
+
+fn actions(statement: &Value) -> BTreeSet<String> {
+    match &statement["Action"] {
+        Value::String(a) => [a.clone()].into(),
+        list => list
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect(),
+    }
+}
+
+#[test]
+fn feed_queues_are_named_by_the_stack_prefix_and_only_they_may_be_made_and_deleted() {
+    let t = root();
+    let prefix = intrinsic(
+        &t["Globals"]["Function"]["Environment"]["Variables"]["CHUNKSTREAM_FEED_QUEUE_PREFIX"],
+        "Sub",
+    );
+    assert_eq!(prefix, "${Prefix}-feed-");
+    // The longest stack prefix still leaves a valid prefix (the code refuses longer ones).
+    let longest = t["Parameters"]["Prefix"]["AllowedPattern"]
+        .as_str()
+        .unwrap();
+    assert_eq!(longest, "^[a-z][a-z0-9-]{0,29}$");
+    assert!(30 + "-feed-".len() <= chunkstream::config::MAX_FEED_QUEUE_PREFIX);
+    let arn = "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${Prefix}-feed-*";
+    let api = statement(&t, "ApiRole", "FeedQueues");
+    assert_eq!(intrinsic(&api["Resource"], "Sub"), arn);
+    assert_eq!(
+        actions(api),
+        [
+            "sqs:CreateQueue",
+            "sqs:DeleteMessage",
+            "sqs:DeleteQueue",
+            "sqs:ReceiveMessage",
+            "sqs:SendMessage"
+        ]
+        .map(String::from)
+        .into()
+    );
+    // The worker closes a completed, reaped or expired video's queue, nothing more.
+    let worker = statement(&t, "WorkerRole", "FeedQueues");
+    assert_eq!(intrinsic(&worker["Resource"], "Sub"), arn);
+    assert_eq!(actions(worker), ["sqs:DeleteQueue".to_string()].into());
+}
+
 #[test]
 fn both_lanes_feed_the_worker_with_partial_batch_failures() {
     let t = root();

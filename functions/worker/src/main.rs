@@ -30,7 +30,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sessions = Sessions::new(Arc::new(S3Store::new(
         clients.s3.clone(),
         config.bucket.clone(),
-    )));
+    )))
+    .with_feed_signal(chunkstream::feed_signal(&config, &clients));
     let worker = Worker::new(sessions.clone());
     let queue = Arc::new(SqsQueues::new(
         clients.sqs.clone(),

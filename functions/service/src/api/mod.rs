@@ -39,8 +39,9 @@ pub struct AppState {
 /// Wakes uploaders long-polling `/priority` in this process the moment a
 /// prioritize lands here, with the viewers' windows just written (so the woken
 /// poll answers without reading them again: one S3 round trip less between a
-/// seek and the uploader's lease). Other processes (other Lambda instances) are
-/// noticed by the long poll re-reading the windows every [`PRIORITY_POLL_MS`].
+/// seek and the uploader's lease). Changes made by other processes (other Lambda
+/// instances) ring the sessions' [`FeedSignal`](crate::feed_signal::FeedSignal), or
+/// without one are noticed by the long poll re-reading the windows every [`PRIORITY_POLL_MS`].
 #[derive(Clone)]
 pub struct PriorityEvents(pub(crate) tokio::sync::broadcast::Sender<WindowsChanged>);
 
@@ -72,6 +73,12 @@ impl PriorityEvents {
 pub const PRIORITY_POLL_MS: u64 = 250;
 /// ... and while nobody watches: a quarter of the S3 reads of an unwatched upload.
 pub const UNWATCHED_PRIORITY_POLL_MS: u64 = 1_000;
+/// With a cross-process [`FeedSignal`](crate::feed_signal::FeedSignal) a change rings
+/// the feed at once, so the windows are re-read only as a safety net (a notification
+/// lost, or taken by another waiter on the same video): this often while watched...
+pub const SIGNALLED_PRIORITY_POLL_MS: u64 = 3_000;
+/// ... and while nobody watches (one SQS long poll of 20 s, the longest).
+pub const SIGNALLED_UNWATCHED_PRIORITY_POLL_MS: u64 = 20_000;
 /// The longest request the API serves: a priority long poll's cap. The API
 /// Lambda's timeout (infra/template.yaml) must be above it (pinned by a test).
 pub const MAX_PRIORITY_WAIT_MS: u64 = 25_000;

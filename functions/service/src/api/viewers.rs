@@ -129,6 +129,10 @@ pub(crate) async fn apply_hint(
     let mut requeued = Vec::new();
     if let Some(windows) = written {
         state.events.changed(id, windows);
+        // A feed held by another process hears of it at once.
+        if let Err(e) = state.sessions.feed_signal().notify(id).await {
+            tracing::warn!(video_id = %id, error = %e, "could not ring the feed signal");
+        }
         // Only jobs that went to the normal lane need a priority copy.
         let candidates = state
             .sessions
@@ -222,6 +226,7 @@ pub(crate) async fn priority_feed(
     let complete_at_start = state.sessions.publish_state(&id).await?.complete;
     // The windows a prioritize in this process just wrote (it woke this poll).
     let mut handed: Option<Arc<ViewerWindows>> = None;
+    let mut signal_works = true;
     loop {
         let windows = match handed.take() {
             Some(w) => Arc::unwrap_or_clone(w),
@@ -258,33 +263,55 @@ pub(crate) async fn priority_feed(
                 complete,
                 assignments: presign_assignments(&state, &record, picks).await?,
             };
+            if complete || complete_at_start {
+                // The uploader is done: nothing waits on this video's signal again.
+                state.sessions.close_feed(&id).await;
+            }
             return Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response());
         }
         // Nobody watching: nobody to seek soon, so re-read less often (a watch page
         // says it is open when it loads, so its first seek finds the quick pace).
-        let every = if windows.watched(state.sessions.now_ms(), &policy) {
-            PRIORITY_POLL_MS
-        } else {
-            UNWATCHED_PRIORITY_POLL_MS
+        let signal = state.sessions.feed_signal();
+        let signalled = signal_works && signal.crosses_processes();
+        let watched = windows.watched(state.sessions.now_ms(), &policy);
+        let every = match (signalled, watched) {
+            (false, true) => PRIORITY_POLL_MS,
+            (false, false) => UNWATCHED_PRIORITY_POLL_MS,
+            (true, true) => SIGNALLED_PRIORITY_POLL_MS,
+            (true, false) => SIGNALLED_UNWATCHED_PRIORITY_POLL_MS,
         };
         let poll = std::time::Duration::from_millis(every).min(deadline - now);
-        // Wake on a change to this video in this process, or re-read after `poll`.
-        let _ = tokio::time::timeout(poll, async {
+        // Wake on a change to this video in this process, on the signal of a change
+        // made in another, or re-read after `poll`.
+        let in_process = async {
             loop {
                 match wake.recv().await {
-                    Ok(changed) if changed.video_id == id => {
-                        handed = Some(changed.windows);
-                        return;
-                    }
+                    Ok(changed) if changed.video_id == id => return Some(changed.windows),
                     Ok(_) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return None,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                         std::future::pending::<()>().await
                     }
                 }
             }
-        })
-        .await;
+        };
+        let rung = async {
+            if !signalled {
+                tokio::time::sleep(poll).await;
+                return Ok(false);
+            }
+            signal.wait(&id, poll).await
+        };
+        tokio::select! {
+            woken = in_process => handed = woken,
+            rung = rung => {
+                if let Err(e) = rung {
+                    // Re-read at the quick pace for the rest of this poll.
+                    tracing::warn!(video_id = %id, error = %e, "feed signal wait failed");
+                    signal_works = false;
+                }
+            }
+        }
     }
 }
 

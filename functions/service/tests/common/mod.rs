@@ -84,10 +84,12 @@ impl TestStack {
             bucket: name.clone(),
             priority_queue_url: queues.priority_queue_url.clone(),
             normal_queue_url: queues.normal_queue_url.clone(),
+            feed_queue_prefix: Some(format!("{name}-feed-")),
             ..memory_config()
         };
         tweak(&mut config);
-        let sessions = Sessions::new(Arc::new(S3Store::new(clients.s3.clone(), name.clone())));
+        let sessions = Sessions::new(Arc::new(S3Store::new(clients.s3.clone(), name.clone())))
+            .with_feed_signal(chunkstream::feed_signal(&config, &clients));
         let state = AppState {
             config: Arc::new(config),
             sessions: sessions.clone(),
@@ -464,6 +466,7 @@ pub fn memory_config() -> Config {
         bucket: "memory".into(),
         priority_queue_url: "memory-priority".into(),
         normal_queue_url: "memory-normal".into(),
+        feed_queue_prefix: None,
         public_base_url: "http://127.0.0.1:9".into(),
         s3_public_endpoint: None,
         presign_ttl: Duration::from_secs(300),

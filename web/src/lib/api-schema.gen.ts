@@ -70,8 +70,9 @@ export interface paths {
     /**
      * Long poll for uploaders: answers at once when the priority windows differ
      * from version `after` (or the video is complete), otherwise when they
-     * change or `wait_ms` runs out. While it waits it reads only `windows.json`:
-     * every 250 ms while the video is watched, every second otherwise.
+     * change or `wait_ms` runs out. A change made by another process rings the
+     * video's SQS feed queue, on which it waits; it re-reads `windows.json` only as
+     * a safety net: every 3 s while the video is watched, every 20 s otherwise.
      */
     get: operations["priority_feed"];
   };
@@ -86,8 +87,8 @@ export interface paths {
   "/api/videos/{id}/watching": {
     /**
      * A watch page is open: the uploader's priority feed watches for this
-     * video's seeks closely (every 250 ms instead of every second) for the next
-     * 90 s. The watch page says so when it loads and every minute while the video
+     * video's seeks closely for the next 90 s (its safety-net re-reads every 3 s
+     * instead of 20 s; 250 ms instead of 1 s without a feed queue). The watch page says so when it loads and every minute while the video
      * is still uploading. One process writes it at most every 30 s per video
      * (`windows.json`, 1 GET + 1 PUT); the other calls cost no S3 request.
      */
@@ -934,8 +935,9 @@ export interface operations {
   /**
    * Long poll for uploaders: answers at once when the priority windows differ
    * from version `after` (or the video is complete), otherwise when they
-   * change or `wait_ms` runs out. While it waits it reads only `windows.json`:
-   * every 250 ms while the video is watched, every second otherwise.
+   * change or `wait_ms` runs out. A change made by another process rings the
+   * video's SQS feed queue, on which it waits; it re-reads `windows.json` only as
+   * a safety net: every 3 s while the video is watched, every 20 s otherwise.
    */
   priority_feed: {
     parameters: {
@@ -1021,8 +1023,8 @@ export interface operations {
   };
   /**
    * A watch page is open: the uploader's priority feed watches for this
-   * video's seeks closely (every 250 ms instead of every second) for the next
-   * 90 s. The watch page says so when it loads and every minute while the video
+   * video's seeks closely for the next 90 s (its safety-net re-reads every 3 s
+   * instead of 20 s; 250 ms instead of 1 s without a feed queue). The watch page says so when it loads and every minute while the video
    * is still uploading. One process writes it at most every 30 s per video
    * (`windows.json`, 1 GET + 1 PUT); the other calls cost no S3 request.
    */

@@ -27,6 +27,25 @@ pub struct MissingVariable(&'static str);
 pub struct AwsClients {
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
+    /// The configuration's credentials and region, for URLs signed by hand
+    /// (the uploaders' wake-up URLs; the SDK presigns only S3 here).
+    pub signing: Option<(
+        aws_credential_types::provider::SharedCredentialsProvider,
+        String,
+    )>,
+}
+
+/// The credentials and region of `shared`, when it has both.
+pub fn signing_of(
+    shared: &SdkConfig,
+) -> Option<(
+    aws_credential_types::provider::SharedCredentialsProvider,
+    String,
+)> {
+    Some((
+        shared.credentials_provider()?,
+        shared.region()?.as_ref().to_string(),
+    ))
 }
 
 /// The SDK's own hyper + rustls HTTPS client (system roots), on ring rather than the
@@ -86,6 +105,7 @@ pub fn clients(shared: &SdkConfig) -> AwsClients {
     AwsClients {
         s3: aws_sdk_s3::Client::from_conf(s3_config),
         sqs: aws_sdk_sqs::Client::new(shared),
+        signing: signing_of(shared),
     }
 }
 

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::queue::{sqs_error, QueueError};
 
@@ -30,6 +31,12 @@ pub trait FeedSignal: Send + Sync {
     async fn wait(&self, video_id: &str, timeout: Duration) -> Result<bool, QueueError>;
     /// The video is complete or gone: nothing will wait on it again.
     async fn close(&self, video_id: &str) -> Result<(), QueueError>;
+    /// A URL the uploader itself can wait on (a plain GET held until the video's
+    /// signal rings, or 20 s), so no Lambda is held while nobody watches; `None`
+    /// if this signal has none.
+    async fn wake_url(&self, _video_id: &str) -> Result<Option<String>, QueueError> {
+        Ok(None)
+    }
 }
 
 /// No cross-process signal: `wait` sleeps out its timeout.
@@ -62,6 +69,8 @@ const MAX_RECEIVE_WAIT_SECS: u64 = 20;
 /// Messages live 60 s: a doorbell nobody heard soon is worthless.
 pub struct SqsFeedSignal {
     client: aws_sdk_sqs::Client,
+    /// Signs the uploaders' wake-up URLs (`None`: they get none).
+    signer: Option<WakeSigner>,
     /// A queue URL of the same account and region, up to its last `/`.
     url_base: String,
     prefix: String,
@@ -79,10 +88,27 @@ impl SqsFeedSignal {
             .to_string();
         Self {
             client,
+            signer: None,
             url_base,
             prefix: prefix.to_string(),
             made: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Wake-up URLs signed with these credentials, addressed to `public_endpoint`
+    /// (scheme and authority) when clients reach SQS by another address.
+    pub fn with_wake_urls(
+        mut self,
+        credentials: SharedCredentialsProvider,
+        region: &str,
+        public_endpoint: Option<&str>,
+    ) -> Self {
+        self.signer = Some(WakeSigner {
+            credentials,
+            region: region.to_string(),
+            public_endpoint: public_endpoint.map(str::to_string),
+        });
+        self
     }
 
     fn name(&self, video_id: &str) -> String {
@@ -212,6 +238,88 @@ impl FeedSignal for SqsFeedSignal {
             Err(e) => Err(sqs_error(e, "delete the feed queue")),
         }
     }
+
+    async fn wake_url(&self, video_id: &str) -> Result<Option<String>, QueueError> {
+        let Some(signer) = &self.signer else {
+            return Ok(None);
+        };
+        let url = self.ensure_queue(video_id).await?;
+        signer.sign(&url).await.map(Some)
+    }
+}
+
+/// How long a wake-up URL stays valid (SQS honours at most 15 minutes); each
+/// priority answer carries a fresh one.
+pub const WAKE_URL_TTL: Duration = Duration::from_secs(600);
+
+/// The uploader's own long poll on its feed queue: SQS's query API as a
+/// presigned GET. The answer is never read (a browser gets it as an opaque
+/// cross-origin response); that it came back is the news. A message is taken
+/// for 60 s, its whole life, so each ring wakes one wait.
+pub const WAKE_QUERY: &str =
+    "Action=ReceiveMessage&MaxNumberOfMessages=10&Version=2012-11-05&VisibilityTimeout=60&WaitTimeSeconds=20";
+
+struct WakeSigner {
+    credentials: SharedCredentialsProvider,
+    region: String,
+    public_endpoint: Option<String>,
+}
+
+impl WakeSigner {
+    async fn sign(&self, queue_url: &str) -> Result<String, QueueError> {
+        use aws_credential_types::provider::ProvideCredentials;
+        use aws_sigv4::http_request::{
+            sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+        };
+        let failed = |detail: String| QueueError {
+            retryable: false,
+            detail: format!("sign the wake-up URL: {detail}"),
+        };
+        let queue_url = match (&self.public_endpoint, queue_url.split_once("://")) {
+            (Some(public), Some((_, rest))) => {
+                let path = rest.find('/').map_or("", |i| &rest[i..]);
+                format!("{public}{path}")
+            }
+            _ => queue_url.to_string(),
+        };
+        let unsigned = format!("{queue_url}?{WAKE_QUERY}");
+        let credentials = self
+            .credentials
+            .provide_credentials()
+            .await
+            .map_err(|e| QueueError {
+                retryable: true,
+                detail: format!("credentials for the wake-up URL: {e}"),
+            })?;
+        let identity = credentials.into();
+        let mut settings = SigningSettings::default();
+        settings.signature_location = SignatureLocation::QueryParams;
+        settings.expires_in = Some(WAKE_URL_TTL);
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("sqs")
+            .time(std::time::SystemTime::now())
+            .settings(settings)
+            .build()
+            .map_err(|e| failed(e.to_string()))?
+            .into();
+        let request = SignableRequest::new(
+            "GET",
+            &unsigned,
+            std::iter::empty(),
+            SignableBody::Bytes(&[]),
+        )
+        .map_err(|e| failed(e.to_string()))?;
+        let (instructions, _) = sign(request, &params)
+            .map_err(|e| failed(e.to_string()))?
+            .into_parts();
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in instructions.params() {
+            query.append_pair(name, value);
+        }
+        Ok(format!("{unsigned}&{}", query.finish()))
+    }
 }
 
 /// The in-memory fake, shared by every "process" (API state) of a test: a
@@ -279,6 +387,11 @@ impl FeedSignal for MemoryFeedSignal {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).2 += 1;
         self.take(video_id);
         Ok(())
+    }
+
+    /// Names the video (nothing serves it: clients are not run against the fakes).
+    async fn wake_url(&self, video_id: &str) -> Result<Option<String>, QueueError> {
+        Ok(Some(format!("memory://feed/{video_id}")))
     }
 }
 

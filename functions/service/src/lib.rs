@@ -63,11 +63,21 @@ pub fn feed_signal(
     clients: &aws::AwsClients,
 ) -> Arc<dyn feed_signal::FeedSignal> {
     match &config.feed_queue_prefix {
-        Some(prefix) => Arc::new(feed_signal::SqsFeedSignal::new(
-            clients.sqs.clone(),
-            &config.priority_queue_url,
-            prefix,
-        )),
+        Some(prefix) => {
+            let signal = feed_signal::SqsFeedSignal::new(
+                clients.sqs.clone(),
+                &config.priority_queue_url,
+                prefix,
+            );
+            Arc::new(match &clients.signing {
+                Some((credentials, region)) => signal.with_wake_urls(
+                    credentials.clone(),
+                    region,
+                    config.s3_public_endpoint.as_deref(),
+                ),
+                None => signal,
+            })
+        }
         None => Arc::new(feed_signal::NoFeedSignal),
     }
 }

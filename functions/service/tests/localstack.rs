@@ -925,8 +925,8 @@ async fn a_seek_handled_by_another_process_wakes_the_uploaders_long_poll_through
         .await;
     let version = first["version"].as_i64().unwrap();
     assert!(
-        !feed_queue_exists(&stack, &id).await,
-        "made by the first wait, not before"
+        feed_queue_exists(&stack, &id).await,
+        "made for the first answer's wake-up URL (nobody watches yet)"
     );
 
     // Nobody watches: without the signal this poll would re-read the windows only
@@ -984,6 +984,58 @@ async fn a_seek_handled_by_another_process_wakes_the_uploaders_long_poll_through
     assert!(
         !feed_queue_exists(&stack, &id).await,
         "closed with the video"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwatched_uploader_waits_on_its_signed_wake_up_url_until_a_watch_page_opens() {
+    let stack = TestStack::new().await;
+    let other = OtherProcess(chunkstream::api::AppState {
+        events: Default::default(),
+        hints: Default::default(),
+        ..stack.state.clone()
+    });
+    let (id, secret, _) = create_session(&stack, &synthetic_plan(20)).await;
+    let feed = format!("/api/videos/{id}/priority");
+    let (_, answer) = stack.call("GET", &feed, Some(&secret), None).await;
+    let url = answer["wake_url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .to_string();
+    for part in [
+        "Action=ReceiveMessage",
+        "WaitTimeSeconds=20",
+        "X-Amz-Expires=600",
+        "X-Amz-Signature=",
+    ] {
+        assert!(url.contains(part), "{part} in {url}");
+    }
+
+    // A plain GET, as the page (an opaque cross-origin fetch) and the CLI make it:
+    // held by SQS until the first watch page opens in another process.
+    let held = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let status = reqwest::get(&url).await.map(|r| r.status().as_u16());
+        (status, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!held.is_finished(), "held while nobody watches");
+    let (code, _) = other
+        .call("POST", &format!("/api/videos/{id}/watching"), None, None)
+        .await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    let (status, took) = held.await.unwrap();
+    assert_eq!(status.ok(), Some(200));
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(5),
+        "answered {took:?} after the GET began; the page opened at 1.5 s"
+    );
+    let (_, answer) = stack
+        .call("GET", &format!("{feed}?wait_ms=0"), Some(&secret), None)
+        .await;
+    assert!(
+        answer.get("wake_url").is_none(),
+        "watched: hold the poll: {answer}"
     );
 }
 

@@ -1033,7 +1033,8 @@ async fn with_a_feed_signal_a_seek_in_another_process_answers_the_poll_at_once_a
     let (id, secret, _) = create_session(&f, &synthetic_plan(40)).await;
 
     // Waiting costs the safety net's reads only: 3 + 2 GETs in 10 s nobody watching
-    // (13 without the signal), 3 + 5 with a page open (43).
+    // (13 without the signal), 3 + 5 with a page open (43), + 1 for the ring of the
+    // page's first `watching`, which this wait hears.
     let unwatched = feed_reads_while_waiting(&f, &id, &secret, 10_000).await;
     assert!(
         (4..=5).contains(&unwatched),
@@ -1043,7 +1044,7 @@ async fn with_a_feed_signal_a_seek_in_another_process_answers_the_poll_at_once_a
         .await;
     let watched = feed_reads_while_waiting(&f, &id, &secret, 10_000).await;
     assert!(
-        (6..=8).contains(&watched),
+        (7..=9).contains(&watched),
         "{watched} GETs in 10 s, a page open"
     );
 
@@ -1079,6 +1080,54 @@ async fn with_a_feed_signal_a_seek_in_another_process_answers_the_poll_at_once_a
         "answered {took:?} after the poll began: the seek came at 1.1 s"
     );
     assert!(signal.calls().0 >= 1, "the seek rang the signal");
+}
+
+#[tokio::test]
+async fn an_unwatched_uploads_answer_names_a_wake_up_url_and_the_first_open_page_rings_it() {
+    let mut f = Fakes::new();
+    let signal = MemoryFeedSignal::new();
+    f.state.sessions = f.state.sessions.clone().with_feed_signal(signal.clone());
+    let (id, secret, _) = create_session(&f, &synthetic_plan(40)).await;
+    let feed = format!("/api/videos/{id}/priority");
+    let (_, answer) = f.call("GET", &feed, Some(&secret), None).await;
+    assert_eq!(
+        answer["wake_url"].as_str(),
+        Some(format!("memory://feed/{id}").as_str()),
+        "nobody watches: wait on the URL, no Lambda held: {answer}"
+    );
+
+    let watching = format!("/api/videos/{id}/watching");
+    f.call("POST", &watching, None, None).await;
+    assert_eq!(
+        signal.calls().0,
+        1,
+        "the first open page rings the uploader back"
+    );
+    let (_, answer) = f.call("GET", &feed, Some(&secret), None).await;
+    assert!(
+        answer.get("wake_url").is_none(),
+        "watched: hold the poll: {answer}"
+    );
+    f.clock.advance(31_000);
+    f.call("POST", &watching, None, None).await;
+    assert_eq!(signal.calls().0, 1, "a page still open rings nothing");
+
+    // The page gone (90 s) and no live window: back to the wake-up URL.
+    f.clock.advance(91_000);
+    let (_, answer) = f.call("GET", &feed, Some(&secret), None).await;
+    assert!(answer["wake_url"].is_string(), "{answer}");
+    // Without a signal (one process) there is nothing to wait on but the poll.
+    let plain = Fakes::new();
+    let (id, secret, _) = create_session(&plain, &synthetic_plan(4)).await;
+    let (_, answer) = plain
+        .call(
+            "GET",
+            &format!("/api/videos/{id}/priority"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert!(answer.get("wake_url").is_none(), "{answer}");
 }
 
 #[tokio::test]

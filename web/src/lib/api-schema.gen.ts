@@ -337,6 +337,13 @@ export interface components {
        * @description Changes whenever the viewers' priority windows change.
        */
       version: number;
+      /**
+       * @description While nobody watches: instead of holding this poll open, GET this URL (held
+       * up to 20 s by SQS until a viewer shows up or seeks; its answer need not be
+       * read) and then ask again with `wait_ms=0`. Absent while the video is
+       * watched: hold the poll, it answers a seek at once.
+       */
+      wake_url?: string | null;
     };
     /** @description A quota and its configured value. */
     QuotaLimit: {

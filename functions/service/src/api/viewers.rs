@@ -186,6 +186,12 @@ pub(crate) struct PriorityAnswer {
     complete: bool,
     /// Window slots leased to the caller by this answer (`lease` > 0).
     assignments: Vec<Assignment>,
+    /// While nobody watches: instead of holding this poll open, GET this URL (held
+    /// up to 20 s by SQS until a viewer shows up or seeks; its answer need not be
+    /// read) and then ask again with `wait_ms=0`. Absent while the video is
+    /// watched: hold the poll, it answers a seek at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wake_url: Option<String>,
 }
 
 /// Long poll for uploaders: answers at once when the priority windows differ
@@ -258,11 +264,27 @@ pub(crate) async fn priority_feed(
                 })
                 .await?
                 .unwrap_or_else(|never| match never {});
+            let watched = windows.watched(now_ms, &policy);
+            let wake_url = if complete || complete_at_start || watched {
+                None
+            } else {
+                // Without one the uploader holds the poll, as before: never an error.
+                state
+                    .sessions
+                    .feed_signal()
+                    .wake_url(&id)
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(video_id = %id, error = %e, "no wake-up URL");
+                        None
+                    })
+            };
             let body = PriorityAnswer {
                 version: windows.version,
                 priority_slots,
                 complete,
                 assignments: presign_assignments(&state, &record, picks).await?,
+                wake_url,
             };
             if complete || complete_at_start {
                 // The uploader is done: nothing waits on this video's signal again.
@@ -411,18 +433,30 @@ pub(crate) async fn watching(
 ) -> Result<StatusCode, ApiError> {
     state.sessions.load(&id).await?;
     let now = state.sessions.now_ms();
+    let policy = state.config.policy;
     if state.hints.watching_due(&id, now) {
         let recorded = state
             .sessions
             .update_windows(&id, |w| {
+                let was_watched = w.watched(now, &policy);
                 let changed = w.watched_ms < now;
                 w.watched_ms = w.watched_ms.max(now);
-                ((), changed)
+                (was_watched, changed)
             })
             .await;
-        if let Err(e) = recorded {
-            state.hints.watching_failed(&id);
-            return Err(e.into());
+        match recorded {
+            Err(e) => {
+                state.hints.watching_failed(&id);
+                return Err(e.into());
+            }
+            // The first page: an uploader waiting on its wake-up URL comes back and
+            // holds the poll, so this viewer's first seek is answered at once.
+            Ok(false) => {
+                if let Err(e) = state.sessions.feed_signal().notify(&id).await {
+                    tracing::warn!(video_id = %id, error = %e, "could not ring the feed signal");
+                }
+            }
+            Ok(true) => {}
         }
     }
     Ok(StatusCode::NO_CONTENT)

@@ -55,6 +55,7 @@ pub async fn localstack_clients() -> AwsClients {
     AwsClients {
         s3: aws_sdk_s3::Client::from_conf(s3),
         sqs: aws_sdk_sqs::Client::new(&shared),
+        signing: chunkstream::aws::signing_of(&shared),
     }
 }
 

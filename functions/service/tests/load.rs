@@ -531,20 +531,24 @@ async fn run_load(size: Sizing) {
     let worker_per_part = (jobs / parts) * 0.20e-6
         + busy_us.load(Ordering::Relaxed) as f64 / 1e6 / parts * 0.5 * 0.0000166667;
     let per_part = api_s3_sqs_per_part + api_per_part + worker_per_part;
-    // One priority long poll held open all hour in its 128 MB Lambda (PriorityFeedFunction):
-    // its GB-s, its requests (one per 25 s wait, gateway + Lambda) and, while it waits, its
-    // safety-net re-reads of windows.json, each after one SQS receive on its feed queue, every
-    // SIGNALLED_PRIORITY_POLL_MS (watched) or SIGNALLED_UNWATCHED_PRIORITY_POLL_MS. A viewer's
-    // change costs one SQS send and the feed one receive + delete (charged to the viewers).
+    // The uploader's priority feed, all hour. Watched: one long poll held open in its 128 MB
+    // Lambda (PriorityFeedFunction): its GB-s, its requests (one per 25 s wait, gateway + Lambda)
+    // and, while it waits, its safety-net re-reads of windows.json, each after one SQS receive
+    // on the feed queue, every SIGNALLED_PRIORITY_POLL_MS. Nobody watching: the uploader waits
+    // on its wake-up URL instead (one SQS receive of up to 20 s, then one short poll: gateway +
+    // Lambda request, ~100 ms of 128 MB, 4 GETs). A viewer's change costs one SQS send and a
+    // receive (charged to the viewers).
     let polls_per_hour = 3600.0 / (MAX_PRIORITY_WAIT_MS as f64 / 1000.0);
-    let feed_hour = |every_ms: u64| {
-        let waits = 3600.0 / (every_ms as f64 / 1000.0);
+    let held_hour = {
+        let waits = 3600.0 / (SIGNALLED_PRIORITY_POLL_MS as f64 / 1000.0);
         3600.0 * 0.125 * 0.0000166667 + polls_per_hour * 1.2e-6 + waits * (0.0004e-3 + 0.40e-6)
     };
-    let long_poll_hour = feed_hour(SIGNALLED_PRIORITY_POLL_MS);
+    let wake_hour = {
+        let wakes = 3600.0 / (SIGNALLED_UNWATCHED_PRIORITY_POLL_MS as f64 / 1000.0);
+        wakes * (0.40e-6 + 1.2e-6 + 0.1 * 0.125 * 0.0000166667 + 4.0 * 0.0004e-3)
+    };
     println!(
-        "priority long poll held all hour: ${long_poll_hour:.4} watched, ${:.4} nobody watching",
-        feed_hour(SIGNALLED_UNWATCHED_PRIORITY_POLL_MS)
+        "priority feed all hour: ${held_hour:.4} held in Lambda (watched), ${wake_hour:.4} waiting on the wake-up URL (nobody watching)"
     );
     println!(
         "per part: S3+SQS ${:.7}, API Lambda+gateway ${:.7}, worker Lambda ${:.7}",
@@ -555,12 +559,14 @@ async fn run_load(size: Sizing) {
         let floor = parts_per_hour * tracks * 0.005e-3;
         let hour = per_part * parts_per_hour;
         println!(
-            "{secs:.0} s parts: ${hour:.4} per video-hour without the long poll ({:.2} × the floor of {:.0} PUTs = ${floor:.4}); \
-             + ${long_poll_hour:.4} for the priority long poll held in Lambda, watched = ${:.4} ({:.2} × floor)",
+            "{secs:.0} s parts: ${hour:.4} per video-hour without the feed ({:.2} × the floor of {:.0} PUTs = ${floor:.4}); \
+             nobody watching + ${wake_hour:.4} = ${:.4} ({:.2} × floor); watched + ${held_hour:.4} = ${:.4} ({:.2} × floor)",
             hour / floor,
             parts_per_hour * tracks,
-            hour + long_poll_hour,
-            (hour + long_poll_hour) / floor
+            hour + wake_hour,
+            (hour + wake_hour) / floor,
+            hour + held_hour,
+            (hour + held_hour) / floor
         );
     }
 }

@@ -877,6 +877,16 @@ async fn the_priority_long_poll_answers_when_a_viewer_prioritizes() {
 /// signal, its own in-process wake-ups and hint gate.
 struct OtherProcess(chunkstream::api::AppState);
 
+impl OtherProcess {
+    fn of(stack: &TestStack) -> Self {
+        Self(chunkstream::api::AppState {
+            events: Default::default(),
+            hints: Default::default(),
+            ..stack.state.clone()
+        })
+    }
+}
+
 impl Api for OtherProcess {
     fn app_router(&self) -> axum::Router {
         chunkstream::api::app(self.0.clone())
@@ -909,11 +919,7 @@ async fn feed_queue_exists(stack: &TestStack, id: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seek_handled_by_another_process_wakes_the_uploaders_long_poll_through_its_feed_queue() {
     let stack = TestStack::new().await;
-    let other = OtherProcess(chunkstream::api::AppState {
-        events: Default::default(),
-        hints: Default::default(),
-        ..stack.state.clone()
-    });
+    let other = OtherProcess::of(&stack);
     let (id, secret, _) = create_session(&stack, &synthetic_plan(20)).await;
     let (_, first) = stack
         .call(
@@ -990,11 +996,7 @@ async fn a_seek_handled_by_another_process_wakes_the_uploaders_long_poll_through
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unwatched_uploader_waits_on_its_signed_wake_up_url_until_a_watch_page_opens() {
     let stack = TestStack::new().await;
-    let other = OtherProcess(chunkstream::api::AppState {
-        events: Default::default(),
-        hints: Default::default(),
-        ..stack.state.clone()
-    });
+    let other = OtherProcess::of(&stack);
     let (id, secret, _) = create_session(&stack, &synthetic_plan(20)).await;
     let feed = format!("/api/videos/{id}/priority");
     let (_, answer) = stack.call("GET", &feed, Some(&secret), None).await;

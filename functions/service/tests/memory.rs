@@ -73,6 +73,14 @@ impl Fakes {
         }
     }
 
+    /// Fakes whose sessions ring a feed signal shared by every "process" made from them.
+    fn with_feed_signal() -> (Self, Arc<MemoryFeedSignal>) {
+        let mut f = Self::new();
+        let signal = MemoryFeedSignal::new();
+        f.state.sessions = f.state.sessions.clone().with_feed_signal(signal.clone());
+        (f, signal)
+    }
+
     fn sessions(&self) -> &Sessions {
         &self.state.sessions
     }
@@ -1018,9 +1026,7 @@ async fn the_feed_re_reads_every_second_while_nobody_watches_and_every_250_ms_on
 #[tokio::test(start_paused = true)]
 async fn with_a_feed_signal_a_seek_in_another_process_answers_the_poll_at_once_and_waiting_reads_almost_nothing(
 ) {
-    let mut f = Fakes::new();
-    let signal = MemoryFeedSignal::new();
-    f.state.sessions = f.state.sessions.clone().with_feed_signal(signal.clone());
+    let (f, signal) = Fakes::with_feed_signal();
     // Another API process: the same store and signal, its own in-process wake-ups.
     let other = Fakes {
         state: AppState {
@@ -1084,9 +1090,7 @@ async fn with_a_feed_signal_a_seek_in_another_process_answers_the_poll_at_once_a
 
 #[tokio::test]
 async fn an_unwatched_uploads_answer_names_a_wake_up_url_and_the_first_open_page_rings_it() {
-    let mut f = Fakes::new();
-    let signal = MemoryFeedSignal::new();
-    f.state.sessions = f.state.sessions.clone().with_feed_signal(signal.clone());
+    let (f, signal) = Fakes::with_feed_signal();
     let (id, secret, _) = create_session(&f, &synthetic_plan(40)).await;
     let feed = format!("/api/videos/{id}/priority");
     let (_, answer) = f.call("GET", &feed, Some(&secret), None).await;

@@ -144,6 +144,15 @@ impl SqsFeedSignal {
     }
 }
 
+/// Whether `authority_and_path` (a URL after its `://`) names an AWS endpoint.
+fn aws_host(authority_and_path: &str) -> bool {
+    let host = authority_and_path
+        .split(['/', ':'])
+        .next()
+        .unwrap_or_default();
+    host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn")
+}
+
 fn queue_missing<E: aws_sdk_sqs::error::ProvideErrorMetadata>(e: &E) -> bool {
     matches!(
         e.code(),
@@ -268,21 +277,6 @@ struct WakeSigner {
 impl WakeSigner {
     async fn sign(&self, queue_url: &str) -> Result<String, QueueError> {
         use aws_credential_types::provider::ProvideCredentials;
-        use aws_sigv4::http_request::{
-            sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
-        };
-        let failed = |detail: String| QueueError {
-            retryable: false,
-            detail: format!("sign the wake-up URL: {detail}"),
-        };
-        let queue_url = match (&self.public_endpoint, queue_url.split_once("://")) {
-            (Some(public), Some((_, rest))) => {
-                let path = rest.find('/').map_or("", |i| &rest[i..]);
-                format!("{public}{path}")
-            }
-            _ => queue_url.to_string(),
-        };
-        let unsigned = format!("{queue_url}?{WAKE_QUERY}");
         let credentials = self
             .credentials
             .provide_credentials()
@@ -291,35 +285,68 @@ impl WakeSigner {
                 retryable: true,
                 detail: format!("credentials for the wake-up URL: {e}"),
             })?;
-        let identity = credentials.into();
-        let mut settings = SigningSettings::default();
-        settings.signature_location = SignatureLocation::QueryParams;
-        settings.expires_in = Some(WAKE_URL_TTL);
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("sqs")
-            .time(std::time::SystemTime::now())
-            .settings(settings)
-            .build()
-            .map_err(|e| failed(e.to_string()))?
-            .into();
-        let request = SignableRequest::new(
-            "GET",
-            &unsigned,
-            std::iter::empty(),
-            SignableBody::Bytes(&[]),
+        let queue_url = match (&self.public_endpoint, queue_url.split_once("://")) {
+            // The public endpoint stands for a local SQS (LocalStack behind another
+            // address); AWS's own queue URLs are reachable as they are.
+            (Some(_), Some((_, rest))) if aws_host(rest) => queue_url.to_string(),
+            (Some(public), Some((_, rest))) => {
+                let path = rest.find('/').map_or("", |i| &rest[i..]);
+                format!("{public}{path}")
+            }
+            _ => queue_url.to_string(),
+        };
+        presign_wake(
+            &queue_url,
+            credentials,
+            &self.region,
+            std::time::SystemTime::now(),
         )
-        .map_err(|e| failed(e.to_string()))?;
-        let (instructions, _) = sign(request, &params)
-            .map_err(|e| failed(e.to_string()))?
-            .into_parts();
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        for (name, value) in instructions.params() {
-            query.append_pair(name, value);
-        }
-        Ok(format!("{unsigned}&{}", query.finish()))
     }
+}
+
+/// `queue_url` + [`WAKE_QUERY`], presigned (SigV4 in the query, [`WAKE_URL_TTL`]).
+fn presign_wake(
+    queue_url: &str,
+    credentials: aws_credential_types::Credentials,
+    region: &str,
+    time: std::time::SystemTime,
+) -> Result<String, QueueError> {
+    use aws_sigv4::http_request::{
+        sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+    };
+    let failed = |detail: String| QueueError {
+        retryable: false,
+        detail: format!("sign the wake-up URL: {detail}"),
+    };
+    let unsigned = format!("{queue_url}?{WAKE_QUERY}");
+    let identity = credentials.into();
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(WAKE_URL_TTL);
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("sqs")
+        .time(time)
+        .settings(settings)
+        .build()
+        .map_err(|e| failed(e.to_string()))?
+        .into();
+    let request = SignableRequest::new(
+        "GET",
+        &unsigned,
+        std::iter::empty(),
+        SignableBody::Bytes(&[]),
+    )
+    .map_err(|e| failed(e.to_string()))?;
+    let (instructions, _) = sign(request, &params)
+        .map_err(|e| failed(e.to_string()))?
+        .into_parts();
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in instructions.params() {
+        query.append_pair(name, value);
+    }
+    Ok(format!("{unsigned}&{}", query.finish()))
 }
 
 /// The in-memory fake, shared by every "process" (API state) of a test: a
@@ -422,6 +449,50 @@ mod tests {
         let started = tokio::time::Instant::now();
         assert!(waiter.await.expect("the waiter ends"));
         assert!(started.elapsed() < Duration::from_millis(10));
+    }
+
+    /// The reference: botocore 1.42's `SigV4QueryAuth` (what the AWS CLI presigns with)
+    /// for the same request, credentials and time.
+    #[test]
+    fn the_wake_up_url_is_signed_as_botocore_signs_it() {
+        let time = std::time::UNIX_EPOCH + Duration::from_secs(1_796_644_800); // 2026-12-07T12:00:00Z
+        let credentials = aws_credential_types::Credentials::new(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            Some("session/token+with=chars".into()),
+            None,
+            "test",
+        );
+        let url = presign_wake(
+            "https://sqs.us-east-1.amazonaws.com/123456789012/cs-feed-AbC_d-1",
+            credentials,
+            "us-east-1",
+            time,
+        )
+        .expect("signed");
+        let (base, query) = url.split_once('?').expect("a query");
+        assert_eq!(
+            base,
+            "https://sqs.us-east-1.amazonaws.com/123456789012/cs-feed-AbC_d-1"
+        );
+        let mut got: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        got.sort();
+        let botocore = "Action=ReceiveMessage&MaxNumberOfMessages=10&Version=2012-11-05&VisibilityTimeout=60&WaitTimeSeconds=20&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20261207%2Fus-east-1%2Fsqs%2Faws4_request&X-Amz-Date=20261207T120000Z&X-Amz-Expires=600&X-Amz-SignedHeaders=host&X-Amz-Security-Token=session%2Ftoken%2Bwith%3Dchars&X-Amz-Signature=4dc4651b820fbdd518bb2ac389d20d9ad56c017b8048708dbecbcee961103485";
+        let mut want: Vec<(String, String)> = form_urlencoded::parse(botocore.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        want.sort();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn only_local_queue_urls_are_readdressed_to_the_public_endpoint() {
+        assert!(aws_host("sqs.us-east-1.amazonaws.com/123456789012/q"));
+        assert!(aws_host("sqs.cn-north-1.amazonaws.com.cn/1/q"));
+        assert!(!aws_host("127.0.0.1:4566/queue/us-east-1/000000000000/q"));
+        assert!(!aws_host("localhost.localstack.cloud:4566/000000000000/q"));
     }
 
     #[test]

@@ -80,6 +80,11 @@ pub struct PriorityResponse {
     /// leased to this uploader by the server along with the answer (optional; newer servers)
     #[serde(default)]
     pub assignments: Option<Vec<Assignment>>,
+    /// While nobody watches (newer servers with feed queues): instead of holding the
+    /// poll, GET this URL ([`Api::wake`]; SQS holds it up to 20 s until a watch page
+    /// opens or a viewer seeks), then ask again with `wait_ms=0`. Absent: hold the poll.
+    #[serde(default)]
+    pub wake_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -340,6 +345,32 @@ impl Api {
             wait + Duration::from_secs(15),
         )
         .await
+    }
+
+    /// GET a priority answer's `wake_url`: a presigned SQS ReceiveMessage that SQS
+    /// holds until a viewer opens a watch page or seeks (or 20 s). Only that it came
+    /// back matters: the body is drained (so the connection can be reused), not read.
+    /// A non-2xx answer is an error (`http_{status}`), as is `timeout` passing.
+    pub async fn wake(&self, url: &str, timeout: Duration) -> Result<(), ApiError> {
+        let res = self
+            .http
+            .get(url)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(network)?;
+        let status = res.status().as_u16();
+        let ok = res.status().is_success();
+        let _ = res.bytes().await;
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiError::Status {
+                status,
+                code: format!("http_{status}"),
+                message: format!("wake-up URL answered HTTP {status}"),
+            })
+        }
     }
 
     pub async fn status(&self, id: &str) -> Result<StatusResponse, ApiError> {

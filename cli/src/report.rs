@@ -1,7 +1,10 @@
 //! What the user sees: a progress bar (indicatif: bytes, rate, ETA, parts
 //! playable) and messages on stderr with the share link on stdout — or, with
 //! `--json`, one JSON event per line on stdout (`link`, `progress`, `warning`,
-//! `done`, `error`, `interrupted`) for scripts.
+//! `done`, `error`, `interrupted`; while uploading also `priority`, `part`, `yield`
+//! and `feed`: `{"mode": "wake"|"held", "wake_disabled": bool}` whenever the priority
+//! feed changes how it waits — on the server's wake-up URL while nobody watches, or
+//! holding the long poll) for scripts.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -89,6 +89,98 @@ impl RateLimit {
         tokio::time::sleep_until(until).await;
     }
 }
+/// The longest a wake-up GET may take: SQS holds it 20 s at most.
+const WAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A wake-up that came back sooner than this without news did not wait for one.
+const STRAY_WAKE: Duration = Duration::from_secs(1);
+/// Stray wake-ups in a row after which this run stops using wake-up URLs.
+const MAX_STRAY_WAKES: u32 = 3;
+
+/// How the priority loop waits for the viewers' next change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedWait {
+    /// GET the answer's wake-up URL, then ask again with `wait_ms=0`
+    Wake(String),
+    /// hold the long poll (`priority_wait`), as without wake-up URLs
+    Held,
+}
+
+impl FeedWait {
+    /// the `mode` of the `feed` event
+    pub fn mode(&self) -> &'static str {
+        match self {
+            FeedWait::Wake(_) => "wake",
+            FeedWait::Held => "held",
+        }
+    }
+}
+
+/// How a wake-up GET went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WakeOutcome {
+    /// it answered 2xx
+    pub ok: bool,
+    /// how long it was held
+    pub took: Duration,
+}
+
+/// The priority loop's choice between a wake-up URL and the held poll, apart from the
+/// network. A wake-up is *stray* when its GET failed or came back in under 1 s and the
+/// answer asked for right after it has the version the loop had before it: it did not
+/// wait for news (an expired or refused URL, a queue that answers at once). After
+/// [`MAX_STRAY_WAKES`] in a row this run holds the poll again; a wake-up that is not
+/// stray (it waited, or the version changed) ends the streak.
+#[derive(Debug, Default, Clone)]
+pub struct WakeGuard {
+    strays: u32,
+    disabled: bool,
+}
+
+impl WakeGuard {
+    /// How to wait after an answer carrying `wake_url`.
+    pub fn next_wait(&self, wake_url: Option<&str>) -> FeedWait {
+        match wake_url {
+            Some(url) if !self.disabled && !url.is_empty() => FeedWait::Wake(url.to_owned()),
+            _ => FeedWait::Held,
+        }
+    }
+
+    pub fn is_stray(wake: WakeOutcome, before: Option<u64>, answered: Option<u64>) -> bool {
+        (!wake.ok || wake.took < STRAY_WAKE) && answered == before
+    }
+
+    /// Records a wake-up followed by an answer of version `answered` (the loop had
+    /// `before`); `true` when this one turned wake-up URLs off for the run.
+    pub fn after_wake(
+        &mut self,
+        wake: WakeOutcome,
+        before: Option<u64>,
+        answered: Option<u64>,
+    ) -> bool {
+        if self.disabled {
+            return false;
+        }
+        if Self::is_stray(wake, before, answered) {
+            self.strays += 1;
+            if self.strays >= MAX_STRAY_WAKES {
+                self.disabled = true;
+                return true;
+            }
+        } else {
+            self.strays = 0;
+        }
+        false
+    }
+
+    pub fn disabled(&self) -> bool {
+        self.disabled
+    }
+
+    pub fn strays(&self) -> u32 {
+        self.strays
+    }
+}
+
 /// how long natural-order parts wait for the lease of a part a viewer just asked for
 const PRIORITY_LEASE_WAIT: Duration = Duration::from_secs(5);
 /// a kept assignment is re-sent only if its URLs stay valid at least this long
@@ -703,21 +795,70 @@ impl Uploader {
         }
     }
 
-    /// The long poll: one request held open until the viewers' windows change.
+    /// The priority feed: one long poll held open until the viewers' windows change —
+    /// or, while nobody watches and the server hands out a `wake_url`, a GET of that
+    /// URL (SQS holds it, not an API Lambda) followed by one `wait_ms=0` poll. Wake-up
+    /// URLs that do not wait ([`WakeGuard`]) are given up for the run with a warning.
+    /// With `--json`, a `feed` event (`mode`: `wake` | `held`, `wake_disabled`) says
+    /// how it waits, whenever that changes.
     async fn priority_loop(self: Arc<Self>) {
         let mut failures = 0u32;
+        let mut guard = WakeGuard::default();
+        // the last answer's wake-up URL (none before the first answer, or after an error)
+        let mut wake_url: Option<String> = None;
+        let mut shown: Option<(&'static str, bool)> = None;
         loop {
             if self.stop.is_cancelled() {
                 return;
             }
-            let after = lock(&self.shared).prio_version;
+            let before = lock(&self.shared).prio_version;
+            let wait = guard.next_wait(wake_url.take().as_deref());
+            let mode = (wait.mode(), guard.disabled());
+            if shown != Some(mode) {
+                shown = Some(mode);
+                self.reporter.event(
+                    "feed",
+                    serde_json::json!({ "mode": mode.0, "wake_disabled": mode.1 }),
+                );
+            }
+            let woke = match &wait {
+                FeedWait::Wake(url) => {
+                    let started = Instant::now();
+                    let ok = tokio::select! {
+                        r = self.api.wake(url, WAKE_TIMEOUT) => r.is_ok(),
+                        _ = self.stop.cancelled() => return,
+                    };
+                    Some(WakeOutcome {
+                        ok,
+                        took: started.elapsed(),
+                    })
+                }
+                FeedWait::Held => None,
+            };
+            // after a wake-up: one request, answered at once
+            let hold = if woke.is_some() {
+                Duration::ZERO
+            } else {
+                self.opts.priority_wait
+            };
             let r = tokio::select! {
-                r = self.api.priority(&self.id, &self.secret, after, self.opts.priority_wait) => r,
+                r = self.api.priority(&self.id, &self.secret, before, hold) => r,
                 _ = self.stop.cancelled() => return,
             };
             match r {
                 Ok(r) => {
                     failures = 0;
+                    if let Some(w) = woke {
+                        if guard.after_wake(w, before, r.version) {
+                            self.reporter.say(
+                                "warning",
+                                &format!(
+                                    "the priority feed's wake-up URL came back {MAX_STRAY_WAKES} times without waiting for news; holding the long poll for the rest of this upload"
+                                ),
+                            );
+                        }
+                    }
+                    wake_url = r.wake_url;
                     if let Some(list) = r.assignments.filter(|l| !l.is_empty()) {
                         let list = list
                             .into_iter()
@@ -937,5 +1078,142 @@ fn tracing_yield(reporter: &Reporter, slots: &[usize]) {
                 list.join(", ")
             ),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URL: &str = "https://sqs.example/q?Action=ReceiveMessage&X-Amz-Signature=x";
+
+    fn wake(ok: bool, ms: u64) -> WakeOutcome {
+        WakeOutcome {
+            ok,
+            took: Duration::from_millis(ms),
+        }
+    }
+
+    #[test]
+    fn an_answer_with_a_wake_url_is_waited_on_through_it() {
+        let g = WakeGuard::default();
+        assert_eq!(g.next_wait(Some(URL)), FeedWait::Wake(URL.to_owned()));
+        assert_eq!(g.next_wait(Some(URL)).mode(), "wake");
+    }
+
+    #[test]
+    fn an_answer_without_a_wake_url_holds_the_poll() {
+        let g = WakeGuard::default();
+        assert_eq!(g.next_wait(None), FeedWait::Held);
+        assert_eq!(g.next_wait(Some("")), FeedWait::Held);
+        assert_eq!(g.next_wait(None).mode(), "held");
+    }
+
+    #[test]
+    fn stray_means_failed_or_quick_and_no_news() {
+        // failed, same version
+        assert!(WakeGuard::is_stray(wake(false, 20_000), Some(3), Some(3)));
+        // quick, same version
+        assert!(WakeGuard::is_stray(wake(true, 200), Some(3), Some(3)));
+        // it waited: the 20 s SQS hold ran out with nothing to say
+        assert!(!WakeGuard::is_stray(wake(true, 20_000), Some(3), Some(3)));
+        assert!(!WakeGuard::is_stray(wake(true, 1_000), Some(3), Some(3)));
+        // news, however it came
+        assert!(!WakeGuard::is_stray(wake(true, 200), Some(3), Some(4)));
+        assert!(!WakeGuard::is_stray(wake(false, 200), Some(3), Some(4)));
+        assert!(!WakeGuard::is_stray(wake(true, 200), None, Some(0)));
+    }
+
+    #[test]
+    fn three_stray_wakes_in_a_row_turn_wake_urls_off_for_the_run() {
+        let mut g = WakeGuard::default();
+        assert!(!g.after_wake(wake(false, 5), Some(1), Some(1)));
+        assert!(!g.after_wake(wake(true, 100), Some(1), Some(1)));
+        assert_eq!(g.strays(), 2);
+        assert_eq!(g.next_wait(Some(URL)), FeedWait::Wake(URL.to_owned()));
+        assert!(
+            g.after_wake(wake(false, 900), Some(1), Some(1)),
+            "the third"
+        );
+        assert!(g.disabled());
+        assert_eq!(g.next_wait(Some(URL)), FeedWait::Held);
+        // said once: later wakes (none should happen) do not report again
+        assert!(!g.after_wake(wake(false, 5), Some(1), Some(1)));
+        assert_eq!(g.next_wait(Some(URL)), FeedWait::Held);
+    }
+
+    #[test]
+    fn a_wake_followed_by_a_changed_version_resets_the_count() {
+        let mut g = WakeGuard::default();
+        g.after_wake(wake(true, 10), Some(1), Some(1));
+        g.after_wake(wake(true, 10), Some(1), Some(1));
+        assert_eq!(g.strays(), 2);
+        // a viewer's seek rang it quickly: news, not a stray
+        assert!(!g.after_wake(wake(true, 10), Some(1), Some(2)));
+        assert_eq!(g.strays(), 0);
+        g.after_wake(wake(true, 10), Some(2), Some(2));
+        g.after_wake(wake(false, 10), Some(2), Some(2));
+        assert!(!g.disabled(), "two strays since the reset");
+        assert_eq!(g.next_wait(Some(URL)), FeedWait::Wake(URL.to_owned()));
+        assert!(g.after_wake(wake(false, 10), Some(2), Some(2)));
+    }
+
+    #[test]
+    fn a_wake_that_waited_ends_a_streak_of_strays() {
+        let mut g = WakeGuard::default();
+        g.after_wake(wake(false, 10), Some(1), Some(1));
+        g.after_wake(wake(false, 10), Some(1), Some(1));
+        g.after_wake(wake(true, 20_000), Some(1), Some(1));
+        assert_eq!(g.strays(), 0);
+        g.after_wake(wake(false, 10), Some(1), Some(1));
+        g.after_wake(wake(false, 10), Some(1), Some(1));
+        assert!(!g.disabled());
+    }
+
+    /// A one-shot HTTP server answering `status` after `delay`; its address.
+    async fn answer_once(status: &'static str, delay: Duration) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            tokio::time::sleep(delay).await;
+            let body = "<ReceiveMessageResponse/>";
+            let _ = sock
+                .write_all(
+                    format!(
+                        "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+        });
+        format!("http://{addr}/000000000000/feed?Action=ReceiveMessage")
+    }
+
+    #[tokio::test]
+    async fn a_wake_get_is_ok_on_2xx_and_an_error_otherwise() {
+        let api = Api::new("http://127.0.0.1:9").expect("client");
+        let url = answer_once("200 OK", Duration::ZERO).await;
+        api.wake(&url, Duration::from_secs(5)).await.expect("200");
+        let url = answer_once("403 Forbidden", Duration::ZERO).await;
+        let e = api
+            .wake(&url, Duration::from_secs(5))
+            .await
+            .expect_err("403");
+        assert_eq!(e.status(), Some(403));
+        let url = answer_once("200 OK", Duration::from_secs(5)).await;
+        let started = Instant::now();
+        api.wake(&url, Duration::from_millis(300))
+            .await
+            .expect_err("held past its timeout");
+        assert!(started.elapsed() < Duration::from_secs(3));
     }
 }

@@ -190,6 +190,29 @@ impl Runner {
         );
         serde_json::from_slice(&out.stdout).unwrap()
     }
+
+    /// POSTs with no body (as a watch page's `watching`); the HTTP status.
+    pub fn post_empty(&self, path: &str) -> u16 {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "-X",
+                "POST",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("{}{path}", self.base),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("POST {path}: {}", String::from_utf8_lossy(&out.stderr)))
+    }
 }
 
 impl Drop for Runner {

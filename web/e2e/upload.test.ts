@@ -1,13 +1,14 @@
 /**
  * Upload through the real page (file input) to the real backend; the published MPD and HLS
- * playlists must each decode to as many video frames as the source.
+ * playlists must each decode to as many video frames as the source. Nobody watches while these
+ * upload: the priority feed waits on its wake-up URLs (SQS), not on held API polls.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeClip, makeTempDir, videoFrameCount } from '../test/helpers/media.ts';
 import type { ClipOptions } from '../test/helpers/media.ts';
-import { backendUp, ffprobeFrames, getStatus, manifestUrl, openUploader, waitForComplete, waitForLink } from './helpers/app.ts';
+import { backendUp, feedWaits, ffprobeFrames, getStatus, manifestUrl, openUploader, pageTrace, waitForComplete, waitForLink } from './helpers/app.ts';
 import { BASE_URL, launch } from './helpers/browser.ts';
 
 const cases: [string, ClipOptions][] = [
@@ -60,6 +61,11 @@ describe('upload through the page', () => {
       // the HLS playlists beside the MPD, read by ffmpeg's HLS demuxer, decode to the same count
       assert.equal(await ffprobeFrames(`${BASE_URL}/v/${videoId}/master.m3u8`), sourceFrames, 'HLS frames');
       assert.equal(up.creates.length, 1, 'exactly one session created');
+      // the first feed request answers at once; with no watch page open every later wait was on a wake-up URL
+      const waits = (await feedWaits(up.page)).map((w) => w.mode);
+      assert.ok(waits.length >= 2 && waits.slice(1).every((m) => m === 'wake'), `feed waits: ${waits.join(' ')}`);
+      const strays = (await pageTrace(up.page)).filter((e) => e.ev === 'wake' && e.stray !== false);
+      assert.deepEqual(strays, [], 'no wake-up came back at once for nothing (a URL the queue refuses)');
       // and Chromium plays it (video frames and, if any, audio decoded through MSE)
       const viewer = await browser.context.newPage();
       await viewer.goto(link);

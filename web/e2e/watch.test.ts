@@ -1,7 +1,9 @@
 /**
  * Viewers while the upload goes on (upload slowed down with the page's bandwidth setting):
  *  - a second page opens the link as soon as it appears and plays before the upload completes;
- *  - a viewer seeking to ~75 % early on gets that part long before natural order would reach it;
+ *  - a viewer seeking to ~75 % early on gets that part long before natural order would reach it
+ *    (the uploader, which waited on its wake-up URL while nobody watched, is woken by the watch
+ *    page and holds its priority poll from then on);
  *  - a fully uploaded video plays (and seeks) as plain VOD.
  */
 import assert from 'node:assert/strict';
@@ -10,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
 import { makeClip, makeTempDir } from '../test/helpers/media.ts';
-import { backendUp, getStatus, imageStats, openUploader, pageState, waitForComplete, waitForLink } from './helpers/app.ts';
+import { backendUp, feedWaits, getStatus, imageStats, openUploader, pageState, pageTrace, waitForComplete, waitForLink } from './helpers/app.ts';
 import { BASE_URL, launch } from './helpers/browser.ts';
 
 interface VideoState {
@@ -112,8 +114,12 @@ describe('watching while uploading', () => {
     const bw = Math.round((size * 8) / naturalTotal);
     const up = await openUploader(browser.context, file, { seg: 4, bw });
     const { link, videoId } = await waitForLink(up);
+    // nobody watches yet: the uploader waits on its wake-up URL (an SQS long poll), not a held API poll
+    for (let i = 0; i < 100 && (await feedWaits(up.page)).at(-1)?.mode !== 'wake'; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal((await feedWaits(up.page)).at(-1)?.mode, 'wake', JSON.stringify(await feedWaits(up.page)));
     const viewer = await browser.context.newPage();
     const log: string[] = [];
+    const tOpen = Date.now();
     await openWatch(viewer, link, log);
     await viewer.waitForFunction(() => document.querySelector('video')!.currentTime > 0.5, null, { timeout: 60_000, polling: 200 });
     const duration = await viewer.evaluate(() => document.querySelector('video')!.duration);
@@ -140,6 +146,12 @@ describe('watching while uploading', () => {
     assert.ok(latency < naturalEta / 3, `seek took ${latency} s`);
     assert.ok(unpublishedBetween > between.length / 2, 'the target was uploaded out of order');
     assert.equal(status.complete, false);
+    // the watch page rang the wake-up at once (SQS would hold it 20 s), and watched the feed holds its poll
+    const trace = await pageTrace(up.page);
+    const woken = trace.find((e) => e.ev === 'wake' && e.t >= tOpen);
+    assert.ok(woken && woken.stray === false && woken.t - tOpen < 10_000, `woken ${woken ? woken.t - tOpen : '-'} ms after the page opened: ${JSON.stringify(woken)}`);
+    const watched = (await feedWaits(up.page)).filter((w) => w.t > woken.t).map((w) => w.mode);
+    assert.ok(watched.length >= 1 && watched.every((m) => m === 'hold'), `feed waits once watched: ${watched.join(' ')}`);
     await assertRealFrame(viewer, 'after seek');
     await viewer.close();
     await up.page.close();

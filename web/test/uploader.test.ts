@@ -6,7 +6,9 @@
  * pre-empts natural order and goes alone, pre-empted parts go again and every slot is reported once,
  * the rate estimate follows the link, a second stream is used only when measured to help; side
  * uploads (preview sprites) go as soon as made, beside part 0 while no viewer waits for it, and
- * never ahead of or beside a part a viewer waits for (part 0 included once a viewer asked for it).
+ * never ahead of or beside a part a viewer waits for (part 0 included once a viewer asked for it);
+ * while nobody watches, the priority feed waits on the answer's wake-up URL instead of holding its
+ * poll, and gives wake-up URLs that do not work up.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -121,8 +123,10 @@ class FakeLink {
 
 interface LogEntry {
   t: number;
-  what: 'next' | 'put-start' | 'put-done' | 'put-aborted' | 'reported' | 'prioritize' | 'refused';
+  what: 'next' | 'put-start' | 'put-done' | 'put-aborted' | 'reported' | 'prioritize' | 'refused' | 'priority' | 'wake' | 'wake-done' | 'wake-aborted';
   slot?: number;
+  /** a priority request's hold */
+  waitMs?: number;
   slots?: number[];
   url?: string;
 }
@@ -139,6 +143,14 @@ class FakeServer implements UploaderApi {
   priorityMissing = false;
   /** slots whose first upload the worker refuses (failed; handed out again by next) */
   readonly refuseOnce = new Set<number>();
+  /** feed answers offer a wake-up URL while no viewer window is open (as the server with feed queues) */
+  wakeUrls = false;
+  /** how a wake-up URL behaves: held until a prioritize (or wakeHoldMs), answered at once, or a network error */
+  wakeMode: 'works' | 'instant' | 'rejects' = 'works';
+  wakeHoldMs = 20_000;
+  /** called as each wake-up starts (1, 2, …) */
+  onWake?: (n: number) => void;
+  private wakes = 0;
 
   constructor(
     n: number,
@@ -230,11 +242,44 @@ class FakeServer implements UploaderApi {
   private answer(lease: number): PriorityResponse {
     const assignments: Assignment[] = [];
     for (const s of this.prioritySlots()) if (assignments.length < lease && this.slots[s] === 'pending') assignments.push(this.lease(s, true));
-    return { version: this.version, priority_slots: this.prioritySlots(), complete: this.complete, assignments };
+    return this.withWake({ version: this.version, priority_slots: this.prioritySlots(), complete: this.complete, assignments });
+  }
+
+  private withWake(r: PriorityResponse): PriorityResponse {
+    return this.wakeUrls && !r.complete && this.windows.length === 0 ? { ...r, wake_url: `fake-wake://${this.version}` } : r;
+  }
+
+  async wake(_url: string, signal?: AbortSignal): Promise<void> {
+    this.log.push({ t: performance.now(), what: 'wake' });
+    this.onWake?.(++this.wakes);
+    signal?.throwIfAborted();
+    if (this.wakeMode === 'rejects') {
+      await delay(1);
+      throw new TypeError('Failed to fetch');
+    }
+    if (this.wakeMode === 'works') {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(t);
+          this.waiters.delete(done);
+          signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        const t = setTimeout(done, this.wakeHoldMs);
+        this.waiters.add(done);
+        signal?.addEventListener('abort', done, { once: true });
+      });
+    } else await delay(1);
+    if (signal?.aborted) {
+      this.log.push({ t: performance.now(), what: 'wake-aborted' });
+      throw signal.reason;
+    }
+    this.log.push({ t: performance.now(), what: 'wake-done' });
   }
 
   async priority(_id: string, _secret: string, after: number | null, waitMs: number, signal?: AbortSignal, lease = 0): Promise<PriorityResponse> {
     if (this.priorityMissing) throw new ApiError(404, 'not_found', 'no route');
+    this.log.push({ t: performance.now(), what: 'priority', waitMs });
     if (after === null || after !== this.version) return this.answer(lease);
     await new Promise<void>((resolve) => {
       const done = () => {
@@ -248,7 +293,12 @@ class FakeServer implements UploaderApi {
       signal?.addEventListener('abort', done, { once: true });
     });
     signal?.throwIfAborted();
-    return after !== this.version ? this.answer(lease) : { version: this.version, priority_slots: this.prioritySlots(), complete: this.complete, assignments: [] };
+    return after !== this.version ? this.answer(lease) : this.withWake({ version: this.version, priority_slots: this.prioritySlots(), complete: this.complete, assignments: [] });
+  }
+
+  /** the feed's requests and wake-ups in order: 'W' a wake-up, else a priority request's hold in ms */
+  feedCalls(since = 0): (number | 'W')[] {
+    return this.log.filter((l) => l.t >= since && (l.what === 'priority' || l.what === 'wake')).map((l) => (l.what === 'wake' ? 'W' : l.waitMs!));
   }
 
   /** [start, end) of every completed or aborted PUT, by slot */
@@ -285,10 +335,12 @@ function setup(n: number, bytes: number, link: FakeLink, opts: Partial<Construct
   const server = new FakeServer(n, link);
   const { analysis, plan, segmenter } = fakeMedia(n, bytes);
   const trace: Trace = [];
+  const logs: string[] = [];
   const uploader = new Uploader(server, 'v', 's', analysis, plan, segmenter, { parallel: 4, statusIntervalMs: 200, ...opts }, {
     onTrace: (ev, data) => trace.push({ t: performance.now(), ev, data }),
+    onLog: (m) => logs.push(m),
   });
-  return { server, uploader, trace };
+  return { server, uploader, trace, logs };
 }
 
 /**
@@ -654,5 +706,119 @@ describe('upload scheduler', () => {
     assert.ok(server.log.some((l) => l.what === 'refused' && l.slot === 1), 'the fake refused slot 1');
     assert.equal(server.log.filter((l) => l.what === 'put-done' && l.slot === 1).length, 2, 'slot 1 was sent twice');
     assert.equal(server.log.filter((l) => l.what === 'reported' && l.slot === 1).length, 2, 'slot 1 was reported twice');
+  });
+});
+
+describe('priority feed wake-ups', () => {
+  const HOLD = 7000;
+
+  it('without a wake-up URL in the answers the feed holds its poll for the configured time', { timeout: 30_000 }, async () => {
+    const { server, uploader } = setup(8, 50_000, new FakeLink(400_000), { parallel: 1, priorityWaitMs: HOLD });
+    assert.equal(await uploader.run(), 'complete');
+    const calls = server.feedCalls();
+    assert.ok(calls.length >= 2, `feed calls ${JSON.stringify(calls)}`);
+    assert.deepEqual(calls, calls.map(() => HOLD), 'every request held the configured time, no wake-up');
+  });
+
+  it('while nobody watches it waits on the wake-up URL, then asks with wait_ms=0; a seek wakes it at once, and watched it holds the poll', { timeout: 30_000 }, async () => {
+    const n = 24;
+    const { server, uploader, trace } = setup(n, 100_000, new FakeLink(400_000), { parallel: 1, priorityWaitMs: HOLD }); // 250 ms per part
+    server.wakeUrls = true;
+    server.wakeHoldMs = 1100; // SQS holds 20 s: a wake-up that ran its course (longer than a stray's second)
+    const run = uploader.run();
+    while (server.log.filter((l) => l.what === 'wake-done').length < 2) await delay(5);
+    // every request after the first follows one wake-up, and holds nothing
+    const before = server.feedCalls();
+    assert.equal(before[0], HOLD, 'the first request (no version yet: answered at once)');
+    for (let i = 1; i < before.length; i += 2) {
+      assert.equal(before[i], 'W', `call ${i} of ${JSON.stringify(before)}`);
+      if (i + 1 < before.length) assert.equal(before[i + 1], 0, `call ${i + 1} of ${JSON.stringify(before)}`);
+    }
+    // a viewer seeks while the uploader waits on the wake-up URL
+    while (server.feedCalls().at(-1) !== 'W') await delay(2);
+    const t0 = performance.now();
+    server.prioritize(20);
+    while (!server.intervals().some((i) => i.slot === 20 && !i.aborted)) await delay(5);
+    const p20 = server.intervals().find((i) => i.slot === 20 && !i.aborted)!;
+    const woken = server.log.find((l) => l.what === 'wake-done' && l.t >= t0)!;
+    assert.ok(woken.t - t0 < 50, `the wake-up came back ${(woken.t - t0).toFixed(0)} ms after the seek`);
+    assert.ok(p20.end - t0 < 900, `slot 20 done ${(p20.end - t0).toFixed(0)} ms after the seek (250 ms of link time)`);
+    // the answer after the wake-up (no hold) names the viewer's window; then, watched, the poll is held
+    assert.deepEqual(server.feedCalls(t0).slice(0, 2), [0, HOLD], JSON.stringify(server.feedCalls(t0)));
+    assert.equal(await run, 'complete');
+    const wakes = trace.filter((e) => e.ev === 'wake');
+    assert.ok(wakes.length >= 3, `wake-ups traced: ${wakes.length}`);
+    assert.ok(wakes.every((e) => e.data.stray === false), `no stray wake-up: ${JSON.stringify(wakes.map((e) => e.data))}`);
+    assert.ok(!trace.some((e) => e.ev === 'wake-off'));
+    for (let s = 0; s < n; s++) assert.equal(server.log.filter((l) => l.what === 'reported' && l.slot === s).length, 1, `slot ${s} reported once`);
+  });
+
+  for (const mode of ['instant', 'rejects'] as const) {
+    it(`wake-up URLs that ${mode === 'instant' ? 'come back at once with nothing new' : 'fail to fetch'} are given up after 3 in a row: the poll is held again, logged once`, { timeout: 30_000 }, async () => {
+      const { server, uploader, trace, logs } = setup(12, 100_000, new FakeLink(400_000), { parallel: 1, priorityWaitMs: HOLD }); // 3 s
+      server.wakeUrls = true;
+      server.wakeMode = mode;
+      // the second wake-up brings a new version: a quick wake-up it was right to come back for, so the
+      // count starts again; a fetch that failed is stray whatever the feed says next
+      server.onWake = (i) => {
+        if (i === 2) server.version++;
+      };
+      assert.equal(await uploader.run(), 'complete');
+      const calls = server.feedCalls();
+      const verdicts = mode === 'instant' ? [true, false, true, true, true] : [true, true, true];
+      // the first request; one request with no hold per wake-up; then held polls only
+      const head = [HOLD, ...verdicts.flatMap(() => ['W', 0])];
+      assert.deepEqual(calls.slice(0, head.length), head, JSON.stringify(calls));
+      assert.ok(calls.length > head.length, `a held request after the wake-ups: ${JSON.stringify(calls)}`);
+      assert.deepEqual(calls.slice(head.length), calls.slice(head.length).map(() => HOLD), `held polls after giving up: ${JSON.stringify(calls)}`);
+      assert.deepEqual(
+        trace.filter((e) => e.ev === 'wake').map((e) => e.data.stray),
+        verdicts,
+      );
+      assert.equal(trace.filter((e) => e.ev === 'wake-off').length, 1);
+      assert.equal(logs.filter((m) => m.includes('wake-up URL does not work')).length, 1, logs.join('\n'));
+    });
+  }
+
+  it('a pause, a stop or the end of the upload ends a wake-up wait at once (not a stray)', { timeout: 30_000 }, async () => {
+    const waiting = async (server: FakeServer): Promise<void> => {
+      while (server.feedCalls().at(-1) !== 'W') await delay(2);
+    };
+    const settled = (server: FakeServer) => server.log.filter((l) => l.what === 'wake-done' || l.what === 'wake-aborted').length;
+
+    // the upload ends while the feed waits on a wake-up URL (held a minute)
+    const a = setup(6, 50_000, new FakeLink(400_000), { parallel: 1, priorityWaitMs: HOLD });
+    a.server.wakeUrls = true;
+    a.server.wakeHoldMs = 60_000;
+    const t0 = performance.now();
+    assert.equal(await a.uploader.run(), 'complete');
+    assert.ok(performance.now() - t0 < 5000, 'run() did not wait for the wake-up');
+    await delay(20);
+    assert.equal(a.server.log.filter((l) => l.what === 'wake-aborted').length, 1, 'the wake-up wait was aborted with the run');
+    assert.equal(settled(a.server), a.server.log.filter((l) => l.what === 'wake').length, 'no wake-up left waiting');
+
+    // pause while the feed waits: run() ends paused, the wait with it; a stop likewise
+    const b = setup(40, 100_000, new FakeLink(400_000), { parallel: 1, priorityWaitMs: HOLD }); // 10 s
+    b.server.wakeUrls = true;
+    b.server.wakeHoldMs = 60_000;
+    const run = b.uploader.run();
+    await waiting(b.server);
+    const tPause = performance.now();
+    b.uploader.pause();
+    assert.equal(await run, 'paused');
+    assert.ok(performance.now() - tPause < 2000, `paused after ${(performance.now() - tPause).toFixed(0)} ms`);
+    await delay(20);
+    assert.equal(settled(b.server), b.server.log.filter((l) => l.what === 'wake').length, 'no wake-up left waiting after the pause');
+    const run2 = b.uploader.run();
+    await waiting(b.server);
+    const tStop = performance.now();
+    b.uploader.stop();
+    await assert.rejects(run2);
+    await delay(50);
+    assert.equal(settled(b.server), b.server.log.filter((l) => l.what === 'wake').length, 'no wake-up left waiting after the stop');
+    assert.ok(b.server.log.some((l) => l.what === 'wake-aborted' && l.t >= tStop));
+    assert.equal(b.server.log.filter((l) => l.what === 'priority' && l.t > tStop).length, 0, 'no feed request after the stop');
+    assert.ok(!b.trace.some((e) => e.ev === 'wake' && e.data.stray === true), 'an aborted wake-up is not a stray');
+    assert.ok(!a.trace.some((e) => e.ev === 'wake' && e.data.stray === true), 'an aborted wake-up is not a stray');
   });
 });

@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import type { BrowserContext, CDPSession, Page, Request } from 'playwright-core';
+import type { TraceEntry } from '../../src/lib/trace.ts';
 import { BASE_URL } from './browser.ts';
 
 const run = promisify(execFile);
@@ -53,6 +54,16 @@ export async function openUploader(context: BrowserContext, file: string, params
   await page.goto(`${BASE_URL}/${qs ? `?${qs}` : ''}`);
   await page.setInputFiles('#file', file);
   return { page, creates, logs };
+}
+
+/** The page's `trace(...)` timeline (web/src/lib/trace.ts). */
+export async function pageTrace(page: Page): Promise<TraceEntry[]> {
+  return (await page.evaluate(() => (globalThis as unknown as { __chunkstreamTrace?: unknown[] }).__chunkstreamTrace ?? [])) as TraceEntry[];
+}
+
+/** How the uploader's priority feed waited, in order: 'wake' (on a wake-up URL) or 'hold' (a held poll). */
+export async function feedWaits(page: Page): Promise<{ t: number; mode: string }[]> {
+  return (await pageTrace(page)).filter((e) => e.ev === 'feed-wait').map((e) => ({ t: e.t, mode: String(e.mode) }));
 }
 
 export async function pageState(page: Page): Promise<string> {

@@ -103,6 +103,12 @@ export interface PriorityResponse {
   complete?: boolean;
   /** window slots leased to this uploader with the answer (`lease` > 0; older servers omit it) */
   assignments?: Assignment[];
+  /**
+   * While nobody watches (and the server has feed queues): a presigned SQS receive to wait on
+   * (`Api.wake`, held up to 20 s, back when a viewer opens the watch page or seeks) instead of
+   * holding the next poll open; then ask again with `waitMs` 0. Absent: hold the poll.
+   */
+  wake_url?: string | null;
 }
 
 export interface PrioritizeResponse {
@@ -257,6 +263,19 @@ export class Api {
     if (after !== null) q.set('after', String(after));
     if (lease > 0) q.set('lease', String(Math.min(16, Math.round(lease))));
     return this.callOnce('GET', `/api/videos/${encodeURIComponent(id)}/priority?${q}`, undefined, secret, signal);
+  }
+  /**
+   * Waits on a priority answer's `wake_url` (an SQS long poll the server presigned): resolves when
+   * it answers, whatever it says. A cross-origin URL without CORS headers, so the answer is opaque
+   * and never read; rejects on a network error or when `signal` aborts. One attempt. No Referer
+   * (the queue needs none, and LocalStack refuses a request whose Referer is not an origin it allows).
+   */
+  async wake(url: string, signal?: AbortSignal): Promise<void> {
+    const init: RequestInit = { mode: 'no-cors', cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer' };
+    if (signal) init.signal = signal;
+    const res = await fetch(url, init);
+    // an opaque answer has no body; anything else (same origin, a test server) is dropped unread
+    await res.body?.cancel().catch(() => undefined);
   }
   /** A viewer's seek: `viewer` (default: this tab's id) names the window it replaces. */
   prioritize(id: string, target: { position: number } | { slot: number }, viewer: string = viewerId()): Promise<PrioritizeResponse> {

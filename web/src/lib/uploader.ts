@@ -12,7 +12,9 @@
  *    PROBE_GAIN, as on high-RTT paths), up to `parallel`.
  *  - Throughput comes from progress events (LinkMeter), never from a setting.
  *  - Viewers' priorities arrive through a long poll (GET …/priority) whose answer also carries the
- *    leased, presigned assignment of the slots it names, so a seek costs no extra round trip.
+ *    leased, presigned assignment of the slots it names, so a seek costs no extra round trip. While
+ *    nobody watches, the answer offers a wake-up URL (an SQS long poll) to wait on instead of holding
+ *    the API's poll open; the next poll then asks with no hold.
  *  - Side uploads (seek-bar preview sprites, tens of KB) go one at a time as soon as they are made,
  *    ahead of natural-order parts and beside a natural-order PUT on the link (part 0's too: it keeps
  *    the link to itself against other parts, for the first viewer, but a sprite is not a part), so
@@ -67,6 +69,8 @@ export interface UploaderOptions {
   statusIntervalMs?: number;
   /** long-poll hold time for GET …/priority (default 20 s; the server caps it at 25 s) */
   priorityWaitMs?: number;
+  /** how long a wait on a wake-up URL may last before the feed is asked anyway (default 30 s; SQS holds 20 s) */
+  wakeMaxMs?: number;
   /** while priority slots keep the link busy, one natural-order slot still goes this often (default 20 s) */
   naturalEveryMs?: number;
   /** a natural-order PUT with less than this much measured time left is not pre-empted (default 250 ms) */
@@ -88,7 +92,7 @@ export interface SideUpload {
 }
 
 /** What the uploader needs from the API client (a fake in the unit tests). */
-export type UploaderApi = Pick<Api, 'next' | 'reportUploaded' | 'status' | 'put' | 'priority'>;
+export type UploaderApi = Pick<Api, 'next' | 'reportUploaded' | 'status' | 'put' | 'priority' | 'wake'>;
 
 /** Builds a slot's segments (the real one is `Segmenter`). */
 export interface SegmentSource {
@@ -156,6 +160,13 @@ const SOLO_MAX_AGE_MS = 15_000;
 const SOLO_MAX_SHARED = 0.1;
 /** window slots the priority feed leases with its answer */
 const FEED_LEASE = 2;
+/**
+ * A wake-up that came back sooner than this with nothing new (or failed outright) is stray: a
+ * wake-up URL that does not work here (a signature the queue refuses answers at once)…
+ */
+const WAKE_STRAY_MS = 1000;
+/** …and after this many in a row the feed holds its poll again for the rest of the run */
+const WAKE_MAX_STRAYS = 3;
 /** a probe keeps one more stream only if the link got this much faster with it */
 const PROBE_GAIN = 1.15;
 const PROBE_FIRST_AFTER_PARTS = 6;
@@ -1051,16 +1062,53 @@ export class Uploader {
     this.kick();
   }
 
-  /** The long poll: one request held open by the server until the viewers' windows change. */
+  /**
+   * The priority feed. Each answer either offers a wake-up URL (nobody watches: wait on it, an SQS
+   * long poll that comes back when a viewer opens the watch page or seeks, then ask again with no
+   * hold) or not (hold the next request open until the viewers' windows change). At most one feed
+   * request per wait either way; wake-up URLs that keep coming back at once with nothing new are
+   * given up for the rest of the run.
+   */
   private async priorityLoop(signal: AbortSignal): Promise<void> {
     let failures = 0;
-    const waitMs = this.opts.priorityWaitMs ?? 20_000;
+    const holdMs = this.opts.priorityWaitMs ?? 20_000;
+    /** the last answer's wake-up URL, used once */
+    let wakeUrl: string | null = null;
+    /** stray wake-ups in a row; wake-up URLs given up */
+    let strays = 0;
+    let wakeOff = false;
     while (!signal.aborted) {
       try {
-        const r = await this.api.priority(this.videoId, this.secret, this.prio.version, waitMs, signal, FEED_LEASE);
+        let waitMs = holdMs;
+        let woke: { ms: number; failed: unknown; before: number | null } | null = null;
+        if (wakeUrl !== null && !wakeOff) {
+          const url = wakeUrl;
+          wakeUrl = null;
+          const before = this.prio.version;
+          this.trace('feed-wait', { mode: 'wake' });
+          woke = { ...(await this.waitForWake(url, signal)), before };
+          waitMs = 0;
+        } else {
+          wakeUrl = null;
+          this.trace('feed-wait', { mode: 'hold', ms: waitMs });
+        }
+        let r: PriorityResponse;
+        try {
+          r = await this.api.priority(this.videoId, this.secret, this.prio.version, waitMs, signal, FEED_LEASE);
+        } catch (e) {
+          // a wake-up whose fetch failed is stray whatever the feed says (or fails to); otherwise no verdict
+          if (woke && !signal.aborted) ({ strays, wakeOff } = this.wakeVerdict(woke, woke.failed !== null ? true : null, strays, wakeOff));
+          throw e;
+        }
         failures = 0;
+        if (woke) {
+          // nothing explains a quick return: not a new version, nor a viewer (the answer would then offer no wake-up URL)
+          const stray = woke.failed !== null || (woke.ms < WAKE_STRAY_MS && r.version === woke.before && !!r.wake_url);
+          ({ strays, wakeOff } = this.wakeVerdict(woke, stray, strays, wakeOff));
+        }
         this.onPriority(r);
         if (r.complete) return;
+        wakeUrl = r.wake_url || null;
       } catch (e) {
         if (signal.aborted) return;
         if (e instanceof ApiError && (e.status === 405 || (e.status === 404 && e.code !== 'unknown_video'))) {
@@ -1077,6 +1125,43 @@ export class Uploader {
         await sleep(retryDelayMs(e, Math.min(15_000, 250 * 2 ** Math.min(failures, 6))), signal).catch(() => undefined);
       }
     }
+  }
+
+  /**
+   * Waits on a wake-up URL until it answers, at most `wakeMaxMs` (a wait that ran that long is a
+   * wake-up like any other). `failed`: the fetch's error (network error), null if it answered.
+   * Throws when `signal` aborts (pause, stop): the wait ends with it.
+   */
+  private async waitForWake(url: string, signal: AbortSignal): Promise<{ ms: number; failed: unknown }> {
+    signal.throwIfAborted();
+    const ctrl = new AbortController();
+    const onAbort = (): void => ctrl.abort(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    const timer = setTimeout(() => ctrl.abort(new DOMException('the wake-up wait ran out', 'TimeoutError')), this.opts.wakeMaxMs ?? 30_000);
+    const started = performance.now();
+    try {
+      await this.api.wake(url, ctrl.signal);
+      return { ms: performance.now() - started, failed: null };
+    } catch (e) {
+      signal.throwIfAborted();
+      return { ms: performance.now() - started, failed: ctrl.signal.aborted ? null : (e ?? new Error('wake-up failed')) };
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /**
+   * Counts a wake-up (`stray` null: no verdict, the feed request after it failed) and traces it;
+   * gives wake-up URLs up after WAKE_MAX_STRAYS stray ones in a row (logged once).
+   */
+  private wakeVerdict(woke: { ms: number; failed: unknown }, stray: boolean | null, strays: number, wakeOff: boolean): { strays: number; wakeOff: boolean } {
+    const count = stray === true ? strays + 1 : stray === false ? 0 : strays;
+    this.trace('wake', { ms: Math.round(woke.ms), stray, ...(woke.failed !== null ? { failed: describe(woke.failed) } : {}) });
+    if (wakeOff || count < WAKE_MAX_STRAYS) return { strays: count, wakeOff };
+    this.cb.onLog?.('the wake-up URL does not work here; holding the priority poll instead');
+    this.trace('wake-off', { strays: count });
+    return { strays: count, wakeOff: true };
   }
 
   private async initsAnswered(): Promise<void> {

@@ -709,6 +709,34 @@ describe('upload scheduler', () => {
   });
 });
 
+describe('status at the end', () => {
+  it('a fresh status refresh (the one run() makes as it ends) waits for a poll in flight and asks again, so the page shows the newer answer last', { timeout: 30_000 }, async () => {
+    /** answers each status poll 300 ms late, with the slots as they were when it was asked */
+    class StaleStatusServer extends FakeServer {
+      override async status(): Promise<StatusResponse> {
+        const asked = await super.status();
+        await delay(300);
+        return asked;
+      }
+    }
+    const server = new StaleStatusServer(6, new FakeLink(2_000_000));
+    const { analysis, plan, segmenter } = fakeMedia(6, 20_000);
+    const shown: number[] = [];
+    const uploader = new Uploader(server, 'v', 's', analysis, plan, segmenter, {}, {
+      onStatus: (s) => shown.push(s.slots.filter((x) => x.state === 'published').length),
+    });
+    const inFlight = uploader.refreshStatus(); // asked while nothing is published
+    await delay(50);
+    server.slots.fill('published'); // the upload ends meanwhile
+    assert.equal(await uploader.refreshStatus(), null, 'a plain refresh leaves it to the poll in flight');
+    const fresh = await uploader.refreshStatus(true);
+    assert.equal(fresh?.slots.filter((x) => x.state === 'published').length, 6);
+    await inFlight;
+    assert.deepEqual(shown, [0, 6], 'the stale answer first, the fresh one last');
+    assert.equal(uploader.progress().slotsPublished, 6);
+  });
+});
+
 describe('priority feed wake-ups', () => {
   const HOLD = 7000;
 

@@ -192,7 +192,8 @@ export class Uploader {
   private initBytesDone = 0;
   private fatal: unknown = null;
   private statusTimer: ReturnType<typeof setInterval> | null = null;
-  private polling = false;
+  /** the status poll in flight */
+  private polling: Promise<StatusResponse | null> | null = null;
   private pausing = false;
   private running = false;
   private readonly initBytes: number;
@@ -341,9 +342,26 @@ export class Uploader {
     this.cb.onProgress?.(this.progress());
   }
 
-  async refreshStatus(): Promise<StatusResponse | null> {
-    if (this.polling) return null;
-    this.polling = true;
+  /**
+   * Polls the status once. While a poll is in flight another call returns null at once, unless
+   * `fresh`: then it waits for that poll and asks again, since its answer may predate what the
+   * caller knows (the end of the upload, a pause), and the page shows what comes back last.
+   */
+  async refreshStatus(fresh = false): Promise<StatusResponse | null> {
+    if (this.polling) {
+      if (!fresh) return null;
+      await this.polling;
+    }
+    const poll = this.pollStatus();
+    this.polling = poll;
+    try {
+      return await poll;
+    } finally {
+      if (this.polling === poll) this.polling = null;
+    }
+  }
+
+  private async pollStatus(): Promise<StatusResponse | null> {
     try {
       const s = await this.api.status(this.videoId, this.abort.signal);
       this.applyStatus(s);
@@ -351,8 +369,6 @@ export class Uploader {
     } catch (e) {
       if (!this.abort.signal.aborted) this.cb.onLog?.(`status: ${describe(e)}`);
       return null;
-    } finally {
-      this.polling = false;
     }
   }
 
@@ -1194,7 +1210,7 @@ export class Uploader {
           while (this.puts.size) await this.waitForKick(1000);
           await this.initsAnswered();
           if (this.fatal) throw this.fatal;
-          await this.refreshStatus();
+          await this.refreshStatus(true);
           this.pausing = false; // the next run() (Resume) uploads again
           return 'paused';
         }
@@ -1226,7 +1242,7 @@ export class Uploader {
       }
       await this.initsAnswered();
       if (this.fatal) throw this.fatal;
-      await this.refreshStatus();
+      await this.refreshStatus(true);
       return 'complete';
     } finally {
       this.running = false;

@@ -722,7 +722,7 @@ describe('status at the end', () => {
     const server = new StaleStatusServer(6, new FakeLink(2_000_000));
     const { analysis, plan, segmenter } = fakeMedia(6, 20_000);
     const shown: number[] = [];
-    const uploader = new Uploader(server, 'v', 's', analysis, plan, segmenter, {}, {
+    const uploader = new Uploader(server, 'v', 's', analysis, plan, segmenter, { parallel: 1 }, {
       onStatus: (s) => shown.push(s.slots.filter((x) => x.state === 'published').length),
     });
     const inFlight = uploader.refreshStatus(); // asked while nothing is published

@@ -47,6 +47,27 @@ fn short_video(file: &Path, secs: u32) {
     );
 }
 
+/// Uploads `secs` of [`short_video`] in 1 s parts, one at a time, at `rate` bytes/s.
+fn paced_upload(runner: &Runner, name: &str, secs: u32, rate: u32) -> Upload {
+    let dir = scratch(name);
+    let file = dir.join("video.mp4");
+    short_video(&file, secs);
+    let rate = rate.to_string();
+    Upload::start(
+        runner,
+        &file,
+        &dir.join("state"),
+        &[
+            "--segment-secs",
+            "1",
+            "--parallel",
+            "1",
+            "--max-rate",
+            &rate,
+        ],
+    )
+}
+
 fn feed_modes(seen: &[Value]) -> Vec<String> {
     seen.iter()
         .filter(|e| e["event"] == "feed")
@@ -62,23 +83,8 @@ fn is_feed(e: &Value, mode: &str) -> bool {
 fn an_unwatched_upload_completes_waiting_on_wake_up_urls() {
     let _serial = one_at_a_time();
     let runner = open_runner();
-    let dir = scratch("cli-e2e-wake");
-    let file = dir.join("short.mp4");
-    short_video(&file, 12);
     // paced: the upload takes several seconds, the feed waits on its wake-up URL all along
-    let mut up = Upload::start(
-        &runner,
-        &file,
-        &dir.join("state"),
-        &[
-            "--segment-secs",
-            "1",
-            "--parallel",
-            "1",
-            "--max-rate",
-            "150000",
-        ],
-    );
+    let mut up = paced_upload(&runner, "cli-e2e-wake", 12, 150_000);
     up.wait_for("feed wake", Duration::from_secs(30), |e| is_feed(e, "wake"));
     let waking_since = Instant::now();
     assert_eq!(up.finish(Duration::from_secs(120)), 0, "{:?}", up.seen);
@@ -110,22 +116,7 @@ fn an_unwatched_upload_completes_waiting_on_wake_up_urls() {
 fn opening_a_watch_page_brings_the_uploader_back_to_the_held_poll_at_once() {
     let _serial = one_at_a_time();
     let runner = open_runner();
-    let dir = scratch("cli-e2e-wake-watch");
-    let file = dir.join("long.mp4");
-    short_video(&file, 30);
-    let mut up = Upload::start(
-        &runner,
-        &file,
-        &dir.join("state"),
-        &[
-            "--segment-secs",
-            "1",
-            "--parallel",
-            "1",
-            "--max-rate",
-            "100000",
-        ],
-    );
+    let mut up = paced_upload(&runner, "cli-e2e-wake-watch", 30, 100_000);
     up.wait_for("feed wake", Duration::from_secs(30), |e| is_feed(e, "wake"));
     let id = up.event("link").unwrap()["video_id"]
         .as_str()

@@ -87,10 +87,13 @@ export interface paths {
   "/api/videos/{id}/watching": {
     /**
      * A watch page is open: the uploader's priority feed watches for this
-     * video's seeks closely for the next 90 s (its safety-net re-reads every 3 s
-     * instead of 20 s; 250 ms instead of 1 s without a feed queue). The watch page says so when it loads and every minute while the video
-     * is still uploading. One process writes it at most every 30 s per video
-     * (`windows.json`, 1 GET + 1 PUT); the other calls cost no S3 request.
+     * video's seeks closely for the next 90 s (it holds its poll instead of
+     * waiting on a wake-up URL, and re-reads every 3 s instead of 20 s; 250 ms
+     * instead of 1 s without a feed queue). The first page while nobody watched
+     * rings the video's feed queue. The watch page says so when it loads and
+     * every minute while the video is still uploading. One process writes it at
+     * most every 30 s per video (`windows.json`, 1 GET + 1 PUT); the other calls
+     * cost no S3 request.
      */
     post: operations["watching"];
   };
@@ -1030,10 +1033,13 @@ export interface operations {
   };
   /**
    * A watch page is open: the uploader's priority feed watches for this
-   * video's seeks closely for the next 90 s (its safety-net re-reads every 3 s
-   * instead of 20 s; 250 ms instead of 1 s without a feed queue). The watch page says so when it loads and every minute while the video
-   * is still uploading. One process writes it at most every 30 s per video
-   * (`windows.json`, 1 GET + 1 PUT); the other calls cost no S3 request.
+   * video's seeks closely for the next 90 s (it holds its poll instead of
+   * waiting on a wake-up URL, and re-reads every 3 s instead of 20 s; 250 ms
+   * instead of 1 s without a feed queue). The first page while nobody watched
+   * rings the video's feed queue. The watch page says so when it loads and
+   * every minute while the video is still uploading. One process writes it at
+   * most every 30 s per video (`windows.json`, 1 GET + 1 PUT); the other calls
+   * cost no S3 request.
    */
   watching: {
     parameters: {

@@ -240,6 +240,25 @@ fn a_viewers_prioritize_at_three_quarters_is_sent_next() {
     });
     let id = video_id(&up);
     let count = up.event("link").unwrap()["part_count"].as_u64().unwrap();
+    // The viewer's watch page is open, as a seek comes from one: the CLI holds the priority
+    // poll (while nobody watches it waits on a wake-up URL instead, one round trip slower to
+    // hear of a seek; tests/localstack_wake.rs covers that)
+    if !up
+        .seen
+        .iter()
+        .any(|e| e["event"] == "feed" && e["mode"] == "wake")
+    {
+        up.wait_for("feed wake", Duration::from_secs(30), |e| {
+            e["event"] == "feed" && e["mode"] == "wake"
+        });
+    }
+    assert_eq!(
+        runner.post_empty(&format!("/api/videos/{id}/watching")),
+        204
+    );
+    up.wait_for("feed held", Duration::from_secs(15), |e| {
+        e["event"] == "feed" && e["mode"] == "held"
+    });
     let answer = runner.post_json(
         &format!("/api/videos/{id}/prioritize"),
         r#"{"position": 30.0}"#,

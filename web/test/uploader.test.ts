@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ApiError } from '../src/lib/api.ts';
-import type { Assignment, NextResponse, PresignedUpload, PriorityResponse, StatusResponse } from '../src/lib/api.ts';
+import type { Assignment, NextResponse, PresignedUpload, PriorityResponse, SlotReport, StatusResponse } from '../src/lib/api.ts';
 import type { Analysis } from '../src/lib/analyze.ts';
 import type { Plan } from '../src/lib/planner.ts';
 import { Uploader } from '../src/lib/uploader.ts';
@@ -123,8 +123,12 @@ class FakeLink {
 
 interface LogEntry {
   t: number;
-  what: 'next' | 'put-start' | 'put-done' | 'put-aborted' | 'reported' | 'prioritize' | 'refused' | 'priority' | 'wake' | 'wake-done' | 'wake-aborted';
+  what: 'next' | 'put-start' | 'put-done' | 'put-aborted' | 'reported' | 'report-refused' | 'prioritize' | 'refused' | 'priority' | 'wake' | 'wake-done' | 'wake-aborted';
   slot?: number;
+  /** a report's way: the single route or a `next` call's `uploaded` */
+  via?: 'route' | 'next';
+  /** a `next` call's reported slots */
+  uploaded?: number[];
   /** a priority request's hold */
   waitMs?: number;
   slots?: number[];
@@ -143,6 +147,11 @@ class FakeServer implements UploaderApi {
   priorityMissing = false;
   /** slots whose first upload the worker refuses (failed; handed out again by next) */
   readonly refuseOnce = new Set<number>();
+  /** slots whose first report finds no object (409 / an entry with `upload_missing`; the lease stays) */
+  readonly missingOnce = new Set<number>();
+  /** a watch page is open: the feed offers no wake-up URL even without a viewer window */
+  watched = false;
+  private wakeIssued = 0;
   /** feed answers offer a wake-up URL while no viewer window is open (as the server with feed queues) */
   wakeUrls = false;
   /** how a wake-up URL behaves: held until a prioritize (or wakeHoldMs), answered at once, or a network error */
@@ -158,6 +167,12 @@ class FakeServer implements UploaderApi {
     private readonly windowLen = 2,
   ) {
     this.slots = Array.from({ length: n }, () => 'pending' as St);
+  }
+
+  /** A watch page opens: it rings the feed queue (wake-ups end) and the feed answers watched. */
+  watch(): void {
+    this.watched = true;
+    for (const w of this.waiters) w();
   }
 
   prioritize(slot: number): void {
@@ -181,8 +196,11 @@ class FakeServer implements UploaderApi {
     return { slot: s, priority, lease_expires_at: new Date(Date.now() + 120_000).toISOString(), uploads: [up] };
   }
 
-  async next(_id: string, _secret: string, max: number): Promise<NextResponse> {
+  async next(_id: string, _secret: string, max: number, _signal?: AbortSignal, uploaded: readonly number[] = []): Promise<NextResponse> {
     await delay(2);
+    assert.ok(uploaded.length <= 16 && new Set(uploaded).size === uploaded.length, `a bad report list ${uploaded}`);
+    // reports first: a reported slot is never leased back in the same answer
+    const reports = uploaded.map((slot) => this.applyReport(slot, 'next'));
     const picks: Assignment[] = [];
     const take = (s: number, priority: boolean) => {
       if (picks.length >= max || (this.slots[s] !== 'pending' && this.slots[s] !== 'failed') || picks.some((p) => p.slot === s)) return;
@@ -190,8 +208,8 @@ class FakeServer implements UploaderApi {
     };
     for (const s of this.prioritySlots()) take(s, true);
     for (let s = 0; s < this.slots.length; s++) take(s, false);
-    this.log.push({ t: performance.now(), what: 'next', slots: picks.map((p) => p.slot) });
-    return { assignments: picks, complete: this.complete, remaining: 0, priority_slots: this.prioritySlots() };
+    this.log.push({ t: performance.now(), what: 'next', slots: picks.map((p) => p.slot), uploaded: [...uploaded] });
+    return { assignments: picks, complete: this.complete, remaining: 0, priority_slots: this.prioritySlots(), ...(reports.length ? { reports } : {}) };
   }
 
   get complete(): boolean {
@@ -200,9 +218,21 @@ class FakeServer implements UploaderApi {
 
   async reportUploaded(_id: string, _secret: string, slot: number): Promise<{ slot: number; queue: string }> {
     await delay(2);
-    if (this.slots[slot] === 'published') throw new ApiError(409, 'already_published', 'already published');
+    const r = this.applyReport(slot, 'route');
+    if (r.error) throw new ApiError(409, r.error, r.message ?? r.error);
+    return { slot, queue: r.queue };
+  }
+
+  /** A report, either way: refused (the object is missing once), or the part is checked and published 5 ms later. */
+  private applyReport(slot: number, via: 'route' | 'next'): SlotReport {
+    const queue = this.windows.length ? 'priority' : 'normal';
+    if (this.slots[slot] === 'published') return { slot, queue, enqueued: false, published: true, error: 'already_published', message: 'already published' };
+    if (this.missingOnce.delete(slot)) {
+      this.log.push({ t: performance.now(), what: 'report-refused', slot, via });
+      return { slot, queue, enqueued: false, published: false, error: 'upload_missing', message: `slot ${slot}: no object` };
+    }
     this.slots[slot] = 'uploaded';
-    this.log.push({ t: performance.now(), what: 'reported', slot });
+    this.log.push({ t: performance.now(), what: 'reported', slot, via });
     setTimeout(() => {
       if (this.refuseOnce.delete(slot)) {
         this.slots[slot] = 'failed';
@@ -212,7 +242,7 @@ class FakeServer implements UploaderApi {
       this.slots[slot] = 'published';
       if (this.prioritySlots().length === 0 && this.windows.length) this.windows = [];
     }, 5);
-    return { slot, queue: this.windows.length ? 'priority' : 'normal' };
+    return { slot, queue, enqueued: true, published: false };
   }
 
   async status(): Promise<StatusResponse> {
@@ -246,11 +276,12 @@ class FakeServer implements UploaderApi {
   }
 
   private withWake(r: PriorityResponse): PriorityResponse {
-    return this.wakeUrls && !r.complete && this.windows.length === 0 ? { ...r, wake_url: `fake-wake://${this.version}` } : r;
+    // a fresh URL with every answer, as the server presigns one each time
+    return this.wakeUrls && !this.watched && !r.complete && this.windows.length === 0 ? { ...r, wake_url: `fake-wake://${this.version}/${this.wakeIssued++}` } : r;
   }
 
-  async wake(_url: string, signal?: AbortSignal): Promise<void> {
-    this.log.push({ t: performance.now(), what: 'wake' });
+  async wake(url: string, signal?: AbortSignal): Promise<void> {
+    this.log.push({ t: performance.now(), what: 'wake', url });
     this.onWake?.(++this.wakes);
     signal?.throwIfAborted();
     if (this.wakeMode === 'rejects') {

@@ -54,11 +54,36 @@ export interface Assignment {
   uploads: PresignedUpload[];
 }
 
+/** POST /api/videos/{id}/next */
+export interface NextRequest {
+  max: number;
+  /** slots whose PUTs (every track) are done, reported with this call (at most 16, no repeats; omitted when none) */
+  uploaded?: number[];
+}
+
+/** One entry per slot a `next` call reported (`uploaded`), in its order. */
+export interface SlotReport {
+  slot: number;
+  queue: 'normal' | 'priority';
+  /** as for the single route: a job went to `queue` */
+  enqueued: boolean;
+  /** as for the single route: checked and public now (also true with `already_published`) */
+  published: boolean;
+  /**
+   * The report was refused: `upload_missing` / `upload_size_mismatch` (the objects are not there
+   * with the planned sizes; the lease stays: PUT again, report again), `already_published`.
+   */
+  error?: string | null;
+  message?: string | null;
+}
+
 export interface NextResponse {
   assignments: Assignment[];
   complete: boolean;
   remaining: number;
   priority_slots: number[];
+  /** one per reported slot, in request order (older servers, and calls reporting none, omit it) */
+  reports?: SlotReport[];
 }
 
 export type SlotState = 'pending' | 'assigned' | 'uploaded' | 'published' | 'failed';
@@ -247,8 +272,13 @@ export class Api {
   freshInitUploads(id: string, secret: string): Promise<{ init_uploads: PresignedUpload[] }> {
     return this.call('POST', `/api/videos/${encodeURIComponent(id)}/init`, { release_leases: true }, secret);
   }
-  next(id: string, secret: string, max: number, signal?: AbortSignal): Promise<NextResponse> {
-    return this.call('POST', `/api/videos/${encodeURIComponent(id)}/next`, { max }, secret, signal);
+  /**
+   * Leases up to `max` parts; `uploaded` reports finished parts in the same call (batched reports:
+   * one request and one state write instead of one per part). A retry (503) sends the same list.
+   */
+  next(id: string, secret: string, max: number, signal?: AbortSignal, uploaded: readonly number[] = []): Promise<NextResponse> {
+    const body: NextRequest = uploaded.length ? { max, uploaded: [...uploaded] } : { max };
+    return this.call('POST', `/api/videos/${encodeURIComponent(id)}/next`, body, secret, signal);
   }
   reportUploaded(id: string, secret: string, slot: number, signal?: AbortSignal): Promise<{ slot: number; queue: string; published?: boolean }> {
     return this.call('POST', `/api/videos/${encodeURIComponent(id)}/slots/${slot}/uploaded`, undefined, secret, signal);

@@ -14,7 +14,11 @@
  *  - Viewers' priorities arrive through a long poll (GET …/priority) whose answer also carries the
  *    leased, presigned assignment of the slots it names, so a seek costs no extra round trip. While
  *    nobody watches, the answer offers a wake-up URL (an SQS long poll) to wait on instead of holding
- *    the API's poll open; the next poll then asks with no hold.
+ *    the API's poll open; the next poll then asks with no hold. A wake-up that ran out (nothing rang)
+ *    is followed by another wait on the same URL, the API asked only every WAKE_ASK_EVERY-th time.
+ *  - Reports: a finished part is reported at once (POST …/uploaded) when a viewer waits for it or
+ *    someone watches; while nobody watches, reports wait and ride on the next POST next (`uploaded`),
+ *    which saves a request and a state write per part (see flushReason for when they go anyway).
  *  - Side uploads (seek-bar preview sprites, tens of KB) go one at a time as soon as they are made,
  *    ahead of natural-order parts and beside a natural-order PUT on the link (part 0's too: it keeps
  *    the link to itself against other parts, for the first viewer, but a sprite is not a part), so
@@ -24,7 +28,7 @@
  * Each slot's segments are generated only when the slot is about to be sent (plus one ahead).
  */
 import { ApiError, isTransient, retryDelayMs, sleep, withRetry } from './api.ts';
-import type { Api, Assignment, PresignedUpload, PriorityResponse, StatusResponse } from './api.ts';
+import type { Api, Assignment, PresignedUpload, PriorityResponse, RetryOptions, SlotReport, StatusResponse } from './api.ts';
 import type { Analysis } from './analyze.ts';
 import { LinkMeter } from './link-meter.ts';
 import type { MeterMark } from './link-meter.ts';
@@ -71,6 +75,10 @@ export interface UploaderOptions {
   priorityWaitMs?: number;
   /** how long a wait on a wake-up URL may last before the feed is asked anyway (default 30 s; SQS holds 20 s) */
   wakeMaxMs?: number;
+  /** a wake-up that lasted this long ran out (SQS held it the full 20 s: nothing rang; default 19.7 s) */
+  wakeRunOutMs?: number;
+  /** while nobody watches, a part's report waits at most this long for a `next` call to carry it (default 30 s) */
+  reportWaitMs?: number;
   /** while priority slots keep the link busy, one natural-order slot still goes this often (default 20 s) */
   naturalEveryMs?: number;
   /** a natural-order PUT with less than this much measured time left is not pre-empted (default 250 ms) */
@@ -131,6 +139,17 @@ interface SideFlight {
   yielded: boolean;
 }
 
+/** A finished part whose report waits for a `next` call (nobody watches). */
+interface PendingReport {
+  slot: number;
+  /** its lease: a refused report sends the part again with it */
+  a: Assignment;
+  since: number;
+}
+
+/** What a report's answer says, from the single route (202 or 409) or a `next` call's `reports` entry. */
+type ReportAnswer = Partial<Pick<SlotReport, 'queue' | 'published' | 'error' | 'message'>>;
+
 interface Candidate {
   slot: number;
   rank: number;
@@ -167,6 +186,21 @@ const FEED_LEASE = 2;
 const WAKE_STRAY_MS = 1000;
 /** …and after this many in a row the feed holds its poll again for the rest of the run */
 const WAKE_MAX_STRAYS = 3;
+/**
+ * A wake-up that lasted this long ran out: SQS held it its full 20 s, so nothing rang. The next wait
+ * goes on the same URL without asking the API, except every WAKE_ASK_EVERY-th run-out in a row (a
+ * safety net about once a minute, which also brings a fresh URL well before its 10-minute expiry).
+ */
+const WAKE_RUN_OUT_MS = 19_700;
+const WAKE_ASK_EVERY = 3;
+/** reports waiting for a `next` call are sent once there are this many… */
+const REPORT_BATCH = 4;
+/** …and a `next` call carries at most this many (the server's limit) */
+const NEXT_MAX_REPORTS = 16;
+/** report refusals whose answer is to PUT the part again (the lease stays ours) */
+const REFUSED_RESEND = new Set(['upload_missing', 'upload_size_mismatch']);
+/** a part refused this many times in a row ends the upload (something else is wrong) */
+const MAX_REFUSALS = 3;
 /** a probe keeps one more stream only if the link got this much faster with it */
 const PROBE_GAIN = 1.15;
 const PROBE_FIRST_AFTER_PARTS = 6;
@@ -235,6 +269,14 @@ export class Uploader {
   private initsPending: Promise<void> | null = null;
   /** reports of parts viewers wait for, in flight: no new PUT starts meanwhile */
   private reportHolds = 0;
+  /** finished parts whose reports wait for a `next` call (nobody watches), oldest first */
+  private readonly pendingReports: PendingReport[] = [];
+  /** reports on their way (in a `next` call or the single route) */
+  private readonly sentReports = new Set<PendingReport>();
+  /** the last feed answer offered a wake-up URL and named no priority slot: nobody watches */
+  private unwatched = false;
+  /** refused reports per slot, in a row */
+  private readonly refusals = new Map<number, number>();
   /** recent PUTs that (nearly) had the link alone: bytes, start → response time, when */
   private readonly solo: { bytes: number; ms: number; at: number }[] = [];
   /** when recent PUTs were on the link (for the overlap of the next ones) */
@@ -262,6 +304,14 @@ export class Uploader {
   }
 
   stop(): void {
+    // finished parts are never left unreported: those waiting (or on their way in a call the abort
+    // cuts) go by the single route, best effort and detached from this uploader (the page has moved
+    // on; a repeated report is harmless)
+    const left = [...this.pendingReports.splice(0), ...this.sentReports];
+    if (left.length && !this.abort.signal.aborted) {
+      this.trace('reports', { count: left.length, reason: 'stop', via: 'route' });
+      for (const r of left) void withRetry(() => this.api.reportUploaded(this.videoId, this.secret, r.slot), { maxAttempts: 3 }).catch(() => undefined);
+    }
     this.abort.abort(new DOMException('stopped', 'AbortError'));
     if (this.statusTimer) clearInterval(this.statusTimer);
   }
@@ -617,6 +667,8 @@ export class Uploader {
       // A lease for a slot this tab thinks uploaded means the server wants it again (the
       // worker refused those bytes, or the report was lost): the lease, not a status poll, says so.
       if (this.puts.has(a.slot) || this.states[a.slot] === 'published') continue;
+      // its report is on its way (or waiting): that settles it, whatever this lease says
+      if (this.pendingReports.some((r) => r.slot === a.slot) || [...this.sentReports].some((r) => r.slot === a.slot)) continue;
       this.held.set(a.slot, a); // the fresher lease and URLs win
       if (a.priority && !this.prio.rank.has(a.slot)) this.prio.rank.set(a.slot, UNLISTED_PRIORITY_RANK);
       this.setState(a.slot, 'assigned');
@@ -773,16 +825,22 @@ export class Uploader {
     }
     this.prefetch();
     this.topUpNatural();
+    this.flushReports();
   }
 
   /** Keep natural-order leases ready so the next PUT can start the moment the link allows. */
   private topUpNatural(): void {
     if (this.asking || this.serverComplete || this.pausing || performance.now() < this.naturalDryUntil) return;
+    const want = this.naturalWanted();
+    if (want > 0) void this.fetchLeases(want, 'natural');
+  }
+
+  /** natural-order leases to ask for: one ahead of each stream, less those in hand or on the link (≤ 16) */
+  private naturalWanted(): number {
     let ready = 0;
     for (const slot of this.held.keys()) if (!this.prio.rank.has(slot)) ready++;
-    const want = this.streams + NATURAL_AHEAD - ready;
     const onLink = [...this.puts.values()].filter((p) => p.phase !== 'reporting' && !this.isPriority(p.rank)).length;
-    if (want - onLink > 0) void this.fetchLeases(Math.min(16, want - onLink), 'natural');
+    return Math.min(16, this.streams + NATURAL_AHEAD - ready - onLink);
   }
 
   private requestLeases(slot: number): void {
@@ -792,22 +850,36 @@ export class Uploader {
     void this.fetchLeases(Math.min(16, Math.max(1, missing.length)), 'priority');
   }
 
-  private async fetchLeases(max: number, reason: 'priority' | 'natural'): Promise<void> {
+  /**
+   * POST next for `max` leases, carrying the waiting reports (every call does: that is the saving).
+   * `flush`: why the call is made for the reports (traced), if it is.
+   */
+  private async fetchLeases(max: number, reason: 'priority' | 'natural', flush?: string): Promise<void> {
     if (this.asking) return;
     this.asking = true;
+    // the same list on every retry (a 503): a repeated report is idempotent
+    const reports = this.pendingReports.splice(0, NEXT_MAX_REPORTS);
+    for (const r of reports) this.sentReports.add(r);
+    const uploaded = reports.map((r) => r.slot);
     try {
-      this.trace('next-request', { reason, max });
-      const r = await this.api.next(this.videoId, this.secret, max, this.abort.signal);
+      if (reports.length) this.trace('reports', { count: reports.length, reason: flush ?? reason, via: 'next', slots: uploaded });
+      this.trace('next-request', { reason, max, ...(reports.length ? { uploaded } : {}) });
+      const r = await this.api.next(this.videoId, this.secret, max, this.abort.signal, uploaded);
       this.trace('next-response', { reason, slots: r.assignments.map((a) => a.slot) });
+      // before the leases: a refused part's lease goes back into hand (the answer leases none of these)
+      if (reports.length) this.batchAnswered(reports, r.reports);
       if (r.complete) this.serverComplete = true;
       // nothing left to hand out right now (leased elsewhere, being checked): don't ask again at once
       if (r.assignments.length === 0) this.naturalDryUntil = performance.now() + 1000;
       this.hold(r.assignments);
     } catch (e) {
       if (!this.abort.signal.aborted) {
+        // still unreported: the run's end reports them by the single route
+        this.pendingReports.unshift(...reports);
         this.fatal ??= e;
       }
     } finally {
+      for (const r of reports) this.sentReports.delete(r);
       this.asking = false;
       this.kick();
       if (this.running) this.schedule();
@@ -994,23 +1066,137 @@ export class Uploader {
     this.built.delete(slot);
     const sharedMs = this.recordSending(p);
     this.trace('put-done', { slot, bytes: p.bytes, ms: Math.round(performance.now() - p.startedAt), sharedMs: Math.round(sharedMs) });
+    if (!this.reportAtOnce(p)) {
+      // nobody watches: the report rides on a coming `next` call (startPut's schedule() decides when)
+      this.pendingReports.push({ slot, a, since: performance.now() });
+      this.setState(slot, 'uploaded');
+      this.trace('report-pending', { slot, pending: this.pendingReports.length });
+      this.cb.onLog?.(`slot ${slot} uploaded (report batched)`);
+      return;
+    }
     // A part a viewer waits for (part 0, a playhead part): its report goes out on an empty uplink
     // (a new PUT would queue it behind its first bytes in the modem); otherwise the next PUT starts
     // before the report goes out.
     const releaseLink = p.exclusive ? this.holdLinkForReport() : null;
     if (!releaseLink) this.schedule();
     try {
-      const r = await withRetry(() => this.api.reportUploaded(this.videoId, this.secret, slot, this.abort.signal), this.retryOpts());
+      await this.reportNow(slot, a, this.retryOpts());
+    } finally {
       releaseLink?.();
-      this.trace('reported', { slot, queue: r?.queue, published: r?.published === true });
-      // a part a viewer waits for is checked and published by its report
-      this.setState(slot, r?.published === true ? 'published' : 'uploaded');
-    } catch (e) {
-      releaseLink?.();
-      if (e instanceof ApiError && e.code === 'already_published') this.setState(slot, 'published');
-      else throw e;
     }
     this.cb.onLog?.(`slot ${slot} uploaded${this.isPriority(p.rank) ? ' (priority)' : ''}`);
+  }
+
+  // ---- reports -----------------------------------------------------------------------------
+
+  /**
+   * Report at once (single route) a part a viewer waits for, or any part while someone watches (or
+   * before the feed has said nobody does): its report is what publishes it or queues its check.
+   */
+  private reportAtOnce(p: Put): boolean {
+    const viewerWaits = p.a.priority || this.isPriority(p.rank) || this.prio.rank.has(p.a.slot);
+    return viewerWaits || !this.unwatched || this.pausing || !this.running;
+  }
+
+  /** The single route (POST …/slots/{n}/uploaded); its 409 refusals are answers like a batch entry's `error`. */
+  private async reportNow(slot: number, a: Assignment, retry: RetryOptions): Promise<void> {
+    let answer: ReportAnswer;
+    try {
+      const r = await withRetry(() => this.api.reportUploaded(this.videoId, this.secret, slot, retry.signal), retry);
+      answer = { queue: r?.queue as SlotReport['queue'], published: r?.published === true };
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 409 && (e.code === 'already_published' || REFUSED_RESEND.has(e.code)))) throw e;
+      answer = { error: e.code, message: e.message };
+    }
+    this.reportAnswered(slot, a, answer, 'route');
+  }
+
+  /** A report's answer, whichever way it went: the part is uploaded, published, or must be sent again. */
+  private reportAnswered(slot: number, a: Assignment, r: ReportAnswer, via: 'route' | 'next'): void {
+    if (r.error && r.error !== 'already_published') {
+      this.reportRefused(slot, a, r.error, r.message ?? r.error);
+      return;
+    }
+    this.refusals.delete(slot);
+    const published = r.published === true || r.error === 'already_published';
+    this.trace('reported', { slot, queue: r.queue, published, via, ...(r.error ? { error: r.error } : {}) });
+    // a part a viewer waits for is checked and published by its report
+    this.setState(slot, published ? 'published' : 'uploaded');
+  }
+
+  /**
+   * The server did not find the part's objects with their planned sizes (as a 409 of the single
+   * route): the lease stays ours, so the part goes again with it, then is reported again.
+   */
+  private reportRefused(slot: number, a: Assignment, code: string, message: string): void {
+    const n = (this.refusals.get(slot) ?? 0) + 1;
+    this.refusals.set(slot, n);
+    this.trace('report-refused', { slot, code, n });
+    if (n >= MAX_REFUSALS) {
+      this.fatal ??= new ApiError(409, code, `slot ${slot}: ${message} (refused ${n} times)`);
+      this.kick();
+      return;
+    }
+    this.cb.onLog?.(`slot ${slot}: ${message}; sending it again`);
+    if (!this.puts.has(slot)) {
+      this.held.set(slot, a); // expired URLs are dropped by schedule(): the server hands the slot out again
+      this.setState(slot, 'assigned');
+    }
+    this.kick();
+    if (this.running) this.schedule();
+  }
+
+  /** Why the waiting reports should go now (null: they wait for the next `next` call). */
+  private flushReason(): string | null {
+    if (this.pendingReports.length === 0) return null;
+    if (!this.unwatched) return 'watched';
+    if (this.pendingReports.length >= REPORT_BATCH) return 'full';
+    if (performance.now() - this.pendingReports[0]!.since >= (this.opts.reportWaitMs ?? 30_000)) return 'waited';
+    // nothing on the link and no lease in hand: no `next` call is coming for a while (the end of the run)
+    if (this.held.size === 0 && [...this.puts.values()].every((p) => p.phase === 'reporting')) return 'idle';
+    return null;
+  }
+
+  /** Flushes the waiting reports with a `next` call (leases as usual) when flushReason says so. */
+  private flushReports(): void {
+    if (this.asking) return; // the call in flight carries them, or its end schedules again
+    const reason = this.flushReason();
+    if (reason) void this.fetchLeases(Math.max(1, this.naturalWanted()), 'natural', reason);
+  }
+
+  /**
+   * Reports through the single route, in parallel (the run pauses or ends, or a server that did not
+   * answer a batched report). Failures end the upload, as a report's always has.
+   */
+  private async reportByRoute(list: PendingReport[], reason: string, retry: RetryOptions = this.retryOpts()): Promise<void> {
+    if (list.length === 0) return;
+    this.trace('reports', { count: list.length, reason, via: 'route' });
+    for (const r of list) this.sentReports.add(r);
+    const results = await Promise.allSettled(list.map((r) => this.reportNow(r.slot, r.a, retry).finally(() => this.sentReports.delete(r))));
+    for (const r of results) if (r.status === 'rejected' && !this.abort.signal.aborted) this.fatal ??= r.reason;
+    this.kick();
+  }
+
+  /** A `next` call's `reports`: each entry as the single route's answer for its slot. */
+  private batchAnswered(sent: readonly PendingReport[], entries: readonly SlotReport[] | undefined): void {
+    const bySlot = new Map((entries ?? []).map((e) => [e.slot, e]));
+    const unanswered: PendingReport[] = [];
+    for (const r of sent) {
+      const e = bySlot.get(r.slot);
+      if (e) this.reportAnswered(r.slot, r.a, e, 'next');
+      else unanswered.push(r);
+    }
+    // a server that does not know batched reports ignores the list: those go by the single route
+    void this.reportByRoute(unanswered, 'unanswered');
+  }
+
+  /** Nobody watches while the feed's answers offer a wake-up URL and name no priority slot. */
+  private setUnwatched(unwatched: boolean): void {
+    if (unwatched === this.unwatched) return;
+    this.unwatched = unwatched;
+    this.trace('watched', { watched: !unwatched });
+    // turned watched: the waiting reports go now
+    if (!unwatched && this.running) this.schedule();
   }
 
   // ---- how many streams the link needs -----------------------------------------------------
@@ -1082,8 +1268,9 @@ export class Uploader {
    * The priority feed. Each answer either offers a wake-up URL (nobody watches: wait on it, an SQS
    * long poll that comes back when a viewer opens the watch page or seeks, then ask again with no
    * hold) or not (hold the next request open until the viewers' windows change). At most one feed
-   * request per wait either way; wake-up URLs that keep coming back at once with nothing new are
-   * given up for the rest of the run.
+   * request per wait either way, and none after a wake-up that ran out (nothing rang), except every
+   * WAKE_ASK_EVERY-th in a row: the same URL is waited on again. Wake-up URLs that keep coming back
+   * at once with nothing new are given up for the rest of the run.
    */
   private async priorityLoop(signal: AbortSignal): Promise<void> {
     let failures = 0;
@@ -1093,16 +1280,26 @@ export class Uploader {
     /** stray wake-ups in a row; wake-up URLs given up */
     let strays = 0;
     let wakeOff = false;
+    /** wake-ups in a row that ran out since the last feed answer */
+    let runOuts = 0;
+    const runOutMs = this.opts.wakeRunOutMs ?? WAKE_RUN_OUT_MS;
     while (!signal.aborted) {
       try {
         let waitMs = holdMs;
         let woke: { ms: number; failed: unknown; before: number | null } | null = null;
         if (wakeUrl !== null && !wakeOff) {
-          const url = wakeUrl;
+          const url: string = wakeUrl;
           wakeUrl = null;
           const before = this.prio.version;
-          this.trace('feed-wait', { mode: 'wake' });
+          // `again`: the run-outs in a row this wait follows on the same URL (no feed request between)
+          this.trace('feed-wait', { mode: 'wake', ...(runOuts > 0 ? { again: runOuts } : {}) });
           woke = { ...(await this.waitForWake(url, signal)), before };
+          if (woke.failed === null && woke.ms >= runOutMs && ++runOuts < WAKE_ASK_EVERY) {
+            // nothing rang: wait again on the same URL without asking the API (not a stray)
+            ({ strays, wakeOff } = this.wakeVerdict(woke, false, strays, wakeOff, { ranOut: true, asked: false }));
+            wakeUrl = url;
+            continue;
+          }
           waitMs = 0;
         } else {
           wakeUrl = null;
@@ -1117,11 +1314,13 @@ export class Uploader {
           throw e;
         }
         failures = 0;
+        runOuts = 0;
         if (woke) {
           // nothing explains a quick return: not a new version, nor a viewer (the answer would then offer no wake-up URL)
           const stray = woke.failed !== null || (woke.ms < WAKE_STRAY_MS && r.version === woke.before && !!r.wake_url);
-          ({ strays, wakeOff } = this.wakeVerdict(woke, stray, strays, wakeOff));
+          ({ strays, wakeOff } = this.wakeVerdict(woke, stray, strays, wakeOff, woke.failed === null && woke.ms >= runOutMs ? { ranOut: true, asked: true } : {}));
         }
+        this.setUnwatched(!!r.wake_url && !r.priority_slots?.length);
         this.onPriority(r);
         if (r.complete) return;
         wakeUrl = r.wake_url || null;
@@ -1130,10 +1329,12 @@ export class Uploader {
         if (e instanceof ApiError && (e.status === 405 || (e.status === 404 && e.code !== 'unknown_video'))) {
           this.cb.onLog?.('the server has no priority feed; using the status poll instead');
           this.prioFromStatus = true;
+          this.setUnwatched(false); // no word on watchers any more: report at once
           return;
         }
         if (e instanceof ApiError && !isTransient(e)) {
           this.cb.onLog?.(`priority feed: ${describe(e)}`);
+          this.setUnwatched(false);
           return;
         }
         failures++;
@@ -1171,9 +1372,15 @@ export class Uploader {
    * Counts a wake-up (`stray` null: no verdict, the feed request after it failed) and traces it;
    * gives wake-up URLs up after WAKE_MAX_STRAYS stray ones in a row (logged once).
    */
-  private wakeVerdict(woke: { ms: number; failed: unknown }, stray: boolean | null, strays: number, wakeOff: boolean): { strays: number; wakeOff: boolean } {
+  private wakeVerdict(
+    woke: { ms: number; failed: unknown },
+    stray: boolean | null,
+    strays: number,
+    wakeOff: boolean,
+    runOut: { ranOut?: boolean; asked?: boolean } = {},
+  ): { strays: number; wakeOff: boolean } {
     const count = stray === true ? strays + 1 : stray === false ? 0 : strays;
-    this.trace('wake', { ms: Math.round(woke.ms), stray, ...(woke.failed !== null ? { failed: describe(woke.failed) } : {}) });
+    this.trace('wake', { ms: Math.round(woke.ms), stray, ...runOut, ...(woke.failed !== null ? { failed: describe(woke.failed) } : {}) });
     if (wakeOff || count < WAKE_MAX_STRAYS) return { strays: count, wakeOff };
     this.cb.onLog?.('the wake-up URL does not work here; holding the priority poll instead');
     this.trace('wake-off', { strays: count });
@@ -1192,6 +1399,7 @@ export class Uploader {
     // segments still go up) is kept: run() ends at once with 'paused'
     this.running = true;
     this.serverComplete = false;
+    this.unwatched = false; // until this run's first feed answer says nobody watches
     const interval = this.opts.statusIntervalMs ?? 2000;
     this.statusTimer = setInterval(() => void this.refreshStatus(), interval);
     const runCtrl = new AbortController();
@@ -1207,7 +1415,9 @@ export class Uploader {
         this.abort.signal.throwIfAborted();
         if (this.pausing) {
           this.running = false;
-          while (this.puts.size) await this.waitForKick(1000);
+          while (this.puts.size || this.sentReports.size) await this.waitForKick(1000);
+          // no part stays unreported over a pause (the status shown then counts it)
+          await this.reportByRoute(this.pendingReports.splice(0), 'pause');
           await this.initsAnswered();
           if (this.fatal) throw this.fatal;
           await this.refreshStatus(true);
@@ -1218,6 +1428,9 @@ export class Uploader {
         if (this.fatal) throw this.fatal;
         if (this.serverComplete && this.puts.size === 0) {
           this.held.clear();
+          // (none normally: the server is complete once every part is reported, e.g. by another uploader)
+          while (this.sentReports.size) await this.waitForKick(1000);
+          await this.reportByRoute(this.pendingReports.splice(0), 'end');
           // the extras made meanwhile still go up (the producer has its own time budget)
           if (this.sideProducer) await this.sideProducer;
           while (!this.sideSettled()) {
@@ -1245,6 +1458,8 @@ export class Uploader {
       await this.refreshStatus(true);
       return 'complete';
     } finally {
+      // a run that failed reports what it has finished, best effort (a stop has done so already)
+      if (this.pendingReports.length && !this.abort.signal.aborted) await this.reportByRoute(this.pendingReports.splice(0), 'error', { maxAttempts: 3 }).catch(() => undefined);
       this.running = false;
       runCtrl.abort(new DOMException('run ended', 'AbortError'));
       this.abort.signal.removeEventListener('abort', onStop);

@@ -165,4 +165,12 @@ impl JobQueue for CountingQueue {
         self.counts.add("send");
         self.inner.enqueue(job).await
     }
+
+    /// Counts what SQS would bill: one request per lane and ten jobs.
+    async fn enqueue_batch(&self, jobs: &[Job]) -> Result<(), QueueError> {
+        for _ in crate::queue::batch_requests(jobs) {
+            self.counts.add("send");
+        }
+        self.inner.enqueue_batch(jobs).await
+    }
 }

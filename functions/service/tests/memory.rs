@@ -832,6 +832,138 @@ async fn a_report_and_a_job_cost_a_pinned_number_of_s3_requests() {
     );
 }
 
+fn slots_of(answer: &Value) -> Vec<u64> {
+    answer["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["slot"].as_u64().unwrap())
+        .collect()
+}
+
+async fn session_with_inits(f: &Fakes) -> (String, String) {
+    let media = media();
+    let (id, secret, created) = create_session(f, &media.plan).await;
+    for (i, u) in created["init_uploads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        f.upload(u, &media.init[i]);
+    }
+    (id, secret)
+}
+
+#[tokio::test]
+async fn parts_reported_in_next_share_its_one_state_write_and_send_their_jobs_together() {
+    let f = Fakes::new();
+    let media = media();
+    assert!(media.plan.slots.len() >= 3);
+    let (id, secret) = session_with_inits(&f).await;
+    let batch = next(&f, &id, &secret, 2).await;
+    for a in batch["assignments"].as_array().unwrap() {
+        f.upload_slot(a, media);
+    }
+    f.memory.reset_calls();
+    let answer = next_reporting(&f, &id, &secret, 1, &[1, 0]).await;
+    let reports = answer["reports"].as_array().unwrap();
+    let summary: Vec<(u64, &str, bool, bool)> = reports
+        .iter()
+        .map(|r| {
+            (
+                r["slot"].as_u64().unwrap(),
+                r["queue"].as_str().unwrap(),
+                r["enqueued"].as_bool().unwrap(),
+                r["published"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [(1, "normal", true, false), (0, "normal", true, false)],
+        "{answer}"
+    );
+    // The reported parts are not leased back; the new leases are the next parts.
+    assert_eq!(slots_of(&answer), [2]);
+    // The windows, both records, a HEAD per track and part, and ONE write for reports + leases.
+    assert_eq!(
+        f.memory.calls(),
+        BTreeMap::from([("get", 3), ("head", 4), ("put", 1), ("presign_put", 2)])
+    );
+    assert_eq!(f.queue.sent(), 2);
+    assert_eq!(f.slot_state(&id, 0).await, "uploaded");
+    // A repeat at once sends no second job (its jobs are on their way).
+    let again = next_reporting(&f, &id, &secret, 1, &[0, 1]).await;
+    assert!(again["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["enqueued"] == false && r.get("error").is_none()));
+    assert_eq!(f.queue.sent(), 2);
+    let outcomes = f.drain().await;
+    assert_eq!(published_count(&outcomes[&0]), 1, "{outcomes:?}");
+    assert_eq!(published_count(&outcomes[&1]), 1, "{outcomes:?}");
+}
+
+#[tokio::test]
+async fn a_refused_report_in_next_is_answered_in_place_and_keeps_its_lease() {
+    let f = Fakes::new();
+    let media = media();
+    let (id, secret) = session_with_inits(&f).await;
+    let batch = next(&f, &id, &secret, 2).await;
+    f.upload_slot(&batch["assignments"][0], media);
+    report_uploaded(&f, &id, &secret, 0).await;
+    f.drain().await;
+    assert_eq!(f.slot_state(&id, 0).await, "published");
+    // Slot 1 was leased but never PUT; slot 0 is public already.
+    let sent = f.queue.sent();
+    let answer = next_reporting(&f, &id, &secret, 1, &[1, 0]).await;
+    let reports = answer["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 2, "{answer}");
+    assert_eq!(
+        (reports[0]["slot"].as_u64(), reports[0]["error"].as_str()),
+        (Some(1), Some("upload_missing"))
+    );
+    assert_eq!(reports[0]["enqueued"], false);
+    assert_eq!(
+        (
+            reports[1]["slot"].as_u64(),
+            reports[1]["error"].as_str(),
+            reports[1]["published"].as_bool()
+        ),
+        (Some(0), Some("already_published"), Some(true))
+    );
+    assert_eq!(f.queue.sent(), sent);
+    assert_eq!(f.slot_state(&id, 1).await, "assigned");
+    assert!(!slots_of(&answer).contains(&1), "{answer}");
+}
+
+#[tokio::test]
+async fn a_bad_uploaded_list_is_refused_whole_with_400() {
+    let f = Fakes::new();
+    let (id, secret) = session_with_inits(&f).await;
+    let slots = media().plan.slots.len();
+    for bad in [
+        serde_json::json!({"uploaded": [slots]}),
+        serde_json::json!({"uploaded": [0, 0]}),
+        serde_json::json!({"uploaded": (0..17).collect::<Vec<_>>()}),
+        serde_json::json!({"uploaded": "0"}),
+    ] {
+        let (code, body) = f
+            .call(
+                "POST",
+                &format!("/api/videos/{id}/next"),
+                Some(&secret),
+                Some(&bad.to_string()),
+            )
+            .await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{bad} {body}");
+    }
+    // Nothing was leased by the refused calls.
+    assert_eq!(f.slot_state(&id, 0).await, "pending");
+}
+
 /// A prioritize with a viewer id and a client address (X-Forwarded-For).
 async fn prioritize_as(
     f: &Fakes,

@@ -270,10 +270,20 @@ export interface components {
       priority_slots: number[];
       /** @description Parts not published yet. */
       remaining: number;
+      /** @description One per part the request reported (`uploaded`), in its order. */
+      reports?: components["schemas"]["SlotReport"][];
     };
     NextRequest: {
       /** @description At most this many parts (1..=16, default 4). */
       max?: number | null;
+      /**
+       * @description Parts whose PUTs (every track) are done, reported here rather than one
+       * `POST /slots/{n}/uploaded` each (at most 16, no repeats). They are applied
+       * before this call's leases are picked, in the same `state.json` write; each
+       * gets an entry in `reports`. Meant for parts nobody waits for: a part a viewer
+       * waits for is better reported at once through the single route.
+       */
+      uploaded?: number[];
     };
     PresignRequest: {
       /** @description 1 to `sprites` of the layout. */
@@ -384,6 +394,23 @@ export interface components {
     SlotPlan: {
       /** @description One entry per track, in the order of [`SegmentPlan::tracks`]. */
       tracks: components["schemas"]["FragmentPlan"][];
+    };
+    /** @description What became of one part reported in a `next` call. */
+    SlotReport: {
+      /** @description As for `POST /slots/{n}/uploaded`. */
+      enqueued: boolean;
+      /**
+       * @description Present when the report was refused: `upload_missing` or `upload_size_mismatch` (the
+       * objects are not there with the planned sizes; the lease stays: PUT again, report
+       * again), `already_published` (the part is public already).
+       */
+      error?: string | null;
+      message?: string | null;
+      /** @description As for `POST /slots/{n}/uploaded`; also true for `already_published`. */
+      published: boolean;
+      /** @description The queue its check went to (for a refused report: the one it would have gone to). */
+      queue: components["schemas"]["Lane"];
+      slot: number;
     };
     SlotStatus: {
       /**

@@ -4,6 +4,7 @@
 //! crate::openapi). See docs/api.md and docs/openapi.json.
 
 mod playback;
+mod reports;
 mod uploads;
 mod viewers;
 
@@ -100,7 +101,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(uploads::create_video))
         .routes(routes!(uploads::init_uploads))
         .routes(routes!(uploads::next_assignments))
-        .routes(routes!(uploads::slot_uploaded))
+        .routes(routes!(reports::slot_uploaded))
         .routes(routes!(viewers::prioritize))
         .routes(routes!(viewers::watching))
         .routes(routes!(viewers::status))

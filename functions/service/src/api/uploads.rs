@@ -7,16 +7,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chunkstream_domain::plan::SegmentPlan;
-use chunkstream_domain::state::{Lane, SessionState, StateError};
+use chunkstream_domain::state::{SessionState, StateError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::reports::{check_reports, dispatch, refused, validate_report_list, SlotReport};
 use super::*;
 use crate::error::ApiError;
-use crate::queue::Job;
 use crate::sessions::{self, SessionRecord};
 use crate::store::PresignedUpload;
-use crate::worker::{Outcome, Worker};
 
 /// Where to PUT one track's object (an init segment, or a part's media segment).
 #[derive(Serialize, ToSchema)]
@@ -191,6 +190,14 @@ pub(crate) struct NextRequest {
     /// At most this many parts (1..=16, default 4).
     #[schema(minimum = 1, maximum = 16)]
     max: Option<usize>,
+    /// Parts whose PUTs (every track) are done, reported here rather than one
+    /// `POST /slots/{n}/uploaded` each (at most 16, no repeats). They are applied
+    /// before this call's leases are picked, in the same `state.json` write; each
+    /// gets an entry in `reports`. Meant for parts nobody waits for: a part a viewer
+    /// waits for is better reported at once through the single route.
+    #[serde(default)]
+    #[schema(maximum = 16)]
+    uploaded: Vec<usize>,
 }
 
 /// A part leased to the caller: PUT each track's object, then report it.
@@ -217,6 +224,9 @@ pub(crate) struct NextAnswer {
     remaining: usize,
     /// Parts viewers are waiting on, nearest to a playhead first.
     priority_slots: Vec<usize>,
+    /// One per part the request reported (`uploaded`), in its order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    reports: Vec<SlotReport>,
 }
 
 /// Leases the next parts to upload, in the order the server decides.
@@ -252,21 +262,50 @@ pub(crate) async fn next_assignments(
             "max must be between 1 and {MAX_ASSIGNMENTS}"
         )));
     }
+    validate_report_list(&request.uploaded, record.plan.slots.len())?;
+    // The reported objects are checked before the write (all HEADs at once).
+    let mut checked = Vec::new();
+    let mut refusals = Vec::new();
+    for (index, check) in check_reports(&state, &record, &request.uploaded)
+        .await?
+        .into_iter()
+        .enumerate()
+    {
+        match check {
+            Ok(c) => checked.push(c),
+            Err((slot, refusal)) => refusals.push((index, refused(slot, refusal))),
+        }
+    }
     let policy = state.config.policy;
     let now = state.sessions.now_ms();
     let windows = state.sessions.windows(&id).await?.active(now, &policy);
-    let (picks, complete, remaining, priority_slots) = state
+    let (marks, picks, complete, remaining, priority_slots) = state
         .sessions
         .update_state(&id, |s: &mut SessionState| {
+            let marks = checked
+                .iter()
+                .map(|c| c.mark(s, now, &windows))
+                .collect::<Result<Vec<_>, StateError>>()?;
             let picks = s.assign(max, now, &policy, &windows);
-            let dirty = !picks.is_empty();
-            Ok::<_, std::convert::Infallible>((
-                (picks, s.complete, s.remaining(), s.priority_slots(&windows)),
+            let dirty = !picks.is_empty() || marks.iter().any(|m| matches!(m, Ok((_, true))));
+            Ok::<_, StateError>((
+                (
+                    marks,
+                    picks,
+                    s.complete,
+                    s.remaining(),
+                    s.priority_slots(&windows),
+                ),
                 dirty,
             ))
         })
         .await?
-        .unwrap_or_else(|never| match never {});
+        .map_err(ApiError::from)?;
+    let mut reports = dispatch(&state, &record, checked.into_iter().zip(marks).collect()).await?;
+    // Refused reports back in their places (ascending, so each lands where it was asked).
+    for (index, refusal) in refusals {
+        reports.insert(index, refusal);
+    }
     // Every slot is public but the video is not complete: the init segments
     // arrived after the last job ran. The uploader waiting here finishes it.
     let complete = if !complete && remaining == 0 && picks.is_empty() {
@@ -280,6 +319,7 @@ pub(crate) async fn next_assignments(
         complete,
         remaining,
         priority_slots,
+        reports,
     }))
 }
 
@@ -325,167 +365,4 @@ pub(crate) async fn presign_assignments(
         });
     }
     Ok(assignments)
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct UploadedAnswer {
-    slot: usize,
-    /// The queue its check went to.
-    queue: Lane,
-    /// A job went to `queue`. False for a repeat of a fresh report (its job is on its way),
-    /// and for a part a viewer waits for that this call checked and published itself.
-    enqueued: bool,
-    /// This call checked the part and it is public now (a part a viewer waits for is
-    /// checked at once, without the queue's hop).
-    published: bool,
-}
-
-/// How long a report may spend checking and publishing a part a viewer waits for
-/// before it leaves the job to the worker (two ranged GETs, two copies, a state write).
-const INLINE_PUBLISH_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// Checks and publishes a part at once, with the worker's own code. `None` when the
-/// job must go to the queue after all (a transient error, a fatal one the worker's
-/// retries and the reaper handle, or out of time).
-async fn publish_inline(state: &AppState, job: &Job) -> Option<Outcome> {
-    let worker = Worker::new(state.sessions.clone());
-    match tokio::time::timeout(INLINE_PUBLISH_BUDGET, worker.process(job)).await {
-        Ok(Ok(outcome)) => {
-            tracing::info!(video_id = %job.video_id, slot = job.slot, lane = ?job.lane, ?outcome, inline = true, "job done");
-            Some(outcome)
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(video_id = %job.video_id, slot = job.slot, error = %e, "inline check failed; queued for the worker");
-            None
-        }
-        Err(_) => {
-            tracing::warn!(video_id = %job.video_id, slot = job.slot, "inline check ran out of time; queued for the worker");
-            None
-        }
-    }
-}
-
-/// Reports a part's PUTs done: its objects are checked and it is published.
-#[utoipa::path(
-    post,
-    path = "/api/videos/{id}/slots/{slot}/uploaded",
-    tag = "uploader",
-    params(
-        ("id" = String, Path, description = "The video id"),
-        ("slot" = usize, Path, description = "The part's index"),
-    ),
-    security(("upload_secret" = [])),
-    responses(
-        (status = 202, description = "Accepted: the part is queued for its check, or (a part a viewer waits for) checked and published already", body = UploadedAnswer),
-        crate::openapi::SecretErrors,
-        (status = 409, response = crate::openapi::Conflict),
-    )
-)]
-pub(crate) async fn slot_uploaded(
-    State(state): State<AppState>,
-    Path((id, slot)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let record = load_authorized(&state, &id, &headers).await?;
-    let slot: usize = slot
-        .parse()
-        .ok()
-        .filter(|s| *s < record.plan.slots.len())
-        .ok_or_else(|| {
-            ApiError::client(
-                StatusCode::NOT_FOUND,
-                "slot_out_of_range",
-                format!(
-                    "'{slot}' is not a slot of this video (it has {})",
-                    record.plan.slots.len()
-                ),
-            )
-        })?;
-    // The objects must be there, with the planned sizes, before a job is worth sending
-    // (the tracks' HEADs together: one round trip).
-    let store = state.sessions.store();
-    let heads =
-        futures::future::try_join_all((0..record.plan.slots[slot].tracks.len()).map(|track| {
-            let key = sessions::incoming_key(&id, slot, track);
-            async move { store.head(&key).await }
-        }))
-        .await?;
-    let mut etags = Vec::with_capacity(record.plan.tracks.len());
-    for ((track, frag), head) in record.plan.slots[slot].tracks.iter().enumerate().zip(heads) {
-        match head {
-            None => {
-                return Err(ApiError::client(
-                    StatusCode::CONFLICT,
-                    "upload_missing",
-                    format!("slot {slot} track {track}: nothing uploaded yet; PUT it to the URL from /next first"),
-                ))
-            }
-            Some(meta) if meta.len != frag.size => {
-                return Err(ApiError::client(
-                    StatusCode::CONFLICT,
-                    "upload_size_mismatch",
-                    format!(
-                        "slot {slot} track {track}: {} bytes uploaded, {} planned",
-                        meta.len, frag.size
-                    ),
-                ))
-            }
-            Some(meta) => etags.push(meta.etag),
-        }
-    }
-    let now = state.sessions.now_ms();
-    let windows = state
-        .sessions
-        .windows(&id)
-        .await?
-        .active(now, &state.config.policy);
-    let reported = etags.clone();
-    let (lane, send) = state
-        .sessions
-        .update_state(&id, |s: &mut SessionState| {
-            Ok::<_, StateError>(
-                match s.mark_uploaded(slot, reported.clone(), now, &windows)? {
-                    Some(lane) => ((lane, true), true),
-                    // A repeat of a fresh report: its job is on its way.
-                    None => (
-                        (s.uploads.get(&slot).map_or(Lane::Normal, |u| u.lane), false),
-                        false,
-                    ),
-                },
-            )
-        })
-        .await?
-        .map_err(ApiError::from)?;
-    tracing::info!(video_id = %id, slot, ?lane, fresh = send, "slot uploaded");
-    let job = Job {
-        video_id: record.video_id.clone(),
-        slot,
-        lane,
-        etags,
-    };
-    // A viewer waits for this part: check and publish it now rather than after the
-    // queue's hop (the worker's code, idempotent like a redelivery).
-    let inline = if send && lane == Lane::Priority {
-        publish_inline(&state, &job).await
-    } else {
-        None
-    };
-    let published = matches!(
-        inline,
-        Some(Outcome::Published { .. } | Outcome::AlreadyPublished)
-    );
-    let enqueued = send && inline.is_none();
-    if enqueued {
-        state.queue.enqueue(&job).await?;
-    }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(UploadedAnswer {
-            slot,
-            queue: lane,
-            enqueued,
-            published,
-        }),
-    )
-        .into_response())
 }

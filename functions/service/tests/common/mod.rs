@@ -511,6 +511,26 @@ pub async fn next(stack: &impl Api, id: &str, secret: &str, max: usize) -> Value
     body
 }
 
+/// `POST next` that also reports `uploaded` parts (one write for both); asserts 200.
+pub async fn next_reporting(
+    stack: &impl Api,
+    id: &str,
+    secret: &str,
+    max: usize,
+    uploaded: &[usize],
+) -> Value {
+    let (status, body) = stack
+        .call(
+            "POST",
+            &format!("/api/videos/{id}/next"),
+            Some(secret),
+            Some(&serde_json::json!({"max": max, "uploaded": uploaded}).to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
 /// Reports a slot uploaded through the Router; asserts 202.
 pub async fn report_uploaded(stack: &impl Api, id: &str, secret: &str, slot: u64) -> Value {
     let (status, body) = stack

@@ -67,6 +67,41 @@ pub struct NextResponse {
     pub remaining: usize,
     #[serde(default)]
     pub priority_slots: Vec<usize>,
+    /// One per part the call reported (`uploaded`), in its order (newer servers).
+    #[serde(default)]
+    pub reports: Vec<SlotReport>,
+}
+
+/// What became of one part reported in a `next` call: the same meaning as the single
+/// route's answer ([`UploadedResponse`]), or `error` when the report was refused
+/// (`upload_missing` / `upload_size_mismatch`: as that route's 409; `already_published`:
+/// the part is public already).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotReport {
+    pub slot: usize,
+    /// `normal` or `priority`: the queue its check went to
+    #[serde(default)]
+    pub queue: String,
+    #[serde(default)]
+    pub enqueued: bool,
+    #[serde(default)]
+    pub published: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The answer of `POST /slots/{n}/uploaded` (a refusal is a 409 instead).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct UploadedResponse {
+    #[serde(default)]
+    pub queue: String,
+    #[serde(default)]
+    pub enqueued: bool,
+    /// this call checked the part and published it (a part a viewer waits for)
+    #[serde(default)]
+    pub published: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -173,8 +208,11 @@ struct ErrorBody {
 }
 
 #[derive(Serialize)]
-struct NextRequest {
+struct NextRequest<'a> {
     max: usize,
+    /// parts whose PUTs are done, reported in this call (omitted when none)
+    #[serde(skip_serializing_if = "<[usize]>::is_empty")]
+    uploaded: &'a [usize],
 }
 
 #[derive(Serialize)]
@@ -259,6 +297,14 @@ impl Api {
         serde_json::to_vec(v).map_err(|e| ApiError::Decode(e.to_string()))
     }
 
+    /// `{"max": …, "uploaded": […]}`, `uploaded` left out when there is nothing to report.
+    fn next_body(max: usize, uploaded: &[usize]) -> Result<Vec<u8>, ApiError> {
+        Self::json(&NextRequest {
+            max: max.clamp(1, 16),
+            uploaded,
+        })
+    }
+
     /// `key`: the uploader credential, sent as a bearer token where the server requires one.
     pub async fn create_session(
         &self,
@@ -294,10 +340,16 @@ impl Api {
         .await
     }
 
-    pub async fn next(&self, id: &str, secret: &str, max: usize) -> Result<NextResponse, ApiError> {
-        let body = Self::json(&NextRequest {
-            max: max.clamp(1, 16),
-        })?;
+    /// `POST next`: lease up to `max` parts (1..=16) and report `uploaded` (at most 16,
+    /// no repeats: parts whose PUTs are done; the answer's `reports` says what became of each).
+    pub async fn next(
+        &self,
+        id: &str,
+        secret: &str,
+        max: usize,
+        uploaded: &[usize],
+    ) -> Result<NextResponse, ApiError> {
+        let body = Self::next_body(max, uploaded)?;
         self.call(
             reqwest::Method::POST,
             &format!("/api/videos/{id}/next"),
@@ -313,7 +365,7 @@ impl Api {
         id: &str,
         secret: &str,
         slot: usize,
-    ) -> Result<serde_json::Value, ApiError> {
+    ) -> Result<UploadedResponse, ApiError> {
         self.call(
             reqwest::Method::POST,
             &format!("/api/videos/{id}/slots/{slot}/uploaded"),
@@ -506,4 +558,67 @@ fn rand_unit() -> f64 {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     f64::from(nanos % 1_000_000) / 1_000_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(max: usize, uploaded: &[usize]) -> serde_json::Value {
+        serde_json::from_slice(&Api::next_body(max, uploaded).expect("body")).expect("json")
+    }
+
+    #[test]
+    fn a_next_call_without_reports_sends_only_max() {
+        assert_eq!(body(3, &[]), serde_json::json!({ "max": 3 }));
+        // the server's bounds
+        assert_eq!(body(0, &[]), serde_json::json!({ "max": 1 }));
+        assert_eq!(body(40, &[]), serde_json::json!({ "max": 16 }));
+    }
+
+    #[test]
+    fn a_next_call_carries_the_reported_slots_in_order() {
+        assert_eq!(
+            body(2, &[14, 12, 13]),
+            serde_json::json!({ "max": 2, "uploaded": [14, 12, 13] })
+        );
+    }
+
+    #[test]
+    fn a_next_answer_reads_its_reports_and_defaults_to_none() {
+        let old: NextResponse =
+            serde_json::from_str(r#"{"assignments": [], "complete": false, "remaining": 3}"#)
+                .expect("an answer without reports");
+        assert!(old.reports.is_empty());
+        let r: NextResponse = serde_json::from_str(
+            r#"{"assignments": [], "complete": false, "remaining": 3, "priority_slots": [],
+                "reports": [
+                  {"slot": 12, "queue": "normal", "enqueued": true, "published": false},
+                  {"slot": 13, "queue": "priority", "enqueued": false, "published": true},
+                  {"slot": 14, "queue": "normal", "enqueued": false, "published": false,
+                   "error": "upload_missing", "message": "slot 14 track 0: nothing uploaded yet"}
+                ]}"#,
+        )
+        .expect("an answer with reports");
+        assert_eq!(r.reports.len(), 3);
+        assert_eq!(r.reports[0].slot, 12);
+        assert!(r.reports[0].enqueued && r.reports[0].error.is_none());
+        assert_eq!(r.reports[1].queue, "priority");
+        assert!(r.reports[1].published);
+        assert_eq!(r.reports[2].error.as_deref(), Some("upload_missing"));
+        assert!(r.reports[2]
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("14")));
+    }
+
+    #[test]
+    fn the_single_routes_answer_says_whether_it_published() {
+        let a: UploadedResponse = serde_json::from_str(
+            r#"{"slot": 4, "queue": "priority", "enqueued": false, "published": true}"#,
+        )
+        .expect("answer");
+        assert!(a.published && !a.enqueued);
+        assert_eq!(a.queue, "priority");
+    }
 }

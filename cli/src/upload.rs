@@ -10,6 +10,11 @@
 //! presigned URLs stay valid — to be sent again after the priority ones. While
 //! priority slots keep the link busy, one natural-order slot still goes every
 //! 20 s so the rest of the upload never starves.
+//!
+//! A part whose PUTs are done is reported at once (`POST …/slots/{n}/uploaded`) when
+//! it is a priority part or someone watches; while nobody does (the feed's last
+//! answer carried a `wake_url`), it waits in a short list that the next `POST next`
+//! carries ([`ReportBatch`]: one API request and one `state.json` write less per part).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -23,7 +28,10 @@ use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{retry, Api, Assignment, PresignedUpload, SlotState, StatusResponse};
+use crate::api::{
+    retry, Api, Assignment, NextResponse, PresignedUpload, SlotReport, SlotState, StatusResponse,
+    UploadedResponse,
+};
 use crate::error::{ApiError, CliError};
 use crate::planner::Plan;
 use crate::report::{Progress, Reporter};
@@ -95,6 +103,11 @@ const WAKE_TIMEOUT: Duration = Duration::from_secs(30);
 const STRAY_WAKE: Duration = Duration::from_secs(1);
 /// Stray wake-ups in a row after which this run stops using wake-up URLs.
 const MAX_STRAY_WAKES: u32 = 3;
+/// A wake-up held at least this long *ran out*: SQS held it the full 20 s, nothing rang.
+pub const RUN_OUT: Duration = Duration::from_millis(19_700);
+/// Every this many run-outs in a row, the feed is asked anyway (a safety net, about once a
+/// minute, which also refreshes the wake-up URL before it expires).
+pub const FEED_EVERY_RUN_OUTS: u32 = 3;
 
 /// How the priority loop waits for the viewers' next change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,16 +137,37 @@ pub struct WakeOutcome {
     pub took: Duration,
 }
 
+impl WakeOutcome {
+    /// SQS held it the full 20 s: nothing rang (a failed GET never ran out).
+    pub fn ran_out(&self) -> bool {
+        self.ok && self.took >= RUN_OUT
+    }
+}
+
+/// What follows a wake-up GET.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterWake {
+    /// ask the feed (`wait_ms=0`), as after any wake-up that came back sooner
+    AskFeed,
+    /// it ran out: wait on the same wake-up URL again, without asking the API
+    WaitAgain,
+}
+
 /// The priority loop's choice between a wake-up URL and the held poll, apart from the
 /// network. A wake-up is *stray* when its GET failed or came back in under 1 s and the
 /// answer asked for right after it has the version the loop had before it: it did not
 /// wait for news (an expired or refused URL, a queue that answers at once). After
 /// [`MAX_STRAY_WAKES`] in a row this run holds the poll again; a wake-up that is not
 /// stray (it waited, or the version changed) ends the streak.
+///
+/// It also counts *run-outs* ([`WakeOutcome::ran_out`]): a wake-up that ran out is
+/// followed by another wait on the same URL without a feed request, except every
+/// [`FEED_EVERY_RUN_OUTS`]th in a row; any feed answer resets the count.
 #[derive(Debug, Default, Clone)]
 pub struct WakeGuard {
     strays: u32,
     disabled: bool,
+    run_outs: u32,
 }
 
 impl WakeGuard {
@@ -179,6 +213,206 @@ impl WakeGuard {
     pub fn strays(&self) -> u32 {
         self.strays
     }
+
+    /// Records a wake-up GET that came back; whether the feed is asked next. A run-out
+    /// waited (so it ends a streak of strays) and counts; anything sooner is followed by
+    /// the feed request, whose answer [`WakeGuard::after_wake`] then judges.
+    pub fn wake_ended(&mut self, wake: WakeOutcome) -> AfterWake {
+        if !wake.ran_out() {
+            self.run_outs = 0;
+            return AfterWake::AskFeed;
+        }
+        self.strays = 0;
+        self.run_outs += 1;
+        if self.run_outs.is_multiple_of(FEED_EVERY_RUN_OUTS) {
+            AfterWake::AskFeed
+        } else {
+            AfterWake::WaitAgain
+        }
+    }
+
+    /// A feed answer came: the run-outs in a row start again from none.
+    pub fn answered(&mut self) {
+        self.run_outs = 0;
+    }
+
+    /// run-outs in a row since the last feed answer
+    pub fn run_outs(&self) -> u32 {
+        self.run_outs
+    }
+}
+
+/// Most parts kept unreported: the list goes as soon as it holds this many.
+pub const MAX_PENDING_REPORTS: usize = 4;
+/// The longest a finished part stays unreported.
+pub const MAX_REPORT_WAIT: Duration = Duration::from_secs(30);
+/// The most parts one `next` call reports (the server's bound).
+const MAX_REPORTS_PER_CALL: usize = 16;
+
+/// Why kept reports went to the server: the `reason` of the `reports` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushReason {
+    /// a `next` call the uploader made anyway (a lane was free, or it asked for parts) carried them
+    Next,
+    /// the list reached [`MAX_PENDING_REPORTS`]
+    Full,
+    /// the feed turned watched (an answer without `wake_url`, or with priority slots, or no feed)
+    Watched,
+    /// one of them waited [`MAX_REPORT_WAIT`]
+    Waited,
+    /// the run ended
+    End,
+    /// the run was interrupted (Ctrl-C)
+    Interrupted,
+    /// the run failed
+    Failed,
+}
+
+impl FlushReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlushReason::Next => "next",
+            FlushReason::Full => "full",
+            FlushReason::Watched => "watched",
+            FlushReason::Waited => "waited",
+            FlushReason::End => "end",
+            FlushReason::Interrupted => "interrupted",
+            FlushReason::Failed => "failed",
+        }
+    }
+}
+
+/// When a finished part is reported, apart from the network: at once (the single
+/// route) for a priority part or while someone watches — the feed's last answer
+/// carried no `wake_url` (watched, or a server without wake-up URLs), or had priority
+/// slots, or no answer came yet; otherwise kept for the next `next` call, which goes
+/// early ([`ReportBatch::due`]) when the list is full, the feed turns watched, or a
+/// report has waited [`MAX_REPORT_WAIT`]. The end of the run sends what is left.
+#[derive(Debug, Default, Clone)]
+pub struct ReportBatch {
+    /// the last feed answer carried a wake-up URL and no priority slots: nobody watches
+    unwatched: bool,
+    /// the server does not take reports in `next`: the single route for the rest of the run
+    off: bool,
+    /// finished parts not reported yet, and since when, oldest first
+    pending: Vec<(usize, Instant)>,
+}
+
+impl ReportBatch {
+    /// A part whose PUTs are done goes at once (single route), rather than into the list.
+    pub fn at_once(&self, priority: bool) -> bool {
+        priority || !self.unwatched || self.off
+    }
+
+    /// Records a feed answer; `true` when it turned watched with reports kept (they are due).
+    pub fn on_feed_answer(&mut self, wake_url: Option<&str>, priority_slots: &[usize]) -> bool {
+        self.unwatched = wake_url.is_some_and(|u| !u.is_empty()) && priority_slots.is_empty();
+        !self.unwatched && !self.pending.is_empty()
+    }
+
+    /// The feed is gone for this run (no priority feed, or it failed for good): report
+    /// at once from now on; `true` when reports are kept.
+    pub fn feed_gone(&mut self) -> bool {
+        self.on_feed_answer(None, &[])
+    }
+
+    /// The server refused reports in `next` (an older one): the single route from now on.
+    pub fn turn_off(&mut self) {
+        self.off = true;
+    }
+
+    pub fn is_off(&self) -> bool {
+        self.off
+    }
+
+    /// Keeps `slot`, finished at `now`, for a later call.
+    pub fn keep(&mut self, slot: usize, now: Instant) {
+        if !self.pending.iter().any(|&(s, _)| s == slot) {
+            self.pending.push((slot, now));
+        }
+    }
+
+    /// Whether the kept reports must go now, without waiting for the next `next` call
+    /// the uploader makes anyway; why.
+    pub fn due(&self, now: Instant) -> Option<FlushReason> {
+        let &(_, oldest) = self.pending.first()?;
+        if !self.unwatched || self.off {
+            Some(FlushReason::Watched)
+        } else if self.pending.len() >= MAX_PENDING_REPORTS {
+            Some(FlushReason::Full)
+        } else if now.saturating_duration_since(oldest) >= MAX_REPORT_WAIT {
+            Some(FlushReason::Waited)
+        } else {
+            None
+        }
+    }
+
+    /// Takes the oldest kept reports, as many as one `next` call carries.
+    pub fn take(&mut self) -> Vec<(usize, Instant)> {
+        let n = self.pending.len().min(MAX_REPORTS_PER_CALL);
+        self.pending.drain(..n).collect()
+    }
+
+    /// Puts back reports a failed call took (before any kept since).
+    pub fn put_back(&mut self, taken: Vec<(usize, Instant)>) {
+        let later = std::mem::replace(&mut self.pending, taken);
+        for (slot, since) in later {
+            self.keep(slot, since);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    pub fn slots(&self) -> Vec<usize> {
+        self.pending.iter().map(|&(s, _)| s).collect()
+    }
+}
+
+/// What a `reports` entry of a `next` answer means for the slot, as the single route's
+/// answer would: uploaded, or published; `already_published` is published; another
+/// `error` is that route's 409 for the slot.
+pub fn report_outcome(r: &SlotReport) -> Result<Local, ApiError> {
+    match r.error.as_deref() {
+        None if r.published => Ok(Local::Published),
+        None => Ok(Local::Uploaded),
+        Some("already_published") => Ok(Local::Published),
+        Some(code) => Err(ApiError::Status {
+            status: 409,
+            code: code.to_owned(),
+            message: r
+                .message
+                .clone()
+                .unwrap_or_else(|| format!("the report of part {} was refused", r.slot)),
+        }),
+    }
+}
+
+/// The single route's answer for a slot: uploaded or published (a 409 `already_published`
+/// too); other errors are errors.
+/// Refusals whose answer is to PUT the part again with the same lease, then report again.
+const RESEND_ON: &[&str] = &["upload_missing", "upload_size_mismatch"];
+/// A part refused this many times in a row ends the upload (something else is wrong).
+pub const MAX_REFUSALS: u32 = 3;
+
+/// After the `n`th refusal in a row (`code`) of a part's report: send it again (the lease
+/// stays the uploader's), or give up (the run fails with that refusal).
+pub fn resend_after_refusal(code: Option<&str>, n: u32) -> bool {
+    code.is_some_and(|c| RESEND_ON.contains(&c)) && n < MAX_REFUSALS
+}
+
+pub fn single_outcome(r: Result<UploadedResponse, ApiError>) -> Result<Local, ApiError> {
+    match r {
+        Ok(a) if a.published => Ok(Local::Published),
+        Ok(_) => Ok(Local::Uploaded),
+        Err(e) if e.code() == Some("already_published") => Ok(Local::Published),
+        Err(e) => Err(e),
+    }
 }
 
 /// how long natural-order parts wait for the lease of a part a viewer just asked for
@@ -210,6 +444,12 @@ struct Shared {
     last_natural: Option<Instant>,
     /// when the viewers' list last changed: natural parts wait briefly for its lease
     prio_changed_at: Option<Instant>,
+    /// finished parts not reported yet (nobody watches), and when to report them
+    reports: ReportBatch,
+    /// their leases: a refused report sends the part again with it
+    unreported: HashMap<usize, Assignment>,
+    /// refused reports per slot, in a row
+    refusals: HashMap<usize, u32>,
 }
 
 /// Statistics of one run.
@@ -241,6 +481,10 @@ pub struct Uploader {
 
 enum JobEnd {
     Done(Local),
+    /// PUTs done, report kept for a later `next` call (nobody watches)
+    Kept,
+    /// the single route refused the report (409: the objects are not as planned)
+    ReportRefused(ApiError),
     Yielded,
     /// presigned URL refused (expired?): the lease runs out and the server reassigns the slot
     Refused(String),
@@ -533,6 +777,7 @@ impl Uploader {
                 if sh.states[slot] != Local::Published {
                     sh.states[slot] = state;
                 }
+                sh.refusals.remove(&slot);
                 let mut st = lock(&self.stats);
                 st.parts_uploaded += 1;
                 st.bytes_uploaded += self.plan.slots[slot].bytes;
@@ -540,6 +785,15 @@ impl Uploader {
                     st.priority_parts += 1;
                 }
             }
+            Ok(JobEnd::Kept) => {
+                // its bytes are across; counted once the server has the report
+                if sh.states[slot] != Local::Published {
+                    sh.states[slot] = Local::Uploaded;
+                }
+                sh.reports.keep(slot, Instant::now());
+                sh.unreported.insert(slot, a);
+            }
+            Ok(JobEnd::ReportRefused(e)) => self.refused(&mut sh, slot, Some(a), e),
             Ok(JobEnd::Yielded) if yielded && !self.stop.is_cancelled() => {
                 sh.states[slot] = Local::Pending;
                 sh.kept_at.entry(slot).or_insert_with(Instant::now);
@@ -621,21 +875,188 @@ impl Uploader {
                 Err(e) => return Err(e.into()),
             }
         }
-        match retry(None, self.retry_note(), || {
+        let at_once = {
+            let sh = lock(&self.shared);
+            let priority =
+                sh.jobs.get(&slot).is_some_and(|j| j.priority) || sh.prio_slots.contains(&slot);
+            sh.reports.at_once(priority)
+        };
+        if !at_once {
+            return Ok(JobEnd::Kept);
+        }
+        let answer = retry(None, self.retry_note(), || {
             self.api.report_uploaded(&self.id, &self.secret, slot)
         })
-        .await
-        {
-            Ok(_) => {
-                self.reporter.event(
-                    "part",
-                    serde_json::json!({ "slot": slot, "state": "uploaded" }),
-                );
-                Ok(JobEnd::Done(Local::Uploaded))
-            }
-            Err(e) if e.code() == Some("already_published") => Ok(JobEnd::Done(Local::Published)),
-            Err(e) => Err(e.into()),
+        .await;
+        let said_ok = answer.is_ok();
+        let state = match single_outcome(answer) {
+            Ok(state) => state,
+            Err(e) if resend_after_refusal(e.code(), 0) => return Ok(JobEnd::ReportRefused(e)),
+            Err(e) => return Err(e.into()),
+        };
+        if said_ok {
+            self.reporter.event(
+                "part",
+                serde_json::json!({ "slot": slot, "state": "uploaded", "batched": false }),
+            );
         }
+        Ok(JobEnd::Done(state))
+    }
+
+    /// A report's outcome for `slot` (kept reports: their stats and event come here).
+    fn reported(
+        &self,
+        slot: usize,
+        outcome: Result<Local, ApiError>,
+        batched: bool,
+        said_ok: bool,
+    ) {
+        let mut sh = lock(&self.shared);
+        let lease = sh.unreported.remove(&slot);
+        match outcome {
+            Ok(state) => {
+                if sh.states[slot] != Local::Published {
+                    sh.states[slot] = state;
+                }
+                sh.refusals.remove(&slot);
+                let mut st = lock(&self.stats);
+                st.parts_uploaded += 1;
+                st.bytes_uploaded += self.plan.slots[slot].bytes;
+                drop(st);
+                if said_ok {
+                    self.reporter.event(
+                        "part",
+                        serde_json::json!({ "slot": slot, "state": "uploaded", "batched": batched }),
+                    );
+                }
+            }
+            Err(e) => self.refused(&mut sh, slot, lease, e),
+        }
+        self.recount(&sh);
+        drop(sh);
+        self.wake.notify_one();
+    }
+
+    /// The server refused the report of `slot` (`e`, as the single route's 409): its
+    /// objects are not there as planned. The lease stays ours: the part goes again
+    /// (`lease`: its assignment), unless it was refused [`MAX_REFUSALS`] times in a row
+    /// or the refusal is of another kind — then the run fails with it.
+    fn refused(&self, sh: &mut Shared, slot: usize, lease: Option<Assignment>, e: ApiError) {
+        let n = {
+            let n = sh.refusals.entry(slot).or_default();
+            *n += 1;
+            *n
+        };
+        sh.states[slot] = Local::Pending;
+        match lease {
+            Some(a) if resend_after_refusal(e.code(), n) => {
+                self.reporter.say(
+                    "warning",
+                    &format!("part {slot}: the server refused its report ({e}); sending it again"),
+                );
+                sh.deferred.insert(slot, a);
+            }
+            _ => {
+                if sh.fatal.is_none() {
+                    sh.fatal = Some(e.into());
+                }
+            }
+        }
+    }
+
+    /// Reports `slots` one by one through the single route.
+    async fn report_each(&self, slots: &[usize], reason: FlushReason, attempts: Option<u32>) {
+        if slots.is_empty() {
+            return;
+        }
+        self.reporter.event(
+            "reports",
+            serde_json::json!({ "count": slots.len(), "reason": reason.as_str(), "via": "single", "slots": slots }),
+        );
+        for &slot in slots {
+            let answer = retry(attempts, self.retry_note(), || {
+                self.api.report_uploaded(&self.id, &self.secret, slot)
+            })
+            .await;
+            let said_ok = answer.is_ok();
+            self.reported(slot, single_outcome(answer), false, said_ok);
+        }
+    }
+
+    /// `POST next` for up to `max` parts, carrying the kept reports (`reason`: why they
+    /// go now); what became of each is applied. A failed call keeps them for later.
+    async fn next_call(
+        self: &Arc<Self>,
+        max: usize,
+        reason: FlushReason,
+        attempts: Option<u32>,
+    ) -> Result<NextResponse, ApiError> {
+        let taken = lock(&self.shared).reports.take();
+        let slots: Vec<usize> = taken.iter().map(|&(s, _)| s).collect();
+        let answer = retry(attempts, self.retry_note(), || {
+            self.api.next(&self.id, &self.secret, max, &slots)
+        })
+        .await;
+        match answer {
+            Ok(r) => {
+                if !slots.is_empty() {
+                    self.reports_answered(&slots, reason, &r.reports).await;
+                }
+                Ok(r)
+            }
+            Err(e) if !slots.is_empty() && e.status() == Some(400) => {
+                // a server that takes no reports in `next` (older): the single route from now on
+                lock(&self.shared).reports.turn_off();
+                self.reporter.say(
+                    "warning",
+                    &format!("the server refused upload reports in `next` ({e}); reporting each part on its own"),
+                );
+                self.report_each(&slots, reason, attempts).await;
+                retry(attempts, self.retry_note(), || {
+                    self.api.next(&self.id, &self.secret, max, &[])
+                })
+                .await
+            }
+            Err(e) => {
+                lock(&self.shared).reports.put_back(taken);
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies a `next` answer's `reports` for the `slots` it carried.
+    async fn reports_answered(&self, slots: &[usize], reason: FlushReason, reports: &[SlotReport]) {
+        self.reporter.event(
+            "reports",
+            serde_json::json!({ "count": slots.len(), "reason": reason.as_str(), "via": "next", "slots": slots }),
+        );
+        let mut missing = Vec::new();
+        for &slot in slots {
+            match reports.iter().find(|r| r.slot == slot) {
+                Some(r) => self.reported(slot, report_outcome(r), true, r.error.is_none()),
+                None => missing.push(slot),
+            }
+        }
+        if !missing.is_empty() {
+            // an answer that left them out (a server that ignored the list): one by one
+            self.report_each(&missing, reason, None).await;
+        }
+    }
+
+    /// The run is over: what is still kept goes through the single route (no new leases).
+    async fn report_the_rest(&self, reason: FlushReason) {
+        let slots: Vec<usize> = std::mem::take(&mut lock(&self.shared).reports.pending)
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        if slots.is_empty() {
+            return;
+        }
+        let _ = tokio::time::timeout(
+            Duration::from_secs(30),
+            self.report_each(&slots, reason, Some(4)),
+        )
+        .await;
     }
 
     /// Natural-order slots whose bytes have not (mostly) crossed the link give it up.
@@ -777,10 +1198,9 @@ impl Uploader {
         if ask.is_empty() {
             return;
         }
-        match retry(Some(4), self.retry_note(), || {
-            self.api.next(&self.id, &self.secret, ask.len().min(16))
-        })
-        .await
+        match self
+            .next_call(ask.len().min(16), FlushReason::Next, Some(4))
+            .await
         {
             Ok(r) => {
                 if r.complete {
@@ -799,8 +1219,11 @@ impl Uploader {
     /// or, while nobody watches and the server hands out a `wake_url`, a GET of that
     /// URL (SQS holds it, not an API Lambda) followed by one `wait_ms=0` poll. Wake-up
     /// URLs that do not wait ([`WakeGuard`]) are given up for the run with a warning.
-    /// With `--json`, a `feed` event (`mode`: `wake` | `held`, `wake_disabled`) says
-    /// how it waits, whenever that changes.
+    /// A wake-up that ran out (SQS held it 20 s: nothing rang) is followed by another
+    /// wait on the same URL without asking the API, except every
+    /// [`FEED_EVERY_RUN_OUTS`]th in a row. With `--json`, a `feed` event (`mode`:
+    /// `wake` | `held`, `wake_disabled`) says how it waits, whenever that changes, and one
+    /// with `ran_out` (run-outs in a row) and `skipped_feed` follows each run-out.
     async fn priority_loop(self: Arc<Self>) {
         let mut failures = 0u32;
         let mut guard = WakeGuard::default();
@@ -812,7 +1235,7 @@ impl Uploader {
                 return;
             }
             let before = lock(&self.shared).prio_version;
-            let wait = guard.next_wait(wake_url.take().as_deref());
+            let wait = guard.next_wait(wake_url.as_deref());
             let mode = (wait.mode(), guard.disabled());
             if shown != Some(mode) {
                 shown = Some(mode);
@@ -835,6 +1258,23 @@ impl Uploader {
                 }
                 FeedWait::Held => None,
             };
+            if let Some(w) = woke {
+                let next = guard.wake_ended(w);
+                if w.ran_out() {
+                    self.reporter.event(
+                        "feed",
+                        serde_json::json!({
+                            "mode": mode.0, "wake_disabled": mode.1,
+                            "ran_out": guard.run_outs(),
+                            "skipped_feed": next == AfterWake::WaitAgain,
+                        }),
+                    );
+                }
+                if next == AfterWake::WaitAgain {
+                    continue; // the same wake-up URL again
+                }
+            }
+            wake_url = None;
             // after a wake-up: one request, answered at once
             let hold = if woke.is_some() {
                 Duration::ZERO
@@ -848,6 +1288,13 @@ impl Uploader {
             match r {
                 Ok(r) => {
                     failures = 0;
+                    guard.answered();
+                    let due = lock(&self.shared)
+                        .reports
+                        .on_feed_answer(r.wake_url.as_deref(), &r.priority_slots);
+                    if due {
+                        self.wake.notify_one(); // someone watches: the kept reports go now
+                    }
                     if let Some(w) = woke {
                         if guard.after_wake(w, before, r.version) {
                             self.reporter.say(
@@ -882,10 +1329,12 @@ impl Uploader {
                         && e.code() != Some("unknown_video") =>
                 {
                     self.reporter.say("warning", "the server has no priority feed; viewers' priorities come with the status poll instead");
+                    self.feed_gone();
                     return;
                 }
                 Err(e) if !e.is_transient() => {
                     self.reporter.say("warning", &format!("priority feed: {e}"));
+                    self.feed_gone();
                     return;
                 }
                 Err(_) => {
@@ -897,6 +1346,13 @@ impl Uploader {
                     }
                 }
             }
+        }
+    }
+
+    /// Without a feed nobody can be known not to watch: parts are reported at once.
+    fn feed_gone(&self) {
+        if lock(&self.shared).reports.feed_gone() {
+            self.wake.notify_one();
         }
     }
 
@@ -931,7 +1387,19 @@ impl Uploader {
         for c in jobs {
             c.cancel();
         }
-        result.map(|()| self.stats())
+        // never end with unreported parts: the final status counts them
+        tokio::task::yield_now().await;
+        let reason = match &result {
+            Ok(()) => FlushReason::End,
+            Err(CliError::Interrupted) => FlushReason::Interrupted,
+            Err(_) => FlushReason::Failed,
+        };
+        self.report_the_rest(reason).await;
+        let fatal = self.fatal();
+        match (result, fatal) {
+            (Ok(()), Some(e)) => Err(e),
+            (result, _) => result.map(|()| self.stats()),
+        }
     }
 
     async fn main_loop(self: Arc<Self>) -> Result<(), CliError> {
@@ -944,6 +1412,7 @@ impl Uploader {
                 return Err(CliError::Interrupted);
             }
             let mut started = 0;
+            let mut asked = false;
             let (on_link, free, complete, guard_due) = {
                 let sh = lock(&self.shared);
                 let natural_running = sh.jobs.values().any(|j| !j.priority);
@@ -966,15 +1435,24 @@ impl Uploader {
                 started += self.resume_deferred();
                 let free = free.saturating_sub(started);
                 if free > 0 && !complete {
-                    let r = retry(None, self.retry_note(), || {
-                        self.api.next(&self.id, &self.secret, free)
-                    })
-                    .await?;
+                    // carries the kept reports, if any
+                    let r = self.next_call(free, FlushReason::Next, None).await?;
+                    asked = true;
                     if r.complete {
                         lock(&self.shared).server_complete = true;
                     }
                     started += self.take_assignments(r.assignments);
                 }
+            }
+            // kept reports that cannot wait for a lane to free up: a call of their own
+            // (it leases one part, as `next` does: sent when a lane frees)
+            let due = lock(&self.shared).reports.due(Instant::now());
+            if let Some(reason) = due.filter(|_| !complete && !asked) {
+                let r = self.next_call(1, reason, None).await?;
+                if r.complete {
+                    lock(&self.shared).server_complete = true;
+                }
+                started += self.take_assignments(r.assignments);
             }
             let (complete, idle) = {
                 let sh = lock(&self.shared);
@@ -1043,10 +1521,7 @@ impl Uploader {
                 }
             }
         }
-        let r = retry(None, self.retry_note(), || {
-            self.api.next(&self.id, &self.secret, 1)
-        })
-        .await?;
+        let r = self.next_call(1, FlushReason::Next, None).await?;
         if r.complete {
             lock(&self.shared).server_complete = true;
         }
@@ -1168,6 +1643,248 @@ mod tests {
         g.after_wake(wake(false, 10), Some(1), Some(1));
         g.after_wake(wake(false, 10), Some(1), Some(1));
         assert!(!g.disabled());
+    }
+
+    #[test]
+    fn a_run_out_is_a_successful_wake_held_at_least_19_7_s() {
+        assert!(wake(true, 19_700).ran_out());
+        assert!(wake(true, 20_050).ran_out());
+        assert!(!wake(true, 19_699).ran_out(), "something rang");
+        assert!(!wake(true, 300).ran_out());
+        assert!(!wake(false, 20_000).ran_out(), "a failed GET never ran out");
+    }
+
+    #[test]
+    fn every_third_run_out_in_a_row_asks_the_feed_the_others_wait_again() {
+        let mut g = WakeGuard::default();
+        assert_eq!(g.wake_ended(wake(true, 20_000)), AfterWake::WaitAgain);
+        assert_eq!(g.run_outs(), 1);
+        assert_eq!(g.wake_ended(wake(true, 20_000)), AfterWake::WaitAgain);
+        assert_eq!(
+            g.wake_ended(wake(true, 20_000)),
+            AfterWake::AskFeed,
+            "the third"
+        );
+        assert_eq!(g.run_outs(), 3);
+        // its answer starts the count again
+        g.answered();
+        assert_eq!(g.run_outs(), 0);
+        assert_eq!(g.wake_ended(wake(true, 19_800)), AfterWake::WaitAgain);
+        assert_eq!(g.wake_ended(wake(true, 19_800)), AfterWake::WaitAgain);
+        // the feed request failed (no answer, no reset): still one in three
+        assert_eq!(g.wake_ended(wake(true, 19_800)), AfterWake::AskFeed);
+        assert_eq!(g.wake_ended(wake(true, 19_800)), AfterWake::WaitAgain);
+        assert_eq!(g.wake_ended(wake(true, 19_800)), AfterWake::WaitAgain);
+        assert_eq!(g.wake_ended(wake(true, 19_800)), AfterWake::AskFeed);
+    }
+
+    #[test]
+    fn a_wake_that_came_back_sooner_asks_the_feed_and_ends_the_row() {
+        let mut g = WakeGuard::default();
+        assert_eq!(g.wake_ended(wake(true, 20_000)), AfterWake::WaitAgain);
+        // a watch page opened: it rang
+        assert_eq!(g.wake_ended(wake(true, 4_000)), AfterWake::AskFeed);
+        assert_eq!(g.run_outs(), 0);
+        // failed: the feed request, as today
+        assert_eq!(g.wake_ended(wake(false, 20_000)), AfterWake::AskFeed);
+        assert_eq!(g.wake_ended(wake(false, 5)), AfterWake::AskFeed);
+        // a new row of run-outs
+        assert_eq!(g.wake_ended(wake(true, 20_000)), AfterWake::WaitAgain);
+        assert_eq!(g.wake_ended(wake(true, 20_000)), AfterWake::WaitAgain);
+        assert_eq!(g.wake_ended(wake(true, 20_000)), AfterWake::AskFeed);
+    }
+
+    #[test]
+    fn a_run_out_ends_a_streak_of_strays_and_the_stray_logic_stays() {
+        let mut g = WakeGuard::default();
+        g.after_wake(wake(false, 10), Some(1), Some(1));
+        g.after_wake(wake(false, 10), Some(1), Some(1));
+        assert_eq!(g.strays(), 2);
+        assert_eq!(g.wake_ended(wake(true, 20_000)), AfterWake::WaitAgain);
+        assert_eq!(g.strays(), 0, "it waited");
+        // quick ones still go to the feed, and three strays still turn wake-ups off
+        for _ in 0..2 {
+            assert_eq!(g.wake_ended(wake(true, 10)), AfterWake::AskFeed);
+            assert!(!g.after_wake(wake(true, 10), Some(1), Some(1)));
+        }
+        assert_eq!(g.wake_ended(wake(true, 10)), AfterWake::AskFeed);
+        assert!(g.after_wake(wake(true, 10), Some(1), Some(1)));
+        assert_eq!(g.next_wait(Some(URL)), FeedWait::Held);
+    }
+
+    fn unwatched() -> ReportBatch {
+        let mut b = ReportBatch::default();
+        assert!(!b.on_feed_answer(Some(URL), &[]));
+        b
+    }
+
+    #[test]
+    fn reports_go_at_once_until_a_feed_answer_says_nobody_watches() {
+        let b = ReportBatch::default();
+        assert!(b.at_once(false), "no feed answer yet");
+        let b = unwatched();
+        assert!(!b.at_once(false), "nobody watches: kept");
+        assert!(b.at_once(true), "a priority part: at once");
+    }
+
+    #[test]
+    fn an_answer_without_a_wake_url_or_with_priority_slots_means_watched() {
+        let mut b = unwatched();
+        b.on_feed_answer(None, &[]);
+        assert!(
+            b.at_once(false),
+            "no wake_url: watched (or no wake-up URLs)"
+        );
+        let mut b = unwatched();
+        b.on_feed_answer(Some(""), &[]);
+        assert!(b.at_once(false), "an empty wake_url is none");
+        let mut b = unwatched();
+        b.on_feed_answer(Some(URL), &[7]);
+        assert!(b.at_once(false), "a viewer waits");
+        // and back
+        b.on_feed_answer(Some(URL), &[]);
+        assert!(!b.at_once(false));
+        let mut b = unwatched();
+        b.feed_gone();
+        assert!(b.at_once(false), "no feed: nobody is known not to watch");
+        let mut b = unwatched();
+        b.turn_off();
+        assert!(
+            b.is_off() && b.at_once(false),
+            "the server takes no batches"
+        );
+    }
+
+    #[test]
+    fn kept_reports_wait_for_the_next_call_until_four_or_thirty_seconds() {
+        let t0 = Instant::now();
+        let mut b = unwatched();
+        assert_eq!(b.due(t0), None, "nothing kept");
+        b.keep(3, t0);
+        b.keep(3, t0);
+        assert_eq!(b.len(), 1, "kept once");
+        b.keep(4, t0);
+        b.keep(6, t0 + Duration::from_secs(1));
+        assert_eq!(b.due(t0 + Duration::from_secs(29)), None);
+        assert_eq!(
+            b.due(t0 + MAX_REPORT_WAIT),
+            Some(FlushReason::Waited),
+            "the oldest waited 30 s"
+        );
+        b.keep(5, t0 + Duration::from_secs(2));
+        assert_eq!(b.due(t0 + Duration::from_secs(2)), Some(FlushReason::Full));
+        assert_eq!(b.slots(), [3, 4, 6, 5]);
+    }
+
+    #[test]
+    fn the_feed_turning_watched_makes_kept_reports_due() {
+        let t0 = Instant::now();
+        let mut b = unwatched();
+        b.keep(9, t0);
+        assert_eq!(b.due(t0), None);
+        assert!(b.on_feed_answer(Some(URL), &[2]), "priority slots: due");
+        assert_eq!(b.due(t0), Some(FlushReason::Watched));
+        let mut b = unwatched();
+        b.keep(9, t0);
+        assert!(b.on_feed_answer(None, &[]), "a watch page: due");
+        assert_eq!(b.due(t0), Some(FlushReason::Watched));
+        let mut b = unwatched();
+        b.keep(9, t0);
+        assert!(!b.on_feed_answer(Some(URL), &[]), "still nobody");
+        assert!(b.feed_gone());
+        assert_eq!(b.due(t0), Some(FlushReason::Watched));
+        // nothing kept: nothing due, whoever watches
+        assert!(!ReportBatch::default().on_feed_answer(None, &[]));
+    }
+
+    #[test]
+    fn a_call_takes_at_most_sixteen_and_a_failed_one_puts_them_back_first() {
+        let t0 = Instant::now();
+        let mut b = unwatched();
+        for s in 0..20 {
+            b.keep(s, t0);
+        }
+        let taken = b.take();
+        assert_eq!(taken.len(), 16);
+        assert_eq!(taken[0].0, 0);
+        assert_eq!(b.slots(), [16, 17, 18, 19]);
+        b.keep(30, t0);
+        b.put_back(taken);
+        assert_eq!(b.len(), 21);
+        assert_eq!(&b.slots()[..2], [0, 1]);
+        assert_eq!(&b.slots()[16..], [16, 17, 18, 19, 30]);
+        let mut b = unwatched();
+        b.keep(1, t0);
+        let one = b.take();
+        assert!(b.is_empty() && b.due(t0 + MAX_REPORT_WAIT).is_none());
+        b.put_back(one);
+        assert_eq!(
+            b.due(t0 + MAX_REPORT_WAIT),
+            Some(FlushReason::Waited),
+            "put back with its age"
+        );
+    }
+
+    fn entry(slot: usize, published: bool, error: Option<&str>) -> SlotReport {
+        SlotReport {
+            slot,
+            queue: "normal".into(),
+            enqueued: error.is_none() && !published,
+            published,
+            error: error.map(str::to_owned),
+            message: error.map(|e| format!("{e} for {slot}")),
+        }
+    }
+
+    #[test]
+    fn a_report_entry_means_what_the_single_routes_answer_would() {
+        assert_eq!(
+            report_outcome(&entry(1, false, None)).ok(),
+            Some(Local::Uploaded)
+        );
+        assert_eq!(
+            report_outcome(&entry(1, true, None)).ok(),
+            Some(Local::Published)
+        );
+        assert_eq!(
+            report_outcome(&entry(1, true, Some("already_published"))).ok(),
+            Some(Local::Published)
+        );
+        for code in ["upload_missing", "upload_size_mismatch"] {
+            let e = report_outcome(&entry(5, false, Some(code))).expect_err(code);
+            assert_eq!(e.status(), Some(409), "as the single route's refusal");
+            assert_eq!(e.code(), Some(code));
+            assert!(e.to_string().contains("for 5"), "{e}");
+        }
+        // the single route itself
+        let ok = UploadedResponse::default();
+        assert_eq!(single_outcome(Ok(ok.clone())).ok(), Some(Local::Uploaded));
+        let published = UploadedResponse {
+            published: true,
+            ..ok
+        };
+        assert_eq!(single_outcome(Ok(published)).ok(), Some(Local::Published));
+        let conflict = |code: &str| ApiError::Status {
+            status: 409,
+            code: code.into(),
+            message: "m".into(),
+        };
+        assert_eq!(
+            single_outcome(Err(conflict("already_published"))).ok(),
+            Some(Local::Published)
+        );
+        assert!(single_outcome(Err(conflict("upload_missing"))).is_err());
+    }
+
+    #[test]
+    fn a_refused_report_sends_the_part_again_until_the_third_refusal() {
+        for code in ["upload_missing", "upload_size_mismatch"] {
+            assert!(resend_after_refusal(Some(code), 1));
+            assert!(resend_after_refusal(Some(code), 2));
+            assert!(!resend_after_refusal(Some(code), MAX_REFUSALS), "{code}");
+        }
+        assert!(!resend_after_refusal(Some("wrong_secret"), 1));
+        assert!(!resend_after_refusal(None, 1));
     }
 
     /// A one-shot HTTP server answering `status` after `delay`; its address.

@@ -317,6 +317,10 @@ async fn viewer(http: &Http, id: &str, slots: usize, n: usize, done: &AtomicBool
     }
 }
 
+/// The page and the CLI ask the feed after every third wake-up wait that ran out
+/// (`web/src/lib/uploader.ts`, `cli/src/upload.rs`).
+const WAKE_RUN_OUTS_PER_POLL: f64 = 3.0;
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -571,8 +575,9 @@ async fn run_load(size: Sizing) {
     // Lambda (PriorityFeedFunction): its GB-s, its requests (one per 25 s wait, gateway + Lambda)
     // and, while it waits, its safety-net re-reads of windows.json, each after one SQS receive
     // on the feed queue, every SIGNALLED_PRIORITY_POLL_MS. Nobody watching: the uploader waits
-    // on its wake-up URL instead (one SQS receive of up to 20 s, then one short poll: gateway +
-    // Lambda request, ~100 ms of 128 MB, 4 GETs). A viewer's change costs one SQS send and a
+    // on its wake-up URL instead (one SQS receive of up to 20 s; after every
+    // WAKE_RUN_OUTS_PER_POLL-th that ran out, one short poll: gateway + Lambda request,
+    // ~100 ms of 128 MB, 4 GETs). A viewer's change costs one SQS send and a
     // receive (charged to the viewers).
     let polls_per_hour = 3600.0 / (MAX_PRIORITY_WAIT_MS as f64 / 1000.0);
     let held_hour = {
@@ -581,7 +586,8 @@ async fn run_load(size: Sizing) {
     };
     let wake_hour = {
         let wakes = 3600.0 / (SIGNALLED_UNWATCHED_PRIORITY_POLL_MS as f64 / 1000.0);
-        wakes * (0.40e-6 + 1.2e-6 + 0.1 * 0.125 * 0.0000166667 + 4.0 * 0.0004e-3)
+        let polls = wakes / WAKE_RUN_OUTS_PER_POLL;
+        wakes * 0.40e-6 + polls * (1.2e-6 + 0.1 * 0.125 * 0.0000166667 + 4.0 * 0.0004e-3)
     };
     println!(
         "priority feed all hour: ${held_hour:.4} held in Lambda (watched), ${wake_hour:.4} waiting on the wake-up URL (nobody watching)"

@@ -1358,3 +1358,51 @@ async fn the_lambda_environment_clients_reach_s3_and_sqs() {
         .unwrap();
     assert!(attrs.attributes().is_some_and(|a| !a.is_empty()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_jobs_reaches_its_lanes_whole_in_sendmessagebatch_requests() {
+    let stack = TestStack::new().await;
+    let job = |slot: usize, lane: Lane| Job {
+        video_id: "batch".into(),
+        slot,
+        lane,
+        etags: vec![format!("\"etag-{slot}\"")],
+    };
+    // 13 normal jobs (two requests: 10 + 3) with two priority ones among them.
+    let mut jobs: Vec<Job> = (0..13).map(|s| job(s, Lane::Normal)).collect();
+    jobs.insert(4, job(100, Lane::Priority));
+    jobs.push(job(101, Lane::Priority));
+    stack.state.queue.enqueue_batch(&jobs).await.unwrap();
+    let mut seen: Vec<(Lane, usize)> = Vec::new();
+    for (lane, url) in [
+        (Lane::Priority, &stack.queues.priority_queue_url),
+        (Lane::Normal, &stack.queues.normal_queue_url),
+    ] {
+        for _ in 0..10 {
+            let out = stack
+                .clients
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            for m in messages {
+                let got: Job = serde_json::from_str(m.body().unwrap()).unwrap();
+                assert_eq!(got.lane, lane);
+                assert_eq!(got.etags, [format!("\"etag-{}\"", got.slot)]);
+                seen.push((lane, got.slot));
+            }
+        }
+    }
+    seen.sort_unstable_by_key(|(_, slot)| *slot);
+    let mut expected: Vec<(Lane, usize)> = (0..13).map(|s| (Lane::Normal, s)).collect();
+    expected.extend([(Lane::Priority, 100), (Lane::Priority, 101)]);
+    assert_eq!(seen, expected);
+}

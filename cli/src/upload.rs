@@ -246,6 +246,8 @@ impl WakeGuard {
 pub const MAX_PENDING_REPORTS: usize = 4;
 /// The longest a finished part stays unreported.
 pub const MAX_REPORT_WAIT: Duration = Duration::from_secs(30);
+/// How long the end of a run may take to report what is still kept.
+const END_REPORTS_WITHIN: Duration = Duration::from_secs(15);
 /// The most parts one `next` call reports (the server's bound).
 const MAX_REPORTS_PER_CALL: usize = 16;
 
@@ -1052,9 +1054,10 @@ impl Uploader {
         if slots.is_empty() {
             return;
         }
+        // bounded: an interrupted run must end soon even when the server is gone
         let _ = tokio::time::timeout(
-            Duration::from_secs(30),
-            self.report_each(&slots, reason, Some(4)),
+            END_REPORTS_WITHIN,
+            self.report_each(&slots, reason, Some(3)),
         )
         .await;
     }

@@ -120,6 +120,10 @@ pub struct PriorityResponse {
     /// opens or a viewer seeks), then ask again with `wait_ms=0`. Absent: hold the poll.
     #[serde(default)]
     pub wake_url: Option<String>,
+    /// A watch page is open or a viewer waits for a part (newer servers): report each
+    /// finished part at once. Absent: an answer without `wake_url` counts as watched.
+    #[serde(default)]
+    pub watched: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

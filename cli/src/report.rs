@@ -1,10 +1,13 @@
 //! What the user sees: a progress bar (indicatif: bytes, rate, ETA, parts
 //! playable) and messages on stderr with the share link on stdout — or, with
 //! `--json`, one JSON event per line on stdout (`link`, `progress`, `warning`,
-//! `done`, `error`, `interrupted`; while uploading also `priority`, `part`, `yield`
-//! and `feed`: `{"mode": "wake"|"held", "wake_disabled": bool}` whenever the priority
-//! feed changes how it waits — on the server's wake-up URL while nobody watches, or
-//! holding the long poll) for scripts.
+//! `done`, `error`, `interrupted`; while uploading also `priority`, `part` (with
+//! `batched` once reported in a `next` call), `reports` (finished parts reported
+//! together: `count`, `slots`, `via`, `reason`), `yield` and `feed`:
+//! `{"mode": "wake"|"held", "wake_disabled": bool}` whenever the priority feed changes
+//! how it waits — on the server's wake-up URL while no viewer waits for a part, or
+//! holding the long poll — and `{"ran_out": n, "skipped_feed": bool}` after a wake-up
+//! that ran out) for scripts. The README's CLI section lists every field.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

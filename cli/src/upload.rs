@@ -13,7 +13,8 @@
 //!
 //! A part whose PUTs are done is reported at once (`POST …/slots/{n}/uploaded`) when
 //! it is a priority part or someone watches; while nobody does (the feed's last
-//! answer carried a `wake_url`), it waits in a short list that the next `POST next`
+//! answer said `"watched": false`, or, from older servers, carried a `wake_url`), it
+//! waits in a short list that the next `POST next`
 //! carries ([`ReportBatch`]: one API request and one `state.json` write less per part).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -285,9 +286,9 @@ impl FlushReason {
 }
 
 /// When a finished part is reported, apart from the network: at once (the single
-/// route) for a priority part or while someone watches — the feed's last answer
-/// carried no `wake_url` (watched, or a server without wake-up URLs), or had priority
-/// slots, or no answer came yet; otherwise kept for the next `next` call, which goes
+/// route) for a priority part or while someone watches — the feed's last answer said
+/// `"watched": true` (older servers: carried no `wake_url`), or had priority slots, or
+/// no answer came yet; otherwise kept for the next `next` call, which goes
 /// early ([`ReportBatch::due`]) when the list is full, the feed turns watched, or a
 /// report has waited [`MAX_REPORT_WAIT`]. The end of the run sends what is left.
 #[derive(Debug, Default, Clone)]
@@ -307,15 +308,26 @@ impl ReportBatch {
     }
 
     /// Records a feed answer; `true` when it turned watched with reports kept (they are due).
-    pub fn on_feed_answer(&mut self, wake_url: Option<&str>, priority_slots: &[usize]) -> bool {
-        self.unwatched = wake_url.is_some_and(|u| !u.is_empty()) && priority_slots.is_empty();
+    /// `watched` is the answer's own word (newer servers); without it, an answer carrying
+    /// a wake-up URL means nobody watches.
+    pub fn on_feed_answer(
+        &mut self,
+        watched: Option<bool>,
+        wake_url: Option<&str>,
+        priority_slots: &[usize],
+    ) -> bool {
+        let nobody = match watched {
+            Some(watched) => !watched,
+            None => wake_url.is_some_and(|u| !u.is_empty()),
+        };
+        self.unwatched = nobody && priority_slots.is_empty();
         !self.unwatched && !self.pending.is_empty()
     }
 
     /// The feed is gone for this run (no priority feed, or it failed for good): report
     /// at once from now on; `true` when reports are kept.
     pub fn feed_gone(&mut self) -> bool {
-        self.on_feed_answer(None, &[])
+        self.on_feed_answer(None, None, &[])
     }
 
     /// The server refused reports in `next` (an older one): the single route from now on.
@@ -1292,9 +1304,11 @@ impl Uploader {
                 Ok(r) => {
                     failures = 0;
                     guard.answered();
-                    let due = lock(&self.shared)
-                        .reports
-                        .on_feed_answer(r.wake_url.as_deref(), &r.priority_slots);
+                    let due = lock(&self.shared).reports.on_feed_answer(
+                        r.watched,
+                        r.wake_url.as_deref(),
+                        &r.priority_slots,
+                    );
                     if due {
                         self.wake.notify_one(); // someone watches: the kept reports go now
                     }
@@ -1717,7 +1731,7 @@ mod tests {
 
     fn unwatched() -> ReportBatch {
         let mut b = ReportBatch::default();
-        assert!(!b.on_feed_answer(Some(URL), &[]));
+        assert!(!b.on_feed_answer(None, Some(URL), &[]));
         b
     }
 
@@ -1733,20 +1747,28 @@ mod tests {
     #[test]
     fn an_answer_without_a_wake_url_or_with_priority_slots_means_watched() {
         let mut b = unwatched();
-        b.on_feed_answer(None, &[]);
+        b.on_feed_answer(None, None, &[]);
         assert!(
             b.at_once(false),
             "no wake_url: watched (or no wake-up URLs)"
         );
         let mut b = unwatched();
-        b.on_feed_answer(Some(""), &[]);
+        b.on_feed_answer(None, Some(""), &[]);
         assert!(b.at_once(false), "an empty wake_url is none");
         let mut b = unwatched();
-        b.on_feed_answer(Some(URL), &[7]);
+        b.on_feed_answer(None, Some(URL), &[7]);
         assert!(b.at_once(false), "a viewer waits");
         // and back
-        b.on_feed_answer(Some(URL), &[]);
+        b.on_feed_answer(None, Some(URL), &[]);
         assert!(!b.at_once(false));
+        // A newer server says so itself: an open page nobody seeks in still has a wake-up URL.
+        let mut b = unwatched();
+        b.on_feed_answer(Some(true), Some(URL), &[]);
+        assert!(b.at_once(false), "watched: at once, wake-up URL or not");
+        b.on_feed_answer(Some(false), Some(URL), &[]);
+        assert!(!b.at_once(false), "nobody watches: kept");
+        b.on_feed_answer(Some(false), None, &[]);
+        assert!(!b.at_once(false), "its word stands without a wake-up URL");
         let mut b = unwatched();
         b.feed_gone();
         assert!(b.at_once(false), "no feed: nobody is known not to watch");
@@ -1785,19 +1807,22 @@ mod tests {
         let mut b = unwatched();
         b.keep(9, t0);
         assert_eq!(b.due(t0), None);
-        assert!(b.on_feed_answer(Some(URL), &[2]), "priority slots: due");
+        assert!(
+            b.on_feed_answer(None, Some(URL), &[2]),
+            "priority slots: due"
+        );
         assert_eq!(b.due(t0), Some(FlushReason::Watched));
         let mut b = unwatched();
         b.keep(9, t0);
-        assert!(b.on_feed_answer(None, &[]), "a watch page: due");
+        assert!(b.on_feed_answer(None, None, &[]), "a watch page: due");
         assert_eq!(b.due(t0), Some(FlushReason::Watched));
         let mut b = unwatched();
         b.keep(9, t0);
-        assert!(!b.on_feed_answer(Some(URL), &[]), "still nobody");
+        assert!(!b.on_feed_answer(None, Some(URL), &[]), "still nobody");
         assert!(b.feed_gone());
         assert_eq!(b.due(t0), Some(FlushReason::Watched));
         // nothing kept: nothing due, whoever watches
-        assert!(!ReportBatch::default().on_feed_answer(None, &[]));
+        assert!(!ReportBatch::default().on_feed_answer(None, None, &[]));
     }
 
     #[test]

@@ -8,7 +8,8 @@
  * uploads (preview sprites) go as soon as made, beside part 0 while no viewer waits for it, and
  * never ahead of or beside a part a viewer waits for (part 0 included once a viewer asked for it);
  * while nobody watches, the priority feed waits on the answer's wake-up URL instead of holding its
- * poll, and gives wake-up URLs that do not work up.
+ * poll (again on the same URL after one that ran out), gives wake-up URLs that do not work up, and
+ * finished parts are reported in the `next` calls (batched) unless a viewer waits for them.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -149,6 +150,8 @@ class FakeServer implements UploaderApi {
   readonly refuseOnce = new Set<number>();
   /** slots whose first report finds no object (409 / an entry with `upload_missing`; the lease stays) */
   readonly missingOnce = new Set<number>();
+  /** while set, `next` calls wait for it (a call held up, as by 503 retries) */
+  nextGate: Promise<void> | null = null;
   /** a watch page is open: the feed offers no wake-up URL even without a viewer window */
   watched = false;
   private wakeIssued = 0;
@@ -169,9 +172,24 @@ class FakeServer implements UploaderApi {
     this.slots = Array.from({ length: n }, () => 'pending' as St);
   }
 
+  /** Holds up the `next` calls from now on; returns what lets them through. */
+  holdNext(): () => void {
+    let open = (): void => undefined;
+    this.nextGate = new Promise<void>((resolve) => (open = resolve));
+    return () => {
+      this.nextGate = null;
+      open();
+    };
+  }
+
   /** A watch page opens: it rings the feed queue (wake-ups end) and the feed answers watched. */
   watch(): void {
     this.watched = true;
+    this.ring();
+  }
+
+  /** Ends the wake-ups and held polls waiting now (a message on the feed queue). */
+  ring(): void {
     for (const w of this.waiters) w();
   }
 
@@ -198,6 +216,7 @@ class FakeServer implements UploaderApi {
 
   async next(_id: string, _secret: string, max: number, _signal?: AbortSignal, uploaded: readonly number[] = []): Promise<NextResponse> {
     await delay(2);
+    if (this.nextGate) await this.nextGate;
     assert.ok(uploaded.length <= 16 && new Set(uploaded).size === uploaded.length, `a bad report list ${uploaded}`);
     // reports first: a reported slot is never leased back in the same answer
     const reports = uploaded.map((slot) => this.applyReport(slot, 'next'));
@@ -839,6 +858,47 @@ describe('priority feed wake-ups', () => {
     });
   }
 
+  it('a wake-up that runs out is followed by another wait on the same URL without a feed request; the 3rd run-out in a row asks the feed', { timeout: 30_000 }, async () => {
+    const { server, uploader, trace } = setup(16, 100_000, new FakeLink(400_000), { parallel: 1, priorityWaitMs: HOLD, wakeRunOutMs: 250 }); // 4 s
+    server.wakeUrls = true;
+    server.wakeHoldMs = 300; // every wake-up runs out (250 ms stands for SQS's 20 s)…
+    // …but the 2nd, rung after 100 ms (a new version): the feed is asked at once, and the count starts again
+    server.onWake = (i) => {
+      if (i === 2)
+        setTimeout(() => {
+          server.version++;
+          server.ring();
+        }, 100);
+    };
+    const run = uploader.run();
+    while (server.log.filter((l) => l.what === 'wake').length < 6) await delay(5);
+    const calls = server.feedCalls().slice(0, 8);
+    assert.deepEqual(calls, [HOLD, 'W', 'W', 0, 'W', 'W', 'W', 0], JSON.stringify(server.feedCalls()));
+    const urls = server.log.filter((l) => l.what === 'wake').map((l) => l.url);
+    assert.equal(urls[1], urls[0], 'the wait after a run-out is on the same URL');
+    assert.ok(urls[2] !== urls[1] && urls[3] === urls[2] && urls[4] === urls[2], `a new URL only after a feed answer: ${urls.join(' ')}`);
+    assert.notEqual(urls[5], urls[4], 'the 3rd run-out asked the feed: a fresh URL');
+    const wakes = trace.filter((e) => e.ev === 'wake').slice(0, 5);
+    assert.deepEqual(
+      wakes.map((e) => [e.data.ranOut ?? false, e.data.asked ?? null]),
+      [
+        [true, false],
+        [false, null],
+        [true, false],
+        [true, false],
+        [true, true],
+      ],
+      JSON.stringify(wakes.map((e) => e.data)),
+    );
+    assert.deepEqual(
+      trace.filter((e) => e.ev === 'feed-wait' && e.data.mode === 'wake').slice(0, 5).map((e) => e.data.again ?? 0),
+      [0, 1, 0, 1, 2],
+      'the feed trace notes the waits that follow a run-out without a feed request',
+    );
+    assert.ok(!trace.some((e) => e.ev === 'wake' && e.data.stray === true), `no stray: ${JSON.stringify(trace.filter((e) => e.ev === 'wake').map((e) => e.data))}`);
+    assert.equal(await run, 'complete');
+  });
+
   it('a pause, a stop or the end of the upload ends a wake-up wait at once (not a stray)', { timeout: 30_000 }, async () => {
     const waiting = async (server: FakeServer): Promise<void> => {
       while (server.feedCalls().at(-1) !== 'W') await delay(2);
@@ -879,5 +939,164 @@ describe('priority feed wake-ups', () => {
     assert.equal(b.server.log.filter((l) => l.what === 'priority' && l.t > tStop).length, 0, 'no feed request after the stop');
     assert.ok(!b.trace.some((e) => e.ev === 'wake' && e.data.stray === true), 'an aborted wake-up is not a stray');
     assert.ok(!a.trace.some((e) => e.ev === 'wake' && e.data.stray === true), 'an aborted wake-up is not a stray');
+  });
+});
+
+/** A slot whose report waits now (no `next` call or route has taken it yet), once there is one. */
+async function waitingReport(trace: Trace): Promise<number> {
+  for (;;) {
+    const taken = new Set(trace.filter((e) => e.ev === 'reports').flatMap((e) => e.data.slots as number[]));
+    const e = trace.find((x) => x.ev === 'report-pending' && !taken.has(x.data.slot as number));
+    if (e) return e.data.slot as number;
+    await delay(1);
+  }
+}
+
+describe('batched reports', () => {
+  const HOLD = 7000;
+  const reports = (server: FakeServer, via: 'route' | 'next') => server.log.filter((l) => l.what === 'reported' && l.via === via);
+
+  it('while nobody watches, parts are reported in the next calls (uploaded), none through the single route, and the run ends with every part reported', { timeout: 30_000 }, async () => {
+    const n = 10;
+    const { server, uploader, trace } = setup(n, 100_000, new FakeLink(400_000), { parallel: 1, priorityWaitMs: HOLD }); // 250 ms per part
+    server.wakeUrls = true;
+    server.wakeHoldMs = 60_000;
+    assert.equal(await uploader.run(), 'complete');
+    assert.deepEqual(reports(server, 'route').map((l) => l.slot), [], 'no single-route report');
+    for (let s = 0; s < n; s++) assert.equal(reports(server, 'next').filter((l) => l.slot === s).length, 1, `slot ${s} reported once, in a next call`);
+    const carrying = server.log.filter((l) => l.what === 'next' && l.uploaded!.length > 0);
+    assert.ok(carrying.some((l) => l.slots!.length > 0), 'reports rode on next calls that leased parts');
+    const flushes = trace.filter((e) => e.ev === 'reports');
+    assert.equal(
+      flushes.reduce((k, e) => k + (e.data.count as number), 0),
+      n,
+      JSON.stringify(flushes.map((e) => e.data)),
+    );
+    assert.ok(flushes.every((e) => e.data.via === 'next'));
+    // the last part's report did not wait for a lease request that was not coming
+    assert.equal(flushes.at(-1)!.data.reason, 'idle');
+    assert.ok(flushes.at(-1)!.t - server.intervals().at(-1)!.end < 100, 'the last report went at once');
+    // the status the run ends on counts every part
+    assert.equal(uploader.progress().slotsPublished, n);
+    assert.ok(uploader.states.every((st) => st === 'published'), uploader.states.join(','));
+  });
+
+  it('a part is reported at once through the single route while the feed answers without a wake-up URL, and a priority part even while nobody watches', { timeout: 30_000 }, async () => {
+    // the feed offers no wake-up URL (watched, or a server without feed queues)
+    const watched = setup(6, 100_000, new FakeLink(400_000), { parallel: 1, priorityWaitMs: HOLD });
+    assert.equal(await watched.uploader.run(), 'complete');
+    for (let s = 0; s < 6; s++) assert.equal(reports(watched.server, 'route').filter((l) => l.slot === s).length, 1, `slot ${s} reported once, through the route`);
+    assert.deepEqual(watched.server.log.filter((l) => l.what === 'next' && l.uploaded!.length > 0), [], 'no next call carried reports');
+
+    // nobody watches; a viewer's window the feed does not hear of (its wake-up lost): only the
+    // leases of next say priority
+    const n = 12;
+    const { server, uploader } = setup(n, 100_000, new FakeLink(400_000), { parallel: 1, priorityWaitMs: HOLD });
+    server.wakeUrls = true;
+    server.wakeHoldMs = 60_000;
+    const run = uploader.run();
+    while (reports(server, 'next').length < 2) await delay(5);
+    server.windows = [8];
+    server.version++;
+    assert.equal(await run, 'complete');
+    for (const s of [8, 9]) {
+      const rep = reports(server, 'route').filter((l) => l.slot === s);
+      assert.equal(rep.length, 1, `priority slot ${s} reported through the route: ${JSON.stringify(server.log.filter((l) => l.slot === s))}`);
+      const done = server.intervals().find((i) => i.slot === s && !i.aborted)!;
+      assert.ok(rep[0]!.t - done.end < 100, `slot ${s} reported ${(rep[0]!.t - done.end).toFixed(0)} ms after its PUT`);
+    }
+    assert.equal(reports(server, 'next').filter((l) => l.slot === 8 || l.slot === 9).length, 0);
+    assert.ok(reports(server, 'next').length >= n - 4, `the other parts stayed batched: ${reports(server, 'next').map((l) => l.slot)}`);
+  });
+
+  it('reports waiting when the feed turns watched go at once (through the route while a next call is held up), and later parts go through the single route', { timeout: 30_000 }, async () => {
+    const n = 8;
+    const { server, uploader, trace } = setup(n, 100_000, new FakeLink(400_000), { parallel: 1, priorityWaitMs: HOLD }); // 250 ms per part
+    server.wakeUrls = true;
+    server.wakeHoldMs = 60_000;
+    const run = uploader.run();
+    while (reports(server, 'next').length < 2) await delay(2);
+    // a next call is held up (e.g. 503s): the part finished meanwhile keeps its report waiting
+    const letNext = server.holdNext();
+    const slot = await waitingReport(trace);
+    await delay(100);
+    assert.ok(!server.log.some((l) => l.what === 'reported' && l.slot === slot), `slot ${slot}: its report waits`);
+    const t0 = performance.now();
+    server.watch(); // a watch page opens
+    while (!server.log.some((l) => l.what === 'reported' && l.slot === slot)) await delay(2);
+    const rep = server.log.find((l) => l.what === 'reported' && l.slot === slot)!;
+    assert.ok(rep.t - t0 < 100, `slot ${slot} reported ${(rep.t - t0).toFixed(0)} ms after the page opened`);
+    assert.equal(rep.via, 'route');
+    assert.ok(
+      trace.some((e) => e.ev === 'reports' && e.data.reason === 'watched' && (e.data.slots as number[]).includes(slot)),
+      JSON.stringify(trace.filter((e) => e.ev === 'reports').map((e) => e.data)),
+    );
+    letNext();
+    assert.equal(await run, 'complete');
+    for (let s = slot + 1; s < n; s++) assert.equal(reports(server, 'route').filter((l) => l.slot === s).length, 1, `slot ${s} (after) through the route`);
+    for (let s = 0; s < n; s++) assert.equal(server.log.filter((l) => l.what === 'reported' && l.slot === s).length, 1, `slot ${s} reported once`);
+  });
+
+  it('with no next call coming (the link idle) a waiting report goes at once; one that waited reportWaitMs goes by the route while a next call is held up', { timeout: 30_000 }, async () => {
+    const { server, uploader, trace } = setup(8, 100_000, new FakeLink(400_000), { parallel: 1, priorityWaitMs: HOLD, reportWaitMs: 600 });
+    server.wakeUrls = true;
+    server.wakeHoldMs = 60_000;
+    const run = uploader.run();
+    while (reports(server, 'next').length < 2) await delay(2);
+    const letNext = server.holdNext();
+    const slot = await waitingReport(trace);
+    const pendingAt = trace.find((e) => e.ev === 'report-pending' && e.data.slot === slot)!.t;
+    while (!server.log.some((l) => l.what === 'reported' && l.slot === slot)) await delay(5);
+    const rep = server.log.find((l) => l.what === 'reported' && l.slot === slot)!;
+    // the run loop looks at least once a second
+    assert.ok(rep.t - pendingAt >= 600 && rep.t - pendingAt < 1700, `slot ${slot} reported ${(rep.t - pendingAt).toFixed(0)} ms after its PUT`);
+    assert.equal(rep.via, 'route');
+    assert.ok(trace.some((e) => e.ev === 'reports' && e.data.reason === 'waited'));
+    letNext();
+    assert.equal(await run, 'complete');
+    for (let s = 0; s < 8; s++) assert.equal(server.log.filter((l) => l.what === 'reported' && l.slot === s).length, 1, `slot ${s} reported once`);
+  });
+
+  it('a refused report (upload_missing) sends the part again with its lease, in a next call as through the single route (409)', { timeout: 30_000 }, async () => {
+    for (const unwatched of [true, false]) {
+      const via = unwatched ? 'next' : 'route';
+      const { server, uploader, trace } = setup(6, 100_000, new FakeLink(400_000), { parallel: 1, priorityWaitMs: HOLD });
+      server.wakeUrls = unwatched;
+      server.wakeHoldMs = 60_000;
+      server.missingOnce.add(2);
+      assert.equal(await uploader.run(), 'complete', via);
+      assert.deepEqual(
+        server.log.filter((l) => l.what === 'report-refused').map((l) => [l.slot, l.via]),
+        [[2, via]],
+      );
+      assert.equal(server.log.filter((l) => l.what === 'put-done' && l.slot === 2).length, 2, `${via}: slot 2 sent again`);
+      assert.equal(server.urlsBySlot.get(2)!.length, 1, `${via}: with the lease it had (no new one)`);
+      assert.deepEqual(server.log.filter((l) => l.what === 'reported' && l.slot === 2).map((l) => l.via), [via], `${via}: reported again, accepted once`);
+      assert.ok(trace.some((e) => e.ev === 'report-refused' && e.data.slot === 2 && e.data.code === 'upload_missing'));
+      assert.ok(uploader.states.every((st) => st === 'published'), uploader.states.join(','));
+    }
+  });
+
+  it('a pause reports the waiting parts through the single route before run() ends', { timeout: 30_000 }, async () => {
+    const { server, uploader, trace } = setup(12, 100_000, new FakeLink(400_000), { parallel: 1, priorityWaitMs: HOLD });
+    server.wakeUrls = true;
+    server.wakeHoldMs = 60_000;
+    const run = uploader.run();
+    while (reports(server, 'next').length < 2) await delay(2);
+    const letNext = server.holdNext();
+    const slot = await waitingReport(trace);
+    uploader.pause();
+    await delay(50);
+    letNext(); // the call held up ends (run() waits for the reports it carries)
+    assert.equal(await run, 'paused');
+    const done = new Set(server.log.filter((l) => l.what === 'put-done').map((l) => l.slot));
+    for (const s of done) assert.equal(server.log.filter((l) => l.what === 'reported' && l.slot === s).length, 1, `slot ${s} (sent) reported`);
+    assert.ok(
+      trace.some((e) => e.ev === 'reports' && e.data.reason === 'pause' && e.data.via === 'route' && (e.data.slots as number[]).includes(slot)),
+      JSON.stringify(trace.filter((e) => e.ev === 'reports').map((e) => e.data)),
+    );
+    await delay(20); // published 5 ms after its report
+    assert.equal((await uploader.refreshStatus(true))?.slots.filter((x) => x.state === 'published').length, done.size);
+    assert.equal(uploader.progress().slotsPublished, done.size, 'the status counts them');
   });
 });

@@ -857,12 +857,14 @@ export class Uploader {
   private async fetchLeases(max: number, reason: 'priority' | 'natural', flush?: string): Promise<void> {
     if (this.asking) return;
     this.asking = true;
+    // the trigger that makes these reports go now, if one does (else they just ride along)
+    const due = this.flushReason();
     // the same list on every retry (a 503): a repeated report is idempotent
     const reports = this.pendingReports.splice(0, NEXT_MAX_REPORTS);
     for (const r of reports) this.sentReports.add(r);
     const uploaded = reports.map((r) => r.slot);
     try {
-      if (reports.length) this.trace('reports', { count: reports.length, reason: flush ?? reason, via: 'next', slots: uploaded });
+      if (reports.length) this.trace('reports', { count: reports.length, reason: flush ?? due ?? reason, via: 'next', slots: uploaded });
       this.trace('next-request', { reason, max, ...(reports.length ? { uploaded } : {}) });
       const r = await this.api.next(this.videoId, this.secret, max, this.abort.signal, uploaded);
       this.trace('next-response', { reason, slots: r.assignments.map((a) => a.slot) });
@@ -1138,10 +1140,9 @@ export class Uploader {
       return;
     }
     this.cb.onLog?.(`slot ${slot}: ${message}; sending it again`);
-    if (!this.puts.has(slot)) {
-      this.held.set(slot, a); // expired URLs are dropped by schedule(): the server hands the slot out again
-      this.setState(slot, 'assigned');
-    }
+    // (a single-route report's PUT is still in `puts`: the slot is sent again once it has left)
+    this.held.set(slot, a); // expired URLs are dropped by schedule(): the server hands the slot out again
+    this.setState(slot, 'assigned');
     this.kick();
     if (this.running) this.schedule();
   }
@@ -1157,11 +1158,16 @@ export class Uploader {
     return null;
   }
 
-  /** Flushes the waiting reports with a `next` call (leases as usual) when flushReason says so. */
+  /**
+   * Flushes the waiting reports when flushReason says so: with a `next` call (leases as usual), or,
+   * while one is in flight (it may be a while in 503 retries) and someone now watches or they have
+   * waited long enough, through the single route. Otherwise they go with the call after it.
+   */
   private flushReports(): void {
-    if (this.asking) return; // the call in flight carries them, or its end schedules again
     const reason = this.flushReason();
-    if (reason) void this.fetchLeases(Math.max(1, this.naturalWanted()), 'natural', reason);
+    if (!reason) return;
+    if (!this.asking) void this.fetchLeases(Math.max(1, this.naturalWanted()), 'natural', reason);
+    else if (reason === 'watched' || reason === 'waited') void this.reportByRoute(this.pendingReports.splice(0), reason);
   }
 
   /**
@@ -1170,7 +1176,7 @@ export class Uploader {
    */
   private async reportByRoute(list: PendingReport[], reason: string, retry: RetryOptions = this.retryOpts()): Promise<void> {
     if (list.length === 0) return;
-    this.trace('reports', { count: list.length, reason, via: 'route' });
+    this.trace('reports', { count: list.length, reason, via: 'route', slots: list.map((r) => r.slot) });
     for (const r of list) this.sentReports.add(r);
     const results = await Promise.allSettled(list.map((r) => this.reportNow(r.slot, r.a, retry).finally(() => this.sentReports.delete(r))));
     for (const r of results) if (r.status === 'rejected' && !this.abort.signal.aborted) this.fatal ??= r.reason;
@@ -1317,7 +1323,7 @@ export class Uploader {
         runOuts = 0;
         if (woke) {
           // nothing explains a quick return: not a new version, nor a viewer (the answer would then offer no wake-up URL)
-          const stray = woke.failed !== null || (woke.ms < WAKE_STRAY_MS && r.version === woke.before && !!r.wake_url);
+          const stray = woke.failed !== null || (woke.ms < Math.min(WAKE_STRAY_MS, runOutMs) && r.version === woke.before && !!r.wake_url);
           ({ strays, wakeOff } = this.wakeVerdict(woke, stray, strays, wakeOff, woke.failed === null && woke.ms >= runOutMs ? { ranOut: true, asked: true } : {}));
         }
         this.setUnwatched(!!r.wake_url && !r.priority_slots?.length);

@@ -150,6 +150,8 @@ class FakeServer implements UploaderApi {
   readonly refuseOnce = new Set<number>();
   /** slots whose first report finds no object (409 / an entry with `upload_missing`; the lease stays) */
   readonly missingOnce = new Set<number>();
+  /** slots none of whose reports finds the object */
+  readonly missingAlways = new Set<number>();
   /** while set, `next` calls wait for it (a call held up, as by 503 retries) */
   nextGate: Promise<void> | null = null;
   /** a watch page is open: the feed offers no wake-up URL even without a viewer window */
@@ -246,7 +248,7 @@ class FakeServer implements UploaderApi {
   private applyReport(slot: number, via: 'route' | 'next'): SlotReport {
     const queue = this.windows.length ? 'priority' : 'normal';
     if (this.slots[slot] === 'published') return { slot, queue, enqueued: false, published: true, error: 'already_published', message: 'already published' };
-    if (this.missingOnce.delete(slot)) {
+    if (this.missingOnce.delete(slot) || this.missingAlways.has(slot)) {
       this.log.push({ t: performance.now(), what: 'report-refused', slot, via });
       return { slot, queue, enqueued: false, published: false, error: 'upload_missing', message: `slot ${slot}: no object` };
     }
@@ -1075,6 +1077,16 @@ describe('batched reports', () => {
       assert.ok(trace.some((e) => e.ev === 'report-refused' && e.data.slot === 2 && e.data.code === 'upload_missing'));
       assert.ok(uploader.states.every((st) => st === 'published'), uploader.states.join(','));
     }
+  });
+
+  it('a part refused 3 times in a row ends the upload with the refusal (no endless re-sending)', { timeout: 30_000 }, async () => {
+    const { server, uploader } = setup(6, 100_000, new FakeLink(400_000), { parallel: 1, priorityWaitMs: HOLD });
+    server.wakeUrls = true;
+    server.wakeHoldMs = 60_000;
+    server.missingAlways.add(2);
+    await assert.rejects(uploader.run(), (e: unknown) => e instanceof ApiError && e.code === 'upload_missing');
+    assert.equal(server.log.filter((l) => l.what === 'report-refused' && l.slot === 2).length, 3);
+    assert.equal(server.log.filter((l) => l.what === 'put-done' && l.slot === 2).length, 3, 'sent 3 times, not more');
   });
 
   it('a pause reports the waiting parts through the single route before run() ends', { timeout: 30_000 }, async () => {

@@ -590,7 +590,7 @@ async fn run_load(size: Sizing) {
         wakes * 0.40e-6 + polls * (1.2e-6 + 0.1 * 0.125 * 0.0000166667 + 4.0 * 0.0004e-3)
     };
     println!(
-        "priority feed all hour: ${held_hour:.4} held in Lambda (watched), ${wake_hour:.4} waiting on the wake-up URL (nobody watching)"
+        "priority feed all hour: ${held_hour:.4} held in Lambda (a viewer waiting), ${wake_hour:.4} waiting on the wake-up URL (nobody seeking)"
     );
     println!(
         "per part: S3+SQS ${:.7}, API Lambda+gateway ${:.7}, worker Lambda ${:.7}",
@@ -602,7 +602,7 @@ async fn run_load(size: Sizing) {
         let hour = per_part * parts_per_hour;
         println!(
             "{secs:.0} s parts: ${hour:.4} per video-hour without the feed ({:.2} × the floor of {:.0} PUTs = ${floor:.4}); \
-             nobody watching + ${wake_hour:.4} = ${:.4} ({:.2} × floor); watched + ${held_hour:.4} = ${:.4} ({:.2} × floor)",
+             nobody seeking (watched or not) + ${wake_hour:.4} = ${:.4} ({:.2} × floor); a viewer waiting all hour + ${held_hour:.4} = ${:.4} ({:.2} × floor)",
             hour / floor,
             parts_per_hour * tracks,
             hour + wake_hour,

@@ -994,7 +994,7 @@ async fn a_seek_handled_by_another_process_wakes_the_uploaders_long_poll_through
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unwatched_uploader_waits_on_its_signed_wake_up_url_until_a_watch_page_opens() {
+async fn the_uploader_waits_on_its_signed_wake_up_url_until_a_page_opens_and_holds_the_poll_once_a_viewer_seeks() {
     let stack = TestStack::new().await;
     let other = OtherProcess::of(&stack);
     let (id, secret, _) = create_session(&stack, &synthetic_plan(20)).await;
@@ -1035,10 +1035,15 @@ async fn an_unwatched_uploader_waits_on_its_signed_wake_up_url_until_a_watch_pag
     let (_, answer) = stack
         .call("GET", &format!("{feed}?wait_ms=0"), Some(&secret), None)
         .await;
-    assert!(
-        answer.get("wake_url").is_none(),
-        "watched: hold the poll: {answer}"
-    );
+    assert_eq!(answer["watched"], true, "{answer}");
+    // Nobody waits for a part yet: still no Lambda held.
+    assert!(answer["wake_url"].is_string(), "{answer}");
+    // A viewer's seek (in the other process): the uploader holds the poll again.
+    prioritize(&other, &id, 15).await;
+    let (_, answer) = stack
+        .call("GET", &format!("{feed}?wait_ms=0"), Some(&secret), None)
+        .await;
+    assert!(answer.get("wake_url").is_none(), "a viewer waits: {answer}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1221,7 +1221,7 @@ async fn with_a_feed_signal_a_seek_in_another_process_answers_the_poll_at_once_a
 }
 
 #[tokio::test]
-async fn an_unwatched_uploads_answer_names_a_wake_up_url_and_the_first_open_page_rings_it() {
+async fn the_feed_offers_a_wake_up_url_unless_a_viewer_waits_and_the_first_open_page_rings_it() {
     let (f, signal) = Fakes::with_feed_signal();
     let (id, secret, _) = create_session(&f, &synthetic_plan(40)).await;
     let feed = format!("/api/videos/{id}/priority");
@@ -1239,19 +1239,28 @@ async fn an_unwatched_uploads_answer_names_a_wake_up_url_and_the_first_open_page
         1,
         "the first open page rings the uploader back"
     );
+    assert_eq!(answer["watched"], false, "{answer}");
     let (_, answer) = f.call("GET", &feed, Some(&secret), None).await;
+    assert_eq!(answer["watched"], true, "a page is open: report at once: {answer}");
     assert!(
-        answer.get("wake_url").is_none(),
-        "watched: hold the poll: {answer}"
+        answer["wake_url"].is_string(),
+        "an open page nobody seeks in holds no Lambda: {answer}"
     );
     f.clock.advance(31_000);
     f.call("POST", &watching, None, None).await;
     assert_eq!(signal.calls().0, 1, "a page still open rings nothing");
 
-    // The page gone (90 s) and no live window: back to the wake-up URL.
-    f.clock.advance(91_000);
+    // A viewer waits for a part: hold the poll, it answers their next seek at once.
+    prioritize_as(&f, &id, 30, "v1", "").await;
+    let (_, answer) = f.call("GET", &feed, Some(&secret), None).await;
+    assert!(answer.get("wake_url").is_none(), "{answer}");
+    assert_eq!(answer["watched"], true, "{answer}");
+
+    // The page gone (90 s) and the window expired: back to the wake-up URL, unwatched.
+    f.clock.advance(600_000);
     let (_, answer) = f.call("GET", &feed, Some(&secret), None).await;
     assert!(answer["wake_url"].is_string(), "{answer}");
+    assert_eq!(answer["watched"], false, "{answer}");
     // Without a signal (one process) there is nothing to wait on but the poll.
     let plain = Fakes::new();
     let (id, secret, _) = create_session(&plain, &synthetic_plan(4)).await;

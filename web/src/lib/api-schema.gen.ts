@@ -351,12 +351,17 @@ export interface components {
        */
       version: number;
       /**
-       * @description While nobody watches: instead of holding this poll open, GET this URL (held
-       * up to 20 s by SQS until a viewer shows up or seeks; its answer need not be
-       * read) and then ask again with `wait_ms=0`. Absent while the video is
-       * watched: hold the poll, it answers a seek at once.
+       * @description While no viewer waits for a part (no live priority window): instead of holding
+       * this poll open, GET this URL (held up to 20 s by SQS until a page opens or a
+       * viewer seeks; its answer need not be read) and then ask again with `wait_ms=0`.
+       * Absent while a viewer waits: hold the poll, it answers their next seek at once.
        */
       wake_url?: string | null;
+      /**
+       * @description A watch page is open (it said so in the last 90 s) or a viewer waits for a part:
+       * report each finished part at once rather than with the next `next` call.
+       */
+      watched: boolean;
     };
     /** @description A quota and its configured value. */
     QuotaLimit: {

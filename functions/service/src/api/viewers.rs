@@ -186,10 +186,13 @@ pub(crate) struct PriorityAnswer {
     complete: bool,
     /// Window slots leased to the caller by this answer (`lease` > 0).
     assignments: Vec<Assignment>,
-    /// While nobody watches: instead of holding this poll open, GET this URL (held
-    /// up to 20 s by SQS until a viewer shows up or seeks; its answer need not be
-    /// read) and then ask again with `wait_ms=0`. Absent while the video is
-    /// watched: hold the poll, it answers a seek at once.
+    /// A watch page is open (it said so in the last 90 s) or a viewer waits for a part:
+    /// report each finished part at once rather than with the next `next` call.
+    watched: bool,
+    /// While no viewer waits for a part (no live priority window): instead of holding
+    /// this poll open, GET this URL (held up to 20 s by SQS until a page opens or a
+    /// viewer seeks; its answer need not be read) and then ask again with `wait_ms=0`.
+    /// Absent while a viewer waits: hold the poll, it answers their next seek at once.
     #[serde(skip_serializing_if = "Option::is_none")]
     wake_url: Option<String>,
 }
@@ -265,7 +268,10 @@ pub(crate) async fn priority_feed(
                 .await?
                 .unwrap_or_else(|never| match never {});
             let watched = windows.watched(now_ms, &policy);
-            let wake_url = if complete || complete_at_start || watched {
+            // Held only while a viewer waits for a part: a page that is merely open costs
+            // the uploader an SQS receive every 20 s, not a Lambda held all along, and its
+            // first seek one round trip more (the wake-up, then this short poll).
+            let wake_url = if complete || complete_at_start || !active.is_empty() {
                 None
             } else {
                 // Without one the uploader holds the poll, as before: never an error.
@@ -284,6 +290,7 @@ pub(crate) async fn priority_feed(
                 priority_slots,
                 complete,
                 assignments: presign_assignments(&state, &record, picks).await?,
+                watched,
                 wake_url,
             };
             if complete || complete_at_start {

@@ -198,7 +198,7 @@ fn resume_after_sigkill_uploads_only_the_missing_parts() {
 }
 
 #[test]
-fn a_viewers_prioritize_at_three_quarters_is_sent_next() {
+fn a_viewers_prioritize_at_three_quarters_goes_out_within_moments_as_a_priority_part() {
     let _serial = one_at_a_time();
     let runner = Runner::start();
     let dir = scratch("cli-e2e-prio");
@@ -240,9 +240,10 @@ fn a_viewers_prioritize_at_three_quarters_is_sent_next() {
     });
     let id = video_id(&up);
     let count = up.event("link").unwrap()["part_count"].as_u64().unwrap();
-    // The viewer's watch page is open, as a seek comes from one: the CLI holds the priority
-    // poll (while nobody watches it waits on a wake-up URL instead, one round trip slower to
-    // hear of a seek; tests/localstack_wake.rs covers that)
+    // The viewer's watch page is open, as a seek comes from one. Nobody has sought yet, so
+    // the CLI waits on a wake-up URL (no Lambda held for it): it hears of the seek one
+    // round trip later than through a held poll, so a natural part due at that moment may
+    // start first (it then yields the link).
     if !up
         .seen
         .iter()
@@ -256,9 +257,7 @@ fn a_viewers_prioritize_at_three_quarters_is_sent_next() {
         runner.post_empty(&format!("/api/videos/{id}/watching")),
         204
     );
-    up.wait_for("feed held", Duration::from_secs(15), |e| {
-        e["event"] == "feed" && e["mode"] == "held"
-    });
+    let sought = std::time::Instant::now();
     let answer = runner.post_json(
         &format!("/api/videos/{id}/prioritize"),
         r#"{"position": 30.0}"#,
@@ -268,22 +267,26 @@ fn a_viewers_prioritize_at_three_quarters_is_sent_next() {
         target * 10 >= count * 7 && target < count,
         "window {answer} of {count} parts"
     );
-    up.wait_for("priority", Duration::from_secs(10), |e| {
-        e["event"] == "priority"
-            && e["slots"]
-                .as_array()
-                .is_some_and(|s| s.contains(&serde_json::json!(target)))
+    let sending = up.wait_for("target sending", Duration::from_secs(30), |e| {
+        e["event"] == "part" && e["state"] == "sending" && e["slot"].as_u64() == Some(target)
     });
-    let next = up.wait_for("part sending", Duration::from_secs(30), |e| {
-        e["event"] == "part" && e["state"] == "sending"
-    });
-    assert_eq!(
-        next["slot"].as_u64(),
-        Some(target),
-        "the first part sent after the viewer's prioritize; last events: {:?}",
+    assert_eq!(sending["priority"], true, "{sending}");
+    // ~50 kB parts at 300 kB/s over two lanes: what was already going out takes a fraction
+    // of a second; the seek's part must not wait for the natural order (30 parts away).
+    assert!(
+        sought.elapsed() < Duration::from_secs(3),
+        "the target started {:?} after the viewer's prioritize; last events: {:?}",
+        sought.elapsed(),
         up.seen.iter().rev().take(12).collect::<Vec<_>>()
     );
-    assert_eq!(next["priority"], true);
+    assert!(
+        up.seen.iter().any(|e| e["event"] == "priority"
+            && e["slots"]
+                .as_array()
+                .is_some_and(|s| s.contains(&serde_json::json!(target)))),
+        "{:?}",
+        up.seen
+    );
     up.wait_for("target uploaded", Duration::from_secs(30), |e| {
         e["event"] == "part" && e["state"] == "uploaded" && e["slot"].as_u64() == Some(target)
     });

@@ -154,8 +154,10 @@ class FakeServer implements UploaderApi {
   readonly missingAlways = new Set<number>();
   /** while set, `next` calls wait for it (a call held up, as by 503 retries) */
   nextGate: Promise<void> | null = null;
-  /** a watch page is open: the feed offers no wake-up URL even without a viewer window */
+  /** a watch page is open: the feed answers `watched` (and still offers wake-up URLs while no viewer waits) */
   watched = false;
+  /** answers as a server before `watched` (a wake-up URL offered only while nobody watches) */
+  legacyFeed = false;
   private wakeIssued = 0;
   /** feed answers offer a wake-up URL while no viewer window is open (as the server with feed queues) */
   wakeUrls = false;
@@ -297,8 +299,11 @@ class FakeServer implements UploaderApi {
   }
 
   private withWake(r: PriorityResponse): PriorityResponse {
+    const watched = this.watched || this.windows.length > 0;
+    const out = this.legacyFeed ? r : { ...r, watched };
     // a fresh URL with every answer, as the server presigns one each time
-    return this.wakeUrls && !this.watched && !r.complete && this.windows.length === 0 ? { ...r, wake_url: `fake-wake://${this.version}/${this.wakeIssued++}` } : r;
+    const offer = this.wakeUrls && !r.complete && this.windows.length === 0 && !(this.legacyFeed && watched);
+    return offer ? { ...out, wake_url: `fake-wake://${this.version}/${this.wakeIssued++}` } : out;
   }
 
   async wake(url: string, signal?: AbortSignal): Promise<void> {
@@ -984,11 +989,19 @@ describe('batched reports', () => {
   });
 
   it('a part is reported at once through the single route while the feed answers without a wake-up URL, and a priority part even while nobody watches', { timeout: 30_000 }, async () => {
-    // the feed offers no wake-up URL (watched, or a server without feed queues)
-    const watched = setup(6, 100_000, new FakeLink(400_000), { parallel: 1, priorityWaitMs: HOLD });
-    assert.equal(await watched.uploader.run(), 'complete');
-    for (let s = 0; s < 6; s++) assert.equal(reports(watched.server, 'route').filter((l) => l.slot === s).length, 1, `slot ${s} reported once, through the route`);
-    assert.deepEqual(watched.server.log.filter((l) => l.what === 'next' && l.uploaded!.length > 0), [], 'no next call carried reports');
+    // a watch page is open (nobody seeks: the feed still offers wake-up URLs); a server from before
+    // `watched` that offers no wake-up URL (watched, or no feed queues)
+    for (const legacy of [false, true]) {
+      const watched = setup(6, 100_000, new FakeLink(400_000), { parallel: 1, priorityWaitMs: HOLD });
+      watched.server.wakeUrls = !legacy;
+      watched.server.wakeHoldMs = 60_000;
+      watched.server.watched = !legacy;
+      watched.server.legacyFeed = legacy;
+      assert.equal(await watched.uploader.run(), 'complete');
+      for (let s = 0; s < 6; s++) assert.equal(reports(watched.server, 'route').filter((l) => l.slot === s).length, 1, `legacy ${legacy}: slot ${s} reported once, through the route`);
+      assert.deepEqual(watched.server.log.filter((l) => l.what === 'next' && l.uploaded!.length > 0), [], `legacy ${legacy}: no next call carried reports`);
+      assert.equal(watched.server.log.some((l) => l.what === 'wake'), !legacy, `legacy ${legacy}: waited on wake-ups`);
+    }
 
     // nobody watches; a viewer's window the feed does not hear of (its wake-up lost): only the
     // leases of next say priority
@@ -1063,8 +1076,9 @@ describe('batched reports', () => {
     for (const unwatched of [true, false]) {
       const via = unwatched ? 'next' : 'route';
       const { server, uploader, trace } = setup(6, 100_000, new FakeLink(400_000), { parallel: 1, priorityWaitMs: HOLD });
-      server.wakeUrls = unwatched;
+      server.wakeUrls = true;
       server.wakeHoldMs = 60_000;
+      server.watched = !unwatched;
       server.missingOnce.add(2);
       assert.equal(await uploader.run(), 'complete', via);
       assert.deepEqual(

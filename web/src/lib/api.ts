@@ -129,11 +129,16 @@ export interface PriorityResponse {
   /** window slots leased to this uploader with the answer (`lease` > 0; older servers omit it) */
   assignments?: Assignment[];
   /**
-   * While nobody watches (and the server has feed queues): a presigned SQS receive to wait on
-   * (`Api.wake`, held up to 20 s, back when a viewer opens the watch page or seeks) instead of
+   * While no viewer waits for a part (and the server has feed queues): a presigned SQS receive to
+   * wait on (`Api.wake`, held up to 20 s, back when a watch page opens or a viewer seeks) instead of
    * holding the next poll open; then ask again with `waitMs` 0. Absent: hold the poll.
    */
   wake_url?: string | null;
+  /**
+   * A watch page is open or a viewer waits for a part: report finished parts at once (else they
+   * may ride on the next `next` call). Older servers omit it: no `wake_url` then means watched.
+   */
+  watched?: boolean;
 }
 
 export interface PrioritizeResponse {

@@ -273,7 +273,7 @@ export class Uploader {
   private readonly pendingReports: PendingReport[] = [];
   /** reports on their way (in a `next` call or the single route) */
   private readonly sentReports = new Set<PendingReport>();
-  /** the last feed answer offered a wake-up URL and named no priority slot: nobody watches */
+  /** the last feed answer said nobody watches (`watched: false`; older servers: a wake-up URL) and named no priority slot */
   private unwatched = false;
   /** refused reports per slot, in a row */
   private readonly refusals = new Map<number, number>();
@@ -1196,7 +1196,7 @@ export class Uploader {
     void this.reportByRoute(unanswered, 'unanswered');
   }
 
-  /** Nobody watches while the feed's answers offer a wake-up URL and name no priority slot. */
+  /** Nobody watches while the feed's answers say so and name no priority slot. */
   private setUnwatched(unwatched: boolean): void {
     if (unwatched === this.unwatched) return;
     this.unwatched = unwatched;
@@ -1326,7 +1326,8 @@ export class Uploader {
           const stray = woke.failed !== null || (woke.ms < Math.min(WAKE_STRAY_MS, runOutMs) && r.version === woke.before && !!r.wake_url);
           ({ strays, wakeOff } = this.wakeVerdict(woke, stray, strays, wakeOff, woke.failed === null && woke.ms >= runOutMs ? { ranOut: true, asked: true } : {}));
         }
-        this.setUnwatched(!!r.wake_url && !r.priority_slots?.length);
+        // the answer's own word (older servers: a wake-up URL is offered only while nobody watches)
+        this.setUnwatched((r.watched !== undefined ? !r.watched : !!r.wake_url) && !r.priority_slots?.length);
         this.onPriority(r);
         if (r.complete) return;
         wakeUrl = r.wake_url || null;

@@ -171,6 +171,23 @@ pub struct WakeGuard {
     run_outs: u32,
 }
 
+/// What a feed answer says that a wake-up may have rung for: the windows' version and
+/// whether someone watches (`None` from servers that do not say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FeedMark {
+    pub version: Option<u64>,
+    pub watched: Option<bool>,
+}
+
+impl From<Option<u64>> for FeedMark {
+    fn from(version: Option<u64>) -> Self {
+        Self {
+            version,
+            watched: None,
+        }
+    }
+}
+
 impl WakeGuard {
     /// How to wait after an answer carrying `wake_url`.
     pub fn next_wait(&self, wake_url: Option<&str>) -> FeedWait {
@@ -180,8 +197,14 @@ impl WakeGuard {
         }
     }
 
-    pub fn is_stray(wake: WakeOutcome, before: Option<u64>, answered: Option<u64>) -> bool {
-        (!wake.ok || wake.took < STRAY_WAKE) && answered == before
+    /// Stray: the GET failed, or came back quickly with no news — the same windows'
+    /// version and the same `watched` (a page opening rings it without a new version).
+    pub fn is_stray(
+        wake: WakeOutcome,
+        before: impl Into<FeedMark>,
+        answered: impl Into<FeedMark>,
+    ) -> bool {
+        (!wake.ok || wake.took < STRAY_WAKE) && answered.into() == before.into()
     }
 
     /// Records a wake-up followed by an answer of version `answered` (the loop had
@@ -189,8 +212,8 @@ impl WakeGuard {
     pub fn after_wake(
         &mut self,
         wake: WakeOutcome,
-        before: Option<u64>,
-        answered: Option<u64>,
+        before: impl Into<FeedMark>,
+        answered: impl Into<FeedMark>,
     ) -> bool {
         if self.disabled {
             return false;
@@ -1245,6 +1268,8 @@ impl Uploader {
         // the last answer's wake-up URL (none before the first answer, or after an error)
         let mut wake_url: Option<String> = None;
         let mut shown: Option<(&'static str, bool)> = None;
+        // the last answer's `watched`: a page opening rings the wake-up without a new version
+        let mut last_watched: Option<bool> = None;
         loop {
             if self.stop.is_cancelled() {
                 return;
@@ -1312,8 +1337,16 @@ impl Uploader {
                     if due {
                         self.wake.notify_one(); // someone watches: the kept reports go now
                     }
+                    let mark = FeedMark {
+                        version: r.version,
+                        watched: r.watched,
+                    };
+                    let mark_before = FeedMark {
+                        version: before,
+                        watched: std::mem::replace(&mut last_watched, r.watched),
+                    };
                     if let Some(w) = woke {
-                        if guard.after_wake(w, before, r.version) {
+                        if guard.after_wake(w, mark_before, mark) {
                             self.reporter.say(
                                 "warning",
                                 &format!(
@@ -1614,6 +1647,20 @@ mod tests {
         assert!(!WakeGuard::is_stray(wake(true, 200), Some(3), Some(4)));
         assert!(!WakeGuard::is_stray(wake(false, 200), Some(3), Some(4)));
         assert!(!WakeGuard::is_stray(wake(true, 200), None, Some(0)));
+    }
+
+    #[test]
+    fn a_quick_wake_up_that_brought_watched_is_not_stray() {
+        let before = FeedMark {
+            version: Some(3),
+            watched: Some(false),
+        };
+        let opened = FeedMark {
+            version: Some(3),
+            watched: Some(true),
+        };
+        assert!(!WakeGuard::is_stray(wake(true, 200), before, opened));
+        assert!(WakeGuard::is_stray(wake(true, 200), opened, opened));
     }
 
     #[test]

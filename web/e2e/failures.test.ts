@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeClip, makeTempDir, videoFrameCount } from '../test/helpers/media.ts';
-import { backendUp, ffprobeFrames, getStatus, manifestUrl, openUploader, waitForComplete, waitForLink } from './helpers/app.ts';
+import { backendUp, ffprobeFrames, getStatus, manifestUrl, openUploader, waitForComplete, waitForLink, reportedSlots } from './helpers/app.ts';
 import { BASE_URL, launch } from './helpers/browser.ts';
 
 const FAULTS = `(() => {
@@ -79,8 +79,7 @@ describe('failures', () => {
     const up = await openUploader(browser.context, file, { seg: 4 });
     const reports = new Map<number, number>();
     up.page.on('request', (r) => {
-      const m = /\/slots\/(\d+)\/uploaded$/.exec(new URL(r.url()).pathname);
-      if (m && r.method() === 'POST') reports.set(Number(m[1]), (reports.get(Number(m[1])) ?? 0) + 1);
+      for (const slot of reportedSlots(r)) reports.set(slot, (reports.get(slot) ?? 0) + 1);
     });
     const { videoId } = await waitForLink(up);
     let sawFailed: string | undefined;

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
 import { makeClip, makeTempDir } from '../test/helpers/media.ts';
-import { backendUp, getStatus, pageState, waitForComplete, waitForLink } from './helpers/app.ts';
+import { backendUp, getStatus, pageState, waitForComplete, waitForLink, reportedSlots } from './helpers/app.ts';
 import type { UploadPage } from './helpers/app.ts';
 import { BASE_URL, launch } from './helpers/browser.ts';
 
@@ -72,8 +72,7 @@ function track(page: Page, label: string) {
     if (r.method() !== 'POST') return;
     const path = new URL(r.url()).pathname;
     if (path === '/api/videos') t.creates.push(label);
-    const m = /\/slots\/(\d+)\/uploaded$/.exec(path);
-    if (m) t.reported.push(Number(m[1]));
+    t.reported.push(...reportedSlots(r));
   });
   page.on('filechooser', () => t.chooser++); // the <input type=file> dialog (must not open: the picker replaces it)
   page.on('console', (m) => t.logs.push(`[${m.type()}] ${m.text()}`));

@@ -7,7 +7,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeClip, makeTempDir } from '../test/helpers/media.ts';
-import { backendUp, getStatus, pageState, waitForComplete, waitForLink } from './helpers/app.ts';
+import { backendUp, getStatus, pageState, waitForComplete, waitForLink, reportedSlots } from './helpers/app.ts';
 import type { UploadPage } from './helpers/app.ts';
 import { BASE_URL, launch } from './helpers/browser.ts';
 
@@ -35,8 +35,7 @@ describe('resume', () => {
       const path = new URL(r.url()).pathname;
       if (r.method() !== 'POST') return;
       if (path === '/api/videos') creates.push(`phase ${phase}`);
-      const m = /\/slots\/(\d+)\/uploaded$/.exec(path);
-      if (m && phase === 2) reported.push(Number(m[1]));
+      if (phase === 2) reported.push(...reportedSlots(r));
     });
     const logs: string[] = [];
     page.on('console', (m) => logs.push(m.text()));

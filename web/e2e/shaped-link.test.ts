@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { CDPSession } from 'playwright-core';
 import { makeClip, makeTempDir } from '../test/helpers/media.ts';
-import { backendUp, getStatus, openUploader, waitForComplete, waitForLink } from './helpers/app.ts';
+import { backendUp, getStatus, openUploader, waitForComplete, waitForLink, reportedSlots } from './helpers/app.ts';
 import { BASE_URL, launch } from './helpers/browser.ts';
 
 interface TraceEntry {
@@ -72,8 +72,8 @@ describe('shaped link', () => {
     await upCdp.send('Network.enable');
     await throttle(upCdp, rate1, 20);
     up.page.on('response', (r) => {
-      const m = /\/slots\/(\d+)\/uploaded$/.exec(new URL(r.url()).pathname);
-      if (m && r.request().method() === 'POST' && r.ok()) reported.set(Number(m[1]), (reported.get(Number(m[1])) ?? 0) + 1);
+      if (!r.ok()) return;
+      for (const slot of reportedSlots(r.request())) reported.set(slot, (reported.get(slot) ?? 0) + 1);
     });
     const { videoId } = await waitForLink(up);
     const readTrace = async (): Promise<TraceEntry[]> =>

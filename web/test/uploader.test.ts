@@ -865,6 +865,21 @@ describe('priority feed wake-ups', () => {
     });
   }
 
+  it('a wake-up rung by a watch page opening is not stray: the answer turned watched (same version, still a wake-up URL)', { timeout: 30_000 }, async () => {
+    const { server, uploader, trace } = setup(12, 100_000, new FakeLink(400_000), { parallel: 1, priorityWaitMs: HOLD });
+    server.wakeUrls = true;
+    server.wakeHoldMs = 60_000; // SQS would hold it 20 s: only the page's ring ends it
+    const version = server.version;
+    const run = uploader.run();
+    while (!server.log.some((l) => l.what === 'wake')) await delay(5);
+    server.watch();
+    while (!trace.some((e) => e.ev === 'wake')) await delay(5);
+    const wake = trace.find((e) => e.ev === 'wake')!;
+    assert.equal(server.version, version, 'a page opening is no new version');
+    assert.equal(wake.data.stray, false, JSON.stringify(wake.data));
+    assert.equal(await run, 'complete');
+  });
+
   it('a wake-up that runs out is followed by another wait on the same URL without a feed request; the 3rd run-out in a row asks the feed', { timeout: 30_000 }, async () => {
     const { server, uploader, trace } = setup(16, 100_000, new FakeLink(400_000), { parallel: 1, priorityWaitMs: HOLD, wakeRunOutMs: 250 }); // 4 s
     server.wakeUrls = true;

@@ -226,3 +226,17 @@ export async function sampleMemory(context: BrowserContext, page: Page, userData
     },
   };
 }
+
+/**
+ * The parts a request reports uploaded: the single route's slot, or the `uploaded` list a
+ * `POST …/next` carries (how the page reports while nobody watches). Empty for any other request.
+ */
+export function reportedSlots(r: Request): number[] {
+  if (r.method() !== 'POST') return [];
+  const path = new URL(r.url()).pathname;
+  const single = /\/slots\/(\d+)\/uploaded$/.exec(path);
+  if (single) return [Number(single[1])];
+  if (!/^\/api\/videos\/[^/]+\/next$/.test(path)) return [];
+  const body = r.postDataJSON() as { uploaded?: unknown } | null;
+  return Array.isArray(body?.uploaded) ? body.uploaded.filter((s): s is number => typeof s === 'number') : [];
+}

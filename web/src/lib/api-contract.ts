@@ -7,7 +7,7 @@
  * the client sends is assignable to what the server takes, naming no field the server refuses.
  */
 import type { paths } from './api-schema.gen.ts';
-import type { Api } from './api.ts';
+import type { Api, NextRequest } from './api.ts';
 import type { OwnerApi } from './credentials.ts';
 import type { PreviewLayout, SpriteUpload } from './previews.ts';
 
@@ -58,7 +58,7 @@ export type ApiContract = [
   Check<ServerSends<Answer<'/api/videos', 'post', 201>, Returns<Api['createSession']>>>,
   Check<ClientSends<{ release_leases: boolean }, Body<'/api/videos/{id}/init', 'post'>>>,
   Check<ServerSends<Answer<'/api/videos/{id}/init', 'post', 200>, Returns<Api['freshInitUploads']>>>,
-  Check<ClientSends<{ max: number }, Body<'/api/videos/{id}/next', 'post'>>>,
+  Check<ClientSends<NextRequest, Body<'/api/videos/{id}/next', 'post'>>>,
   Check<ServerSends<Answer<'/api/videos/{id}/next', 'post', 200>, Returns<Api['next']>>>,
   Check<ServerSends<Answer<'/api/videos/{id}/slots/{slot}/uploaded', 'post', 202>, Returns<Api['reportUploaded']>>>,
   Check<ClientSends<{ after: number; wait_ms: number; lease: number }, Query<'/api/videos/{id}/priority', 'get'>>>,

@@ -1289,17 +1289,19 @@ export class Uploader {
     /** wake-ups in a row that ran out since the last feed answer */
     let runOuts = 0;
     const runOutMs = this.opts.wakeRunOutMs ?? WAKE_RUN_OUT_MS;
+    /** the last answer's `watched` (a page opening rings the wake-up without a new version) */
+    let lastWatched: boolean | undefined;
     while (!signal.aborted) {
       try {
         let waitMs = holdMs;
-        let woke: { ms: number; failed: unknown; before: number | null } | null = null;
+        let woke: { ms: number; failed: unknown; before: number | null; watchedBefore: boolean | undefined } | null = null;
         if (wakeUrl !== null && !wakeOff) {
           const url: string = wakeUrl;
           wakeUrl = null;
           const before = this.prio.version;
           // `again`: the run-outs in a row this wait follows on the same URL (no feed request between)
           this.trace('feed-wait', { mode: 'wake', ...(runOuts > 0 ? { again: runOuts } : {}) });
-          woke = { ...(await this.waitForWake(url, signal)), before };
+          woke = { ...(await this.waitForWake(url, signal)), before, watchedBefore: lastWatched };
           if (woke.failed === null && woke.ms >= runOutMs && ++runOuts < WAKE_ASK_EVERY) {
             // nothing rang: wait again on the same URL without asking the API (not a stray)
             ({ strays, wakeOff } = this.wakeVerdict(woke, false, strays, wakeOff, { ranOut: true, asked: false }));
@@ -1322,12 +1324,15 @@ export class Uploader {
         failures = 0;
         runOuts = 0;
         if (woke) {
-          // nothing explains a quick return: not a new version, nor a viewer (the answer would then offer no wake-up URL)
-          const stray = woke.failed !== null || (woke.ms < Math.min(WAKE_STRAY_MS, runOutMs) && r.version === woke.before && !!r.wake_url);
+          // nothing explains a quick return: not a new version, nor a page that opened (`watched` turned),
+          // nor a viewer waiting (the answer would then offer no wake-up URL)
+          const news = r.version !== woke.before || r.watched !== woke.watchedBefore || !r.wake_url;
+          const stray = woke.failed !== null || (woke.ms < Math.min(WAKE_STRAY_MS, runOutMs) && !news);
           ({ strays, wakeOff } = this.wakeVerdict(woke, stray, strays, wakeOff, woke.failed === null && woke.ms >= runOutMs ? { ranOut: true, asked: true } : {}));
         }
         // the answer's own word (older servers: a wake-up URL is offered only while nobody watches)
         this.setUnwatched((r.watched !== undefined ? !r.watched : !!r.wake_url) && !r.priority_slots?.length);
+        lastWatched = r.watched;
         this.onPriority(r);
         if (r.complete) return;
         wakeUrl = r.wake_url || null;

@@ -163,7 +163,9 @@ async fn upload_video(
             if batch["complete"] == true {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Everything left is being checked: ask again in a second, as the page and the
+            // CLI do (not faster: an idle poll costs a request and three GETs).
+            tokio::time::sleep(Duration::from_millis(1000)).await;
             continue;
         }
         for a in assignments {

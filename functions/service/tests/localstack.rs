@@ -994,7 +994,8 @@ async fn a_seek_handled_by_another_process_wakes_the_uploaders_long_poll_through
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_uploader_waits_on_its_signed_wake_up_url_until_a_page_opens_and_holds_the_poll_once_a_viewer_seeks() {
+async fn the_uploader_waits_on_its_signed_wake_up_url_until_a_page_opens_and_holds_the_poll_once_a_viewer_seeks(
+) {
     let stack = TestStack::new().await;
     let other = OtherProcess::of(&stack);
     let (id, secret, _) = create_session(&stack, &synthetic_plan(20)).await;

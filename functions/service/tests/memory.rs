@@ -1241,7 +1241,10 @@ async fn the_feed_offers_a_wake_up_url_unless_a_viewer_waits_and_the_first_open_
     );
     assert_eq!(answer["watched"], false, "{answer}");
     let (_, answer) = f.call("GET", &feed, Some(&secret), None).await;
-    assert_eq!(answer["watched"], true, "a page is open: report at once: {answer}");
+    assert_eq!(
+        answer["watched"], true,
+        "a page is open: report at once: {answer}"
+    );
     assert!(
         answer["wake_url"].is_string(),
         "an open page nobody seeks in holds no Lambda: {answer}"

@@ -196,7 +196,7 @@ pub(crate) struct NextRequest {
     /// gets an entry in `reports`. Meant for parts nobody waits for: a part a viewer
     /// waits for is better reported at once through the single route.
     #[serde(default)]
-    #[schema(maximum = 16)]
+    #[schema(max_items = 16)]
     uploaded: Vec<usize>,
 }
 

@@ -464,15 +464,9 @@ impl Uploader {
         let yielded = job.as_ref().is_some_and(|j| j.yielded);
         match end {
             Ok(JobEnd::Done(state)) => {
-                if sh.states[slot] != Local::Published {
-                    sh.states[slot] = state;
-                }
-                sh.refusals.remove(&slot);
-                let mut st = lock(&self.stats);
-                st.parts_uploaded += 1;
-                st.bytes_uploaded += self.plan.slots[slot].bytes;
+                self.count_reported(&mut sh, slot, state);
                 if priority {
-                    st.priority_parts += 1;
+                    lock(&self.stats).priority_parts += 1;
                 }
             }
             Ok(JobEnd::Kept) => {
@@ -605,14 +599,7 @@ impl Uploader {
         let lease = sh.unreported.remove(&slot);
         match outcome {
             Ok(state) => {
-                if sh.states[slot] != Local::Published {
-                    sh.states[slot] = state;
-                }
-                sh.refusals.remove(&slot);
-                let mut st = lock(&self.stats);
-                st.parts_uploaded += 1;
-                st.bytes_uploaded += self.plan.slots[slot].bytes;
-                drop(st);
+                self.count_reported(&mut sh, slot, state);
                 if said_ok {
                     self.reporter.event(
                         "part",
@@ -625,6 +612,18 @@ impl Uploader {
         self.recount(&sh);
         drop(sh);
         self.wake.notify_one();
+    }
+
+    /// The server has the report of `slot`: its state (unless published already), its
+    /// refusals forgotten, and it counts as uploaded.
+    fn count_reported(&self, sh: &mut Shared, slot: usize, state: Local) {
+        if sh.states[slot] != Local::Published {
+            sh.states[slot] = state;
+        }
+        sh.refusals.remove(&slot);
+        let mut st = lock(&self.stats);
+        st.parts_uploaded += 1;
+        st.bytes_uploaded += self.plan.slots[slot].bytes;
     }
 
     /// The server refused the report of `slot` (`e`, as the single route's 409): its

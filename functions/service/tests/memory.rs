@@ -110,15 +110,7 @@ impl Fakes {
     /// A session with every slot uploaded and reported (jobs queued).
     async fn uploaded_session(&self) -> (String, String) {
         let media = media();
-        let (id, secret, created) = create_session(self, &media.plan).await;
-        for (i, u) in created["init_uploads"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .enumerate()
-        {
-            self.upload(u, &media.init[i]);
-        }
+        let (id, secret) = session_with_inits(self).await;
         let batch = next(self, &id, &secret, 16).await;
         for a in batch["assignments"].as_array().unwrap() {
             self.upload_slot(a, media);
